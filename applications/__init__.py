@@ -1,0 +1,12 @@
+"""The model zoo: one module per family, each registering its variants.
+
+Installed as `keras_modern_cnn.applications`; every builder is also exported from the
+package root (`keras_modern_cnn.BNLeNet`).
+"""
+
+from keras_modern_cnn.applications import lenet
+from keras_modern_cnn.applications.lenet import *  # noqa: F403
+
+FAMILY_MODULES = [lenet]
+
+__all__ = [name for module in FAMILY_MODULES for name in module.__all__]
