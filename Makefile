@@ -1,0 +1,24 @@
+# The two set-up commands of the README. Each creates .venv when missing and installs the
+# package (editable) with its test extra first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-tensorflow test-jax
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+# The main job: train BN-LeNet on the embedded shapes dataset (no network), print test
+# accuracy, save the model under runs/demo/.
+demo: $(STAMP)
+	$(BIN)/kmc train bn_lenet --epochs 1 --output-dir runs/demo
+
+# The whole suite on TensorFlow, then on JAX; fails if either fails.
+test: $(STAMP)
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q

@@ -1,0 +1,39 @@
+"""The `kmc` command line: `kmc list`, `kmc summary MODEL`, `kmc train MODEL`, ...
+
+Each sub-command lives in its own module exposing `add_parser(subparsers)`, which registers
+the arguments and sets `run` (a function taking the parsed arguments) as the default.
+"""
+
+import argparse
+import sys
+
+from keras_modern_cnn.cli import models, train
+
+SUBCOMMAND_MODULES = [models, train]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="kmc",
+        description="keras-modern-cnn: build, train, tune and export the d2l 'Modern CNNs'.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in SUBCOMMAND_MODULES:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the `kmc` console script; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        # Argument problems found past argparse: one clear line, no traceback.
+        print(f"kmc {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

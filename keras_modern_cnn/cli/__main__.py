@@ -1,0 +1,5 @@
+import sys
+
+from keras_modern_cnn.cli import main
+
+sys.exit(main())

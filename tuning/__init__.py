@@ -1,0 +1,1 @@
+"""KerasTuner hypermodels for every family (installed as `keras_modern_cnn.tuning`)."""
