@@ -1,0 +1,3 @@
+"""Utilities around the zoo's models."""
+
+from keras_modern_cnn.utils.weights import transfer_weights
