@@ -84,6 +84,9 @@ def get_spec(name):
     return _REGISTRY[key]
 
 
-def get_model(name, **kwargs):
-    """Build the registered model `name`, forwarding keyword arguments to its builder."""
-    return get_spec(name).builder(**kwargs)
+def get_model(model_name, /, **kwargs):
+    """Build the registered model `model_name`, forwarding keyword arguments to its builder.
+
+    `get_model("resnet50", classes=10, name="backbone")`: keyword `name` is the Keras model's.
+    """
+    return get_spec(model_name).builder(**kwargs)

@@ -191,7 +191,8 @@ def image_input(
             spatial_rank=len(default_shape) - 1,
         )
         if keras.backend.is_keras_tensor(input_tensor):
-            return keras.utils.get_source_inputs(input_tensor), input_tensor
+            sources = keras.utils.get_source_inputs(input_tensor)
+            return (sources[0] if len(sources) == 1 else sources), input_tensor
         x = keras.Input(tensor=input_tensor, shape=tensor_shape, name=f"{name}_input")
         return x, x
     if input_shape is None:

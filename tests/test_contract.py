@@ -6,6 +6,7 @@ trainable count torchvision reports), plus the keyword arguments of a tiny confi
 for forward passes. Full-size models are only built, never run.
 """
 
+import keras
 import numpy as np
 import pytest
 
@@ -75,3 +76,51 @@ def test_tiny_configuration_runs_and_honours_the_head_contract(name):
 def test_bad_arguments_are_rejected_with_a_message_naming_them(name, kwargs, received):
     with pytest.raises(ValueError, match="Received: " + received.replace("(", r"\(").replace(")", r"\)")):
         kmc.get_model(name, **kwargs)
+
+
+def tiny_batch(name, classes, batch=2):
+    """Images and matching sparse labels (per image, or per pixel for segmentation)."""
+    shape = GOLDEN[name][2]["input_shape"]
+    rng = np.random.default_rng(1)
+    images = rng.uniform(size=(batch, *shape)).astype("float32")
+    if kmc.get_spec(name).task == "segmentation":
+        labels = rng.integers(0, classes, size=(batch, *shape[:-1]))
+    else:
+        labels = rng.integers(0, classes, size=(batch,))
+    return images, labels
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_one_training_step_updates_every_trainable_variable(name):
+    model = kmc.get_model(name, classes=3, **GOLDEN[name][2])
+    images, labels = tiny_batch(name, 3, batch=4)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=1e-2, epsilon=1e-12),
+        loss="sparse_categorical_crossentropy",
+    )
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    model.train_on_batch(images, labels)
+    unchanged = [
+        v.path for v, old in zip(model.trainable_variables, before)
+        if np.array_equal(v.numpy(), old)
+    ]
+    assert not unchanged
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_two_named_copies_compose_in_one_model_from_a_preceding_layer(name):
+    """keras #19689 (duplicate layer names) and keras.applications' `input_tensor` contract."""
+    tiny = dict(GOLDEN[name][2])
+    shape = tiny.pop("input_shape")
+    inputs = keras.Input(shape)
+    preceding = keras.layers.Rescaling(1 / 255.0, name="rescale")(inputs)
+    first = kmc.get_model(name, classes=3, input_tensor=preceding, name=f"{name}_a", **tiny)
+    second = kmc.get_model(name, classes=3, input_shape=shape, name=f"{name}_b", **tiny)
+    combined = keras.Model(
+        inputs, keras.layers.Average()([first.output, second(preceding)])
+    )
+    assert first.inputs[0] is inputs or first.inputs[0].name == inputs.name
+    assert combined.get_layer("rescale") is not None
+    images, _ = tiny_batch(name, 3)
+    expected = (np.asarray(first(images / 255.0)) + np.asarray(second(images / 255.0))) / 2
+    np.testing.assert_allclose(combined(images), expected, atol=1e-5)

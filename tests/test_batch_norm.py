@@ -1,0 +1,251 @@
+"""The BatchNorm layer against a float64 numpy reference and keras.layers.BatchNormalization.
+
+Reference formulation: Ioffe & Szegedy 2015 (arXiv:1502.03167); d2l 8.5 (the seeds).
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_modern_cnn.layers import BatchNorm
+
+
+def reference_batch_norm(x, gamma, beta, mean, variance, epsilon):
+    """float64 BN with statistics broadcast along the last axis."""
+    return gamma * (x - mean) / np.sqrt(variance + epsilon) + beta
+
+
+def channels_last(x, axis):
+    return np.moveaxis(x, axis, -1)
+
+
+CASES = [
+    pytest.param((16, 5), -1, id="rank2"),
+    pytest.param((4, 6, 7, 3), -1, id="rank4-channels-last"),
+    pytest.param((4, 3, 6, 7), 1, id="rank4-channels-first"),
+    pytest.param((3, 4, 5, 6, 2), -1, id="rank5"),
+]
+
+
+@pytest.mark.parametrize("shape, axis", CASES)
+def test_training_and_inference_match_the_float64_reference(shape, axis):
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, size=shape).astype("float32")
+    channels = shape[axis]
+    gamma = rng.uniform(0.5, 1.5, channels)
+    beta = rng.normal(size=channels)
+    layer = BatchNorm(axis=axis, momentum=0.8, epsilon=1e-3)
+    layer.build(shape)
+    layer.gamma.assign(gamma)
+    layer.beta.assign(beta)
+
+    moved = channels_last(x.astype("float64"), axis).reshape(-1, channels)
+    batch_mean, batch_variance = moved.mean(axis=0), moved.var(axis=0)
+    expected = reference_batch_norm(
+        channels_last(x.astype("float64"), axis), gamma, beta, batch_mean, batch_variance, 1e-3
+    )
+    outputs = np.asarray(layer(x, training=True))
+    np.testing.assert_allclose(channels_last(outputs, axis), expected, atol=1e-4)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), 0.2 * batch_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        layer.moving_variance.numpy(), 0.8 + 0.2 * batch_variance, rtol=1e-5
+    )
+
+    expected_inference = reference_batch_norm(
+        channels_last(x.astype("float64"), axis), gamma, beta,
+        layer.moving_mean.numpy(), layer.moving_variance.numpy(), 1e-3,
+    )
+    for training in (False, None):
+        outputs = np.asarray(layer(x, training=training))
+        np.testing.assert_allclose(channels_last(outputs, axis), expected_inference, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape, axis", CASES[:3])
+def test_equals_keras_batch_normalization_with_identical_weights(shape, axis):
+    rng = np.random.default_rng(1)
+    ours = BatchNorm(axis=axis, momentum=0.9, epsilon=1e-5)
+    theirs = keras.layers.BatchNormalization(axis=axis, momentum=0.9, epsilon=1e-5)
+    for layer in (ours, theirs):
+        layer.build(shape)
+    channels = shape[axis]
+    weights = [rng.uniform(0.5, 2, channels), rng.normal(size=channels),
+               rng.normal(size=channels), rng.uniform(0.5, 2, channels)]
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+    for step in range(3):
+        x = rng.normal(step, 1 + step, size=shape).astype("float32")
+        np.testing.assert_allclose(ours(x, training=True), theirs(x, training=True), atol=2e-5)
+        np.testing.assert_allclose(ours(x), theirs(x), atol=2e-5)
+    for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-6)
+
+
+def small_convnet():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = BatchNorm(name="bn")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+def moving_statistics(model):
+    layer = model.get_layer("bn")
+    return np.concatenate([layer.moving_mean.numpy(), layer.moving_variance.numpy()])
+
+
+def test_moving_statistics_change_only_when_training():
+    rng = np.random.default_rng(2)
+    x = rng.normal(2.0, 3.0, size=(8, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 2, size=(8,))
+    model = small_convnet()
+    initial = moving_statistics(model)
+
+    model(x)
+    model(x, training=False)
+    model.predict(x, verbose=0)
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.evaluate(x, y, verbose=0)
+    np.testing.assert_array_equal(moving_statistics(model), initial)
+
+    model(x, training=True)
+    after_call = moving_statistics(model)
+    assert not np.allclose(after_call, initial)
+
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert not np.allclose(moving_statistics(model), after_call)
+
+
+def test_stateless_call_returns_updated_statistics_as_non_trainable_state():
+    """The JAX custom-loop contract (keras #20378): statistics come back, nothing mutates."""
+    x = np.random.default_rng(3).normal(1.0, 2.0, size=(8, 8, 8, 3)).astype("float32")
+    model = small_convnet()
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    before = moving_statistics(model)
+
+    _, updated = model.stateless_call(trainable, non_trainable, x, training=True)
+    np.testing.assert_array_equal(moving_statistics(model), before)
+    changed = np.concatenate([np.asarray(v) for v in updated])
+    assert not np.allclose(changed, before)
+
+    _, unchanged = model.stateless_call(trainable, non_trainable, x, training=False)
+    np.testing.assert_array_equal(np.concatenate([np.asarray(v) for v in unchanged]), before)
+
+
+def test_trainable_false_means_inference_and_no_updates():
+    rng = np.random.default_rng(4)
+    x = rng.normal(5.0, 2.0, size=(8, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 2, size=(8,))
+    model = small_convnet()
+    model.get_layer("bn").trainable = False
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = moving_statistics(model)
+    np.testing.assert_allclose(model(x, training=True), model(x, training=False), atol=1e-6)
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    np.testing.assert_array_equal(moving_statistics(model), before)
+    assert len(model.get_layer("bn").trainable_weights) == 0
+
+
+def test_fit_under_jit_compile_updates_statistics_and_weights():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(16, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 2, size=(16,))
+    model = small_convnet()
+    model.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+    gamma_before = model.get_layer("bn").gamma.numpy().copy()
+    stats_before = moving_statistics(model)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert not np.allclose(model.get_layer("bn").gamma.numpy(), gamma_before)
+    assert not np.allclose(moving_statistics(model), stats_before)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_mixed_precision_keeps_float32_statistics_and_finite_outputs(dtype):
+    keras.config.set_dtype_policy(f"mixed_{dtype}")
+    layer = BatchNorm()
+    x = np.random.default_rng(6).normal(1e4, 50.0, size=(4, 5, 5, 3))
+    outputs = layer(keras.ops.cast(x, dtype), training=True)
+    assert keras.backend.standardize_dtype(outputs.dtype) == dtype
+    assert all(v.dtype == "float32" for v in layer.weights)
+    outputs = np.asarray(keras.ops.cast(outputs, "float32"))
+    assert np.all(np.isfinite(outputs))
+    # Normalised output: per-channel mean ~0 and std ~1 despite the 1e4 offset.
+    np.testing.assert_allclose(outputs.mean(axis=(0, 1, 2)), 0.0, atol=0.05)
+    np.testing.assert_allclose(outputs.std(axis=(0, 1, 2)), 1.0, atol=0.05)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), 0.1 * x.mean(axis=(0, 1, 2)), rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        pytest.param(np.full((1, 4, 4, 2), 7.0, "float32"), id="batch-of-one-constant"),
+        pytest.param(np.full((6, 3), -2.5, "float32"), id="constant"),
+        pytest.param(
+            np.random.default_rng(7).normal(1e4, 1.0, (8, 3)).astype("float32"), id="1e4-scale"
+        ),
+    ],
+)
+def test_degenerate_batches_give_finite_outputs(x):
+    layer = BatchNorm()
+    assert np.all(np.isfinite(np.asarray(layer(x, training=True))))
+    assert np.all(np.isfinite(np.asarray(layer(x, training=False))))
+    assert np.all(layer.moving_variance.numpy() >= 0)
+
+
+def test_model_round_trips_through_keras_file_in_safe_mode(tmp_path):
+    model = small_convnet()
+    x = np.random.default_rng(8).normal(2.0, 1.0, size=(4, 8, 8, 3)).astype("float32")
+    model(x, training=True)  # moving statistics no longer the initial ones
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(reloaded.get_layer("bn")) is BatchNorm
+    assert reloaded.get_layer("bn").get_config() == model.get_layer("bn").get_config()
+    np.testing.assert_allclose(reloaded(x), model(x), atol=1e-6)
+
+
+def test_synchronized_statistics_per_backend():
+    if keras.config.backend() == "tensorflow":
+        x = np.random.default_rng(9).normal(size=(6, 4)).astype("float32")
+        synced = BatchNorm(synchronized=True)
+        plain = BatchNorm()
+        np.testing.assert_allclose(synced(x, training=True), plain(x, training=True), atol=1e-5)
+        np.testing.assert_allclose(synced.moving_variance.numpy(), plain.moving_variance.numpy(), rtol=1e-5)
+    else:
+        with pytest.raises(ValueError, match="needs the TensorFlow backend.*Received: synchronized=True"):
+            BatchNorm(synchronized=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(axis=(1, 2)), "Received: axis=(1, 2)"),
+        (dict(axis="channels"), "Received: axis='channels'"),
+        (dict(momentum=1.0), "Received: momentum=1.0"),
+        (dict(momentum=-0.1), "Received: momentum=-0.1"),
+        (dict(epsilon=0), "Received: epsilon=0"),
+        (dict(center="yes"), "Received: center='yes'"),
+        (dict(scale=None), "Received: scale=None"),
+        (dict(synchronized=1), "Received: synchronized=1"),
+    ],
+)
+def test_invalid_arguments_are_rejected_with_a_clear_message(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        BatchNorm(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "axis, shape, message",
+    [
+        (-1, (5,), "rank 2 or more"),
+        (3, (4, 5), "out of range"),
+        (0, (4, 5), "not the batch axis"),
+    ],
+)
+def test_invalid_input_shapes_are_rejected_when_building(axis, shape, message):
+    with pytest.raises(ValueError, match=message):
+        BatchNorm(axis=axis).build(shape)
