@@ -1,5 +1,7 @@
 """`kmc list` and `kmc summary`: what the registry holds, and what a model looks like."""
 
+import argparse
+
 from keras_modern_cnn.registry import get_spec, list_models
 
 
@@ -41,7 +43,7 @@ def parse_shape(text):
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise ValueError(f"`--input-shape` must look like 96,96,1. Received: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must look like 96,96,1. Received: {text!r}") from None
 
 
 def builder_kwargs(args):
