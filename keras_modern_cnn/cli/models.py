@@ -16,6 +16,10 @@ def add_parser(subparsers):
         "--no-params", action="store_true",
         help="skip building each model to count its parameters (instant)",
     )
+    list_parser.add_argument(
+        "--markdown", action="store_true",
+        help="print the README's model table (name, family, task, input, reference)",
+    )
     list_parser.set_defaults(run=run_list)
 
     summary_parser = subparsers.add_parser(
@@ -71,10 +75,23 @@ def _size(variable):
     return size
 
 
+def markdown_table(names):
+    """The README's model table, generated from the registry."""
+    lines = ["| model | family | task | default input | reference |", "|---|---|---|---|---|"]
+    for name in names:
+        spec = get_spec(name)
+        shape = "x".join(map(str, spec.default_input_shape))
+        lines.append(f"| `{name}` | {spec.family} | {spec.task} | {shape} | {spec.reference} |")
+    return "\n".join(lines)
+
+
 def run_list(args):
     names = list_models(args.pattern)
     if not names:
         raise ValueError(f"No registered model matches the pattern. Received: pattern={args.pattern!r}")
+    if args.markdown:
+        print(markdown_table(names))
+        return
     header = f"{'model':<20} {'family':<10} {'task':<15} {'input':<14}"
     if not args.no_params:
         header += f" {'params':>13} {'trainable':>13}"
