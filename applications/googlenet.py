@@ -1,0 +1,198 @@
+"""GoogLeNet (Inception v1): a 7x7 stem, nine four-path Inception blocks, global pooling.
+
+Reference: Szegedy et al., "Going Deeper with Convolutions", CVPR 2015 (arXiv:1409.4842);
+Dive into Deep Learning, section 7.4 (the seeds' `Inception` block and `b1`..`b5`).
+
+Note: as in the seeds, without the auxiliary classifiers, local response normalization and
+the dropout before the classifier; the third path keeps the paper's true 5x5 convolution
+(torchvision uses a 3x3 there). The stride-2 convolution and pools pad symmetrically like
+the seeds (explicit `ZeroPadding2D`, exact for the pools because they follow ReLUs), so
+outputs line up pixel for pixel with the seeds' model. `batch_norm=True` (the seeds'
+first exercise) puts BatchNorm between every convolution (then without bias) and its ReLU.
+"""
+
+import math
+
+import keras
+
+from keras_modern_cnn.applications.alexnet import conv_relu
+from keras_modern_cnn.blocks import channel_axis, global_pool, smallest_input_size
+from keras_modern_cnn.registry import register_model
+from keras_modern_cnn.validation import (
+    check_application_args,
+    check_bool,
+    check_width_ratio,
+    image_input,
+    load_weights_if_given,
+    scaled_channels,
+)
+
+__all__ = ["GoogLeNet", "GoogLeNetBN"]
+
+# The seeds' table: stage -> Inception blocks (c1, (c2 reduce, c2), (c3 reduce, c3), c4);
+# a 3x3/2 max pool (padding 1) follows stages 3 and 4.
+INCEPTION_STAGES = {
+    3: {
+        "3a": (64, (96, 128), (16, 32), 32),
+        "3b": (128, (128, 192), (32, 96), 64),
+    },
+    4: {
+        "4a": (192, (96, 208), (16, 48), 64),
+        "4b": (160, (112, 224), (24, 64), 64),
+        "4c": (128, (128, 256), (24, 64), 64),
+        "4d": (112, (144, 288), (32, 64), 64),
+        "4e": (256, (160, 320), (32, 128), 128),
+    },
+    5: {
+        "5a": (256, (160, 320), (32, 128), 128),
+        "5b": (384, (192, 384), (48, 128), 128),
+    },
+}
+
+# Every spatial step, as (kernel, stride, padding): stem conv, pool1, the 3x3 conv of b2,
+# pool2, pool3, pool4 (Inception paths are all "same").
+_STEPS = [(7, 2, 3), (3, 2, 1), (3, 1, "same"), (3, 2, 1), (3, 2, 1), (3, 2, 1)]
+# Padding every window, GoogLeNet runs on any size (smallest_input_size gives 1). We require
+# one input pixel per cell of its stride-32 output grid, as keras.applications does for its
+# stride-32 networks, so no stage works on padding alone.
+MIN_INPUT_SIZE = max(
+    smallest_input_size(_STEPS), math.prod(stride for _, stride, _ in _STEPS)
+)
+
+
+def _padded_max_pool(x, *, name):
+    """The seeds' MaxPool2D(3, strides=2, padding=1); zero padding is exact after a ReLU."""
+    x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, name=name)(x)
+
+
+def inception_block(x, c1, c2, c3, c4, *, name, batch_norm=False, width_ratio=1.0):
+    """The seeds' Inception block: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 pool -> 1x1, concatenated.
+
+    `c2` and `c3` are (reduce, output) channel pairs. Layers are named `{name}_1x1`,
+    `{name}_3x3_reduce`, `{name}_3x3`, `{name}_5x5_reduce`, `{name}_5x5`, `{name}_pool`,
+    `{name}_pool_proj` and `{name}_concat`, as in the paper's Caffe model.
+    """
+
+    def conv(tensor, channels, kernel_size, suffix):
+        return conv_relu(
+            tensor, scaled_channels(channels, width_ratio), kernel_size,
+            batch_norm=batch_norm, name=f"{name}_{suffix}",
+        )
+
+    path1 = conv(x, c1, 1, "1x1")
+    path2 = conv(conv(x, c2[0], 1, "3x3_reduce"), c2[1], 3, "3x3")
+    path3 = conv(conv(x, c3[0], 1, "5x5_reduce"), c3[1], 5, "5x5")
+    path4 = keras.layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
+    path4 = conv(path4, c4, 1, "pool_proj")
+    return keras.layers.Concatenate(axis=channel_axis(), name=f"{name}_concat")(
+        [path1, path2, path3, path4]
+    )
+
+
+@register_model(
+    name="googlenet",
+    family="googlenet",
+    default_input_shape=(224, 224, 3),
+    reference="d2l 7.4 GoogLeNet (Szegedy et al. 2015, true 5x5, no aux heads)",
+)
+def GoogLeNet(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="googlenet",
+    *,
+    batch_norm=False,
+    width_ratio=1.0,
+):
+    """GoogLeNet as in the seeds (d2l 7.4), for inputs of at least 32x32.
+
+    The seeds' Fashion-MNIST model (5,977,530 parameters):
+    `GoogLeNet(input_shape=(96, 96, 1), classes=10, classifier_activation=None)`.
+
+    Args:
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name: as in `keras.applications`. The default input is
+            224x224x3 with 1000 classes; the top is global average pooling + `predictions`;
+            `include_top=False` returns the `inception5b_concat` features.
+        batch_norm: BatchNorm between every convolution and its ReLU.
+        width_ratio: multiplies every convolution's channel count (Inception paths included).
+    """
+    check_application_args(
+        include_top=include_top, weights=weights, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name,
+    )
+    check_bool("batch_norm", batch_norm)
+    width_ratio = check_width_ratio(width_ratio)
+    inputs, x = image_input(
+        input_tensor=input_tensor, input_shape=input_shape, default_shape=(224, 224, 3),
+        include_top=include_top, min_size=MIN_INPUT_SIZE, require_static=False, name=name,
+    )
+
+    def conv(tensor, channels, kernel_size, name, **kwargs):
+        return conv_relu(
+            tensor, scaled_channels(channels, width_ratio), kernel_size,
+            batch_norm=batch_norm, name=name, **kwargs,
+        )
+
+    # b1: 7x7/2 convolution (padding 3) and pool.
+    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
+    x = conv(x, 64, 7, "conv1", strides=2, padding="valid")
+    x = _padded_max_pool(x, name="pool1")
+    # b2: 1x1 then 3x3 convolution and pool.
+    x = conv(x, 64, 1, "conv2_reduce")
+    x = conv(x, 192, 3, "conv2")
+    x = _padded_max_pool(x, name="pool2")
+    # b3, b4, b5: Inception stages, pooled between them.
+    for stage, blocks in INCEPTION_STAGES.items():
+        for block_name, (c1, c2, c3, c4) in blocks.items():
+            x = inception_block(
+                x, c1, c2, c3, c4, batch_norm=batch_norm, width_ratio=width_ratio,
+                name=f"inception{block_name}",
+            )
+        if stage != max(INCEPTION_STAGES):
+            x = _padded_max_pool(x, name=f"pool{stage}")
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    else:
+        x = global_pool(x, pooling)
+    model = keras.Model(inputs, x, name=name)
+    return load_weights_if_given(model, weights)
+
+
+@register_model(
+    name="googlenet_bn",
+    family="googlenet",
+    default_input_shape=(224, 224, 3),
+    reference="d2l 7.4 GoogLeNet + BatchNorm after every convolution (d2l 7.4 exercise 1)",
+)
+def GoogLeNetBN(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="googlenet_bn",
+    *,
+    width_ratio=1.0,
+):
+    """GoogLeNet with BatchNorm between every convolution and its ReLU."""
+    return GoogLeNet(
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        batch_norm=True,
+        width_ratio=width_ratio,
+    )

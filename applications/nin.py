@@ -1,0 +1,106 @@
+"""NiN (Network in Network): AlexNet-sized convolutions, each followed by two 1x1 convolutions.
+
+Reference: Lin, Chen & Yan, "Network In Network", ICLR 2014 (arXiv:1312.4400);
+Dive into Deep Learning, section 7.3 (the seeds' `nin_block` network).
+
+Note: as in the seeds (and the paper's ImageNet model), the class block's convolutions
+keep their ReLU, so the class scores averaged by global pooling are non-negative; then
+`classifier_activation` (softmax by default, None for the seeds' logits) is applied.
+The class block has `classes` channels and is not scaled by `width_ratio`.
+"""
+
+import keras
+
+from keras_modern_cnn.applications.alexnet import check_dropout_rate, conv_relu
+from keras_modern_cnn.blocks import global_pool, smallest_input_size
+from keras_modern_cnn.registry import register_model
+from keras_modern_cnn.validation import (
+    check_application_args,
+    check_width_ratio,
+    image_input,
+    load_weights_if_given,
+    scaled_channels,
+)
+
+__all__ = ["NiN"]
+
+# The seeds' feature blocks, each followed by a 3x3/2 max pool without padding:
+# (channels, kernel, stride, padding) of the block's first convolution.
+NIN_BLOCKS = ((96, 11, 4, "valid"), (256, 5, 1, "same"), (384, 3, 1, "same"))
+_POOL = (3, 2, "valid")
+# 67, as AlexNet: the 11x11/4 convolution and the three pools must each produce one pixel
+# (the class block's 3x3 convolution is "same").
+MIN_INPUT_SIZE = smallest_input_size(
+    [step for _, kernel, stride, padding in NIN_BLOCKS for step in ((kernel, stride, padding), _POOL)]
+)
+
+
+def nin_block(x, filters, kernel_size, *, strides, padding, name):
+    """One kxk convolution and two 1x1 convolutions, each with ReLU (`{name}_conv1..3`)."""
+    x = conv_relu(x, filters, kernel_size, strides=strides, padding=padding, name=f"{name}_conv1")
+    x = conv_relu(x, filters, 1, name=f"{name}_conv2")
+    return conv_relu(x, filters, 1, name=f"{name}_conv3")
+
+
+@register_model(
+    name="nin",
+    family="nin",
+    default_input_shape=(224, 224, 3),
+    reference="d2l 7.3 NiN (Lin et al. 2014)",
+)
+def NiN(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="nin",
+    *,
+    dropout_rate=0.5,
+    width_ratio=1.0,
+):
+    """NiN as in the seeds (d2l 7.3), for inputs of at least 67x67.
+
+    The seeds' Fashion-MNIST model (1,992,166 parameters):
+    `NiN(input_shape=(224, 224, 1), classes=10, classifier_activation=None)`.
+
+    Args:
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name: as in `keras.applications`. The default input is
+            224x224x3 with 1000 classes. The top is dropout, a NiN block with `classes`
+            channels, global average pooling and `classifier_activation`;
+            `include_top=False` returns the features before it (`block3_pool`).
+        dropout_rate: dropout before the class block (0.5; 0 disables it).
+        width_ratio: multiplies the channel count of every convolution of the feature blocks.
+    """
+    check_application_args(
+        include_top=include_top, weights=weights, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name,
+    )
+    dropout_rate = check_dropout_rate(dropout_rate)
+    width_ratio = check_width_ratio(width_ratio)
+    inputs, x = image_input(
+        input_tensor=input_tensor, input_shape=input_shape, default_shape=(224, 224, 3),
+        include_top=include_top, min_size=MIN_INPUT_SIZE, require_static=False, name=name,
+    )
+    for index, (channels, kernel, stride, padding) in enumerate(NIN_BLOCKS, start=1):
+        x = nin_block(
+            x, scaled_channels(channels, width_ratio), kernel, strides=stride, padding=padding,
+            name=f"block{index}",
+        )
+        pool_kernel, pool_stride, pool_padding = _POOL
+        x = keras.layers.MaxPooling2D(
+            pool_kernel, strides=pool_stride, padding=pool_padding, name=f"block{index}_pool"
+        )(x)
+    if include_top:
+        if dropout_rate:
+            x = keras.layers.Dropout(dropout_rate, name="top_dropout")(x)
+        x = nin_block(x, classes, 3, strides=1, padding="same", name="class_block")
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = keras.layers.Activation(classifier_activation, name="predictions")(x)
+    else:
+        x = global_pool(x, pooling)
+    model = keras.Model(inputs, x, name=name)
+    return load_weights_if_given(model, weights)

@@ -1,0 +1,265 @@
+"""VGG: blocks of 3x3 "same" convolutions, each block closed by a 2x2/2 max pool.
+
+Reference: Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
+Recognition", ICLR 2015 (arXiv:1409.1556), Table 1 configurations A, B, D, E;
+Dive into Deep Learning, section 7.2 (the seeds' `vgg(conv_arch)`).
+
+Note: layer names (`block{i}_conv{j}`, `block{i}_pool`, `flatten`, `fc1`, `fc2`,
+`predictions`) and weights are those of `keras.applications.VGG16/19`, whose weights copy in
+with `keras_modern_cnn.utils.transfer_weights`. As in the seeds (and the paper's training),
+each hidden dense layer is followed by dropout 0.5, which `keras.applications` omits.
+The BN variants put BatchNorm between every convolution (which keeps its bias, as in
+torchvision's `vgg*_bn`) and its ReLU.
+"""
+
+import numbers
+
+import keras
+
+from keras_modern_cnn.applications.alexnet import check_dropout_rate, conv_relu, dense_head
+from keras_modern_cnn.blocks import global_pool, smallest_input_size
+from keras_modern_cnn.registry import register_model
+from keras_modern_cnn.validation import (
+    check_application_args,
+    check_bool,
+    check_int_sequence,
+    check_width_ratio,
+    image_input,
+    load_weights_if_given,
+    scaled_channels,
+)
+
+__all__ = [
+    "VGG", "VGG11", "VGG11BN", "VGG13", "VGG13BN", "VGG16", "VGG16BN", "VGG19", "VGG19BN",
+]
+
+# ((number of convolutions, channels), ...) per block: the paper's Table 1.
+VGG_CONFIGS = {
+    "vgg11": ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)),  # A, the seeds' `conv_arch`
+    "vgg13": ((2, 64), (2, 128), (2, 256), (2, 512), (2, 512)),  # B
+    "vgg16": ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)),  # D
+    "vgg19": ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512)),  # E
+}
+
+
+def check_arch(arch):
+    """A non-empty sequence of (number of convolutions, channels) pairs of positive integers."""
+    valid = isinstance(arch, (list, tuple)) and len(arch) > 0 and all(
+        isinstance(block, (list, tuple)) and len(block) == 2 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in block
+        )
+        for block in arch
+    )
+    if not valid:
+        raise ValueError(
+            "`arch` must be a non-empty sequence of (num_convs, channels) pairs of positive "
+            f"integers, e.g. ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)). Received: arch={arch!r}"
+        )
+    return tuple((int(num_convs), int(channels)) for num_convs, channels in arch)
+
+
+def VGG(
+    arch,
+    *,
+    batch_norm=False,
+    dense_units=(4096, 4096),
+    dropout_rate=0.5,
+    width_ratio=1.0,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="vgg",
+):
+    """VGG from the seeds' `conv_arch`: one block of 3x3 convolutions + 2x2 pool per pair.
+
+    The seeds' VGG-11 and its small version for Fashion-MNIST (convolution channels divided
+    by 4, dense layers kept at 4096):
+
+        VGG(((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)),
+            input_shape=(224, 224, 1), classes=10, classifier_activation=None)
+        VGG11(input_shape=(224, 224, 1), classes=10, width_ratio=0.25, classifier_activation=None)
+
+    Args:
+        arch: ((num_convs, channels), ...), one pair per block.
+        batch_norm: BatchNorm between every convolution and its ReLU.
+        dense_units: sizes of the hidden dense layers (4096, 4096); not scaled by `width_ratio`.
+        dropout_rate: dropout after each hidden dense layer (0.5; 0 disables it).
+        width_ratio: multiplies every convolution's channel count.
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name: as in `keras.applications`. The default input is
+            224x224x3 with 1000 classes; the minimum side is 2**len(arch) (32 for 5 blocks).
+    """
+    arch = check_arch(arch)
+    check_application_args(
+        include_top=include_top, weights=weights, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name,
+    )
+    check_bool("batch_norm", batch_norm)
+    dense_units = check_int_sequence("dense_units", dense_units)
+    dropout_rate = check_dropout_rate(dropout_rate)
+    width_ratio = check_width_ratio(width_ratio)
+    steps = [(3, 1, "same"), (2, 2, "valid")] * len(arch)
+    inputs, x = image_input(
+        input_tensor=input_tensor, input_shape=input_shape, default_shape=(224, 224, 3),
+        include_top=include_top, min_size=smallest_input_size(steps), require_static=include_top,
+        name=name,
+    )
+    for block, (num_convs, channels) in enumerate(arch, start=1):
+        for conv in range(1, num_convs + 1):
+            x = conv_relu(
+                x, scaled_channels(channels, width_ratio), 3, batch_norm=batch_norm,
+                bias_with_batch_norm=True, name=f"block{block}_conv{conv}",
+            )
+        x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+    if include_top:
+        x = dense_head(
+            x, dense_units=dense_units, dropout_rate=dropout_rate, classes=classes,
+            classifier_activation=classifier_activation,
+        )
+    else:
+        x = global_pool(x, pooling)
+    model = keras.Model(inputs, x, name=name)
+    return load_weights_if_given(model, weights)
+
+
+_PAPER = "Simonyan & Zisserman 2015"
+
+
+@register_model(
+    name="vgg11", family="vgg", default_input_shape=(224, 224, 3),
+    reference=f"{_PAPER} config A (torchvision vgg11; d2l 7.2 VGG-11)",
+)
+def VGG11(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+          classes=1000, classifier_activation="softmax", name="vgg11", *,
+          dense_units=(4096, 4096), width_ratio=1.0):
+    """VGG-11 (configuration A; the seeds' VGG-11)."""
+    return VGG(
+        VGG_CONFIGS["vgg11"], batch_norm=False,
+        include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
+        width_ratio=width_ratio,
+    )
+
+
+@register_model(
+    name="vgg11_bn", family="vgg", default_input_shape=(224, 224, 3),
+    reference=f"{_PAPER} config A + BatchNorm (torchvision vgg11_bn)",
+)
+def VGG11BN(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+            classes=1000, classifier_activation="softmax", name="vgg11_bn", *,
+            dense_units=(4096, 4096), width_ratio=1.0):
+    """VGG-11 with BatchNorm after every convolution."""
+    return VGG(
+        VGG_CONFIGS["vgg11"], batch_norm=True,
+        include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
+        width_ratio=width_ratio,
+    )
+
+
+@register_model(
+    name="vgg13", family="vgg", default_input_shape=(224, 224, 3),
+    reference=f"{_PAPER} config B (torchvision vgg13)",
+)
+def VGG13(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+          classes=1000, classifier_activation="softmax", name="vgg13", *,
+          dense_units=(4096, 4096), width_ratio=1.0):
+    """VGG-13 (configuration B)."""
+    return VGG(
+        VGG_CONFIGS["vgg13"], batch_norm=False,
+        include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
+        width_ratio=width_ratio,
+    )
+
+
+@register_model(
+    name="vgg13_bn", family="vgg", default_input_shape=(224, 224, 3),
+    reference=f"{_PAPER} config B + BatchNorm (torchvision vgg13_bn)",
+)
+def VGG13BN(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+            classes=1000, classifier_activation="softmax", name="vgg13_bn", *,
+            dense_units=(4096, 4096), width_ratio=1.0):
+    """VGG-13 with BatchNorm after every convolution."""
+    return VGG(
+        VGG_CONFIGS["vgg13"], batch_norm=True,
+        include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
+        width_ratio=width_ratio,
+    )
+
+
+@register_model(
+    name="vgg16", family="vgg", default_input_shape=(224, 224, 3),
+    reference=f"{_PAPER} config D (keras.applications VGG16)",
+)
+def VGG16(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+          classes=1000, classifier_activation="softmax", name="vgg16", *,
+          dense_units=(4096, 4096), width_ratio=1.0):
+    """VGG-16 (configuration D), the twin of `keras.applications.VGG16`."""
+    return VGG(
+        VGG_CONFIGS["vgg16"], batch_norm=False,
+        include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
+        width_ratio=width_ratio,
+    )
+
+
+@register_model(
+    name="vgg16_bn", family="vgg", default_input_shape=(224, 224, 3),
+    reference=f"{_PAPER} config D + BatchNorm (torchvision vgg16_bn)",
+)
+def VGG16BN(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+            classes=1000, classifier_activation="softmax", name="vgg16_bn", *,
+            dense_units=(4096, 4096), width_ratio=1.0):
+    """VGG-16 with BatchNorm after every convolution."""
+    return VGG(
+        VGG_CONFIGS["vgg16"], batch_norm=True,
+        include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
+        width_ratio=width_ratio,
+    )
+
+
+@register_model(
+    name="vgg19", family="vgg", default_input_shape=(224, 224, 3),
+    reference=f"{_PAPER} config E (keras.applications VGG19)",
+)
+def VGG19(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+          classes=1000, classifier_activation="softmax", name="vgg19", *,
+          dense_units=(4096, 4096), width_ratio=1.0):
+    """VGG-19 (configuration E), the twin of `keras.applications.VGG19`."""
+    return VGG(
+        VGG_CONFIGS["vgg19"], batch_norm=False,
+        include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
+        width_ratio=width_ratio,
+    )
+
+
+@register_model(
+    name="vgg19_bn", family="vgg", default_input_shape=(224, 224, 3),
+    reference=f"{_PAPER} config E + BatchNorm (torchvision vgg19_bn)",
+)
+def VGG19BN(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+            classes=1000, classifier_activation="softmax", name="vgg19_bn", *,
+            dense_units=(4096, 4096), width_ratio=1.0):
+    """VGG-19 with BatchNorm after every convolution."""
+    return VGG(
+        VGG_CONFIGS["vgg19"], batch_norm=True,
+        include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
+        width_ratio=width_ratio,
+    )
