@@ -1,0 +1,201 @@
+"""DenseNet: densely connected convolutional networks.
+
+References: Huang et al., "Densely Connected Convolutional Networks", CVPR 2017
+(arXiv:1608.06993); Dive into Deep Learning 8.7 (the seeds).
+
+Dense blocks concatenate each (BN, ReLU, conv) output to their input along channels;
+transition layers (BN, ReLU, 1x1 conv, 2x2 average pool) compress channels (default: halve).
+DenseNet-BC adds a 1x1 bottleneck of 4 * growth_rate channels before every 3x3 convolution.
+"""
+
+import keras
+
+from keras_modern_cnn.blocks import batch_norm, channel_axis, pooled_classifier
+from keras_modern_cnn.registry import register_model
+from keras_modern_cnn.validation import (
+    check_application_args,
+    check_bool,
+    check_int_sequence,
+    check_number,
+    check_positive_int,
+    check_width_ratio,
+    image_input,
+    load_weights_if_given,
+    scaled_channels,
+)
+
+__all__ = ["DenseNet", "DenseNetD2L", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNet264"]
+
+MIN_INPUT_SIZE = 29  # torchvision documents 29 for its DenseNets; the seeds use 96.
+
+
+def conv_block(x, growth_rate, *, bottleneck, conv_bias, bn, name):
+    """BN, ReLU, (1x1 bottleneck, BN, ReLU,) 3x3 conv; output concatenated to the input."""
+    y = batch_norm(x, name=f"{name}_0_bn", **bn)
+    y = keras.layers.Activation("relu", name=f"{name}_0_relu")(y)
+    if bottleneck:
+        y = keras.layers.Conv2D(4 * growth_rate, 1, use_bias=conv_bias, name=f"{name}_1_conv")(y)
+        y = batch_norm(y, name=f"{name}_1_bn", **bn)
+        y = keras.layers.Activation("relu", name=f"{name}_1_relu")(y)
+    y = keras.layers.Conv2D(
+        growth_rate, 3, padding="same", use_bias=conv_bias, name=f"{name}_2_conv"
+    )(y)
+    return keras.layers.Concatenate(axis=channel_axis(), name=f"{name}_concat")([x, y])
+
+
+def transition_block(x, compression, *, conv_bias, bn, name):
+    """BN, ReLU, 1x1 conv to `compression` x channels, 2x2 average pool (halves the size)."""
+    x = batch_norm(x, name=f"{name}_bn", **bn)
+    x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
+    channels = int(x.shape[channel_axis()] * compression)
+    x = keras.layers.Conv2D(channels, 1, use_bias=conv_bias, name=f"{name}_conv")(x)
+    return keras.layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
+
+
+def DenseNet(
+    blocks=(4, 4, 4, 4),
+    growth_rate=32,
+    *,
+    bottleneck=False,
+    compression=0.5,
+    stem_filters=64,
+    conv_bias=True,
+    bn_epsilon=1e-5,
+    bn_momentum=0.9,
+    width_ratio=1.0,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name="densenet",
+):
+    """DenseNet; the defaults are the seeds' d2l model (d2l 8.7).
+
+    `DenseNet(growth_rate=32)` is the seeds' DenseNet for Fashion-MNIST: 64-channel 7x7/2
+    stem and 3x3/2 max pool, four dense blocks of four (BN, ReLU, 3x3 conv) with growth 32,
+    halving transitions between them, BN, ReLU, global average pooling, 10 classes, on
+    96x96x1 inputs; convolutions carry a bias as in the seeds.
+
+    Args:
+        blocks: convolutions per dense block (d2l: 4-4-4-4; DenseNet-121: 6-12-24-16).
+        growth_rate: channels each convolution adds (k).
+        bottleneck: 1x1 convolution to 4k channels before each 3x3 (DenseNet-B).
+        compression: channel factor of transition layers, in (0, 1] (DenseNet-C: 0.5).
+        stem_filters: channels of the 7x7 stem convolution.
+        conv_bias: convolutions carry a bias (d2l) or not (the paper, keras.applications).
+        bn_epsilon, bn_momentum: of every BatchNorm (keras.applications: 1.001e-5, 0.99).
+        width_ratio: multiplies the stem channels and the growth rate.
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name: as in `keras.applications`.
+    """
+    blocks = check_int_sequence("blocks", blocks)
+    growth_rate = check_positive_int("growth_rate", growth_rate)
+    check_bool("bottleneck", bottleneck)
+    compression = float(check_number("compression", compression, low=0.0, low_open=True, high=1.0))
+    stem_filters = check_positive_int("stem_filters", stem_filters)
+    check_bool("conv_bias", conv_bias)
+    bn = dict(
+        epsilon=float(check_number("bn_epsilon", bn_epsilon, low=0.0, low_open=True)),
+        momentum=float(check_number("bn_momentum", bn_momentum, low=0.0, high=1.0, high_open=True)),
+    )
+    width_ratio = check_width_ratio(width_ratio)
+    check_application_args(
+        include_top=include_top, weights=weights, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name,
+    )
+    inputs, x = image_input(
+        input_tensor=input_tensor, input_shape=input_shape, default_shape=(96, 96, 1),
+        include_top=include_top, min_size=MIN_INPUT_SIZE, require_static=False, name=name,
+    )
+    growth = scaled_channels(growth_rate, width_ratio)
+    x = keras.layers.ZeroPadding2D(3, name="zero_padding2d")(x)
+    x = keras.layers.Conv2D(
+        scaled_channels(stem_filters, width_ratio), 7, strides=2, use_bias=conv_bias,
+        name="conv1_conv",
+    )(x)
+    x = batch_norm(x, name="conv1_bn", **bn)
+    x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    x = keras.layers.ZeroPadding2D(1, name="zero_padding2d_1")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    for index, depth in enumerate(blocks):
+        for conv in range(depth):
+            x = conv_block(
+                x, growth, bottleneck=bottleneck, conv_bias=conv_bias, bn=bn,
+                name=f"conv{index + 2}_block{conv + 1}",
+            )
+        if index < len(blocks) - 1:
+            x = transition_block(x, compression, conv_bias=conv_bias, bn=bn, name=f"pool{index + 2}")
+    x = batch_norm(x, name="bn", **bn)
+    x = keras.layers.Activation("relu", name="relu")(x)
+    x = pooled_classifier(
+        x, include_top=include_top, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation,
+    )
+    model = keras.Model(inputs, x, name=name)
+    return load_weights_if_given(model, weights)
+
+
+def _variant(registry_name, function_name, blocks, reference):
+    """A DenseNet-BC (k=32) with the keras.applications signature and numerics."""
+
+    def builder(
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=1000,
+        classifier_activation="softmax",
+        name=registry_name,
+        *,
+        width_ratio=1.0,
+    ):
+        return DenseNet(
+            blocks, 32, bottleneck=True, compression=0.5, stem_filters=64, conv_bias=False,
+            bn_epsilon=1.001e-5, bn_momentum=0.99, width_ratio=width_ratio,
+            include_top=include_top, weights=weights, input_tensor=input_tensor,
+            input_shape=input_shape if input_shape is not None or input_tensor is not None
+            else ((224, 224, 3) if include_top else (None, None, 3)),
+            pooling=pooling, classes=classes, classifier_activation=classifier_activation,
+            name=name,
+        )
+
+    builder.__name__ = builder.__qualname__ = function_name
+    builder.__doc__ = f"{function_name}: {reference}."
+    return register_model(
+        name=registry_name, family="densenet", default_input_shape=(224, 224, 3),
+        reference=reference,
+    )(builder)
+
+
+DenseNet121 = _variant("densenet121", "DenseNet121", (6, 12, 24, 16), "twin of keras.applications.DenseNet121")
+DenseNet169 = _variant("densenet169", "DenseNet169", (6, 12, 32, 32), "twin of keras.applications.DenseNet169")
+DenseNet201 = _variant("densenet201", "DenseNet201", (6, 12, 48, 32), "twin of keras.applications.DenseNet201")
+DenseNet264 = _variant("densenet264", "DenseNet264", (6, 12, 64, 48), "Huang et al. 2017 Table 1 DenseNet-264 (k=32), shipped by no library")
+
+
+@register_model(
+    name="densenet_d2l", family="densenet", default_input_shape=(96, 96, 1),
+    reference="d2l 8.7 DenseNet (seeds: 64 stem, k=32, 4-4-4-4, Fashion-MNIST 96x96)",
+)
+def DenseNetD2L(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name="densenet_d2l",
+    *,
+    width_ratio=1.0,
+):
+    """The seeds' DenseNet, registered: `DenseNet(growth_rate=32)` with the standard signature."""
+    return DenseNet(
+        growth_rate=32, width_ratio=width_ratio, include_top=include_top, weights=weights,
+        input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name,
+    )
