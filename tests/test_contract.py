@@ -161,14 +161,16 @@ def test_two_named_copies_compose_in_one_model_from_a_preceding_layer(name):
     tiny = dict(GOLDEN[name][2])
     shape = tiny.pop("input_shape")
     inputs = keras.Input(shape)
-    preceding = keras.layers.Rescaling(1 / 255.0, name="rescale")(inputs)
-    first = kmc.get_model(name, classes=3, input_tensor=preceding, name=f"{name}_a", **tiny)
-    second = kmc.get_model(name, classes=3, input_shape=shape, name=f"{name}_b", **tiny)
+    preceding = keras.layers.Rescaling(2.0, name="rescale")(inputs)  # exact in float32
+    logits = dict(classes=3, classifier_activation=None, **tiny)
+    first = kmc.get_model(name, input_tensor=preceding, name=f"{name}_a", **logits)
+    second = kmc.get_model(name, input_shape=shape, name=f"{name}_b", **logits)
     combined = keras.Model(
         inputs, keras.layers.Average()([first.output, second(preceding)])
     )
     assert first.inputs[0] is inputs or first.inputs[0].name == inputs.name
     assert combined.get_layer("rescale") is not None
     images, _ = tiny_batch(name, 3)
-    expected = (np.asarray(first(images / 255.0)) + np.asarray(second(images / 255.0))) / 2
-    np.testing.assert_allclose(combined(images), expected, atol=1e-4)
+    # `first` starts at the raw input (its model includes the preceding layer).
+    expected = (np.asarray(first(images)) + np.asarray(second(images * 2))) / 2
+    np.testing.assert_allclose(combined(images), expected, rtol=1e-3, atol=1e-4)

@@ -7,9 +7,9 @@ the arguments and sets `run` (a function taking the parsed arguments) as the def
 import argparse
 import sys
 
-from keras_modern_cnn.cli import models, train
+from keras_modern_cnn.cli import evaluate, models, train
 
-SUBCOMMAND_MODULES = [models, train]
+SUBCOMMAND_MODULES = [models, train, evaluate]
 
 
 def build_parser():

@@ -1,0 +1,100 @@
+"""The tf.data input pipeline shared by training, evaluation and the benchmark.
+
+Order (fixing the seeds' pipeline, which shuffles whole batches): decode and resize each
+image to the model's input size, scale to [0, 1] (or standardise per image), cache, shuffle
+*examples*, augment (training only), batch, prefetch. The result feeds `model.fit` on any
+Keras backend (TensorFlow and JAX both consume `tf.data`).
+"""
+
+import keras
+
+from keras_modern_cnn.validation import check_bool, check_choice, check_positive_int
+
+NORMALIZATIONS = ("scale", "standardize")
+TASKS = ("classification", "segmentation")
+
+
+def make_pipeline(
+    dataset,
+    *,
+    image_size,
+    batch_size,
+    training,
+    task="classification",
+    normalization="scale",
+    augment=False,
+    cache=True,
+    shuffle_buffer=10000,
+    seed=None,
+):
+    """Batched, prefetched `tf.data.Dataset` of `(images, targets)` ready for `model.fit`.
+
+    Args:
+        dataset: unbatched `tf.data.Dataset` of `(image HxWxC, target)`, e.g.
+            `ImageData.train` from `keras_modern_cnn.data.load_data`.
+        image_size: side of the square model input; images are resized (bilinear;
+            masks nearest-neighbour) when their size differs.
+        batch_size: examples per batch.
+        training: shuffle (examples, every epoch) and, with `augment`, augment.
+        task: "classification" (integer labels) or "segmentation" (integer HxW masks,
+            resized and flipped/cropped together with their images).
+        normalization: "scale" divides by 255; "standardize" gives every image zero
+            mean and unit variance.
+        augment: random horizontal flip and random crop after 4-pixel padding
+            (training only; the test split is never augmented).
+        cache: keep the decoded, resized examples in memory after the first epoch.
+        shuffle_buffer: examples in the shuffle buffer.
+        seed: seed of the shuffle and augmentation (None: nondeterministic).
+    """
+    import tensorflow as tf
+
+    image_size = check_positive_int("image_size", image_size)
+    batch_size = check_positive_int("batch_size", batch_size)
+    check_bool("training", training)
+    check_choice("task", task, TASKS)
+    check_choice("normalization", normalization, NORMALIZATIONS)
+    check_bool("augment", augment)
+    check_bool("cache", cache)
+    shuffle_buffer = check_positive_int("shuffle_buffer", shuffle_buffer)
+    segmentation = task == "segmentation"
+    channels_first = keras.config.image_data_format() == "channels_first"
+    autotune = tf.data.AUTOTUNE
+
+    def prepare(image, target):
+        image = tf.cast(image, tf.float32)
+        size = (image_size, image_size)
+        image = tf.image.resize(image, size)
+        if segmentation:
+            target = tf.image.resize(target[..., None], size, method="nearest")[..., 0]
+        if normalization == "scale":
+            image = image / 255.0
+        else:
+            image = tf.image.per_image_standardization(image)
+        return image, tf.cast(target, tf.int32)
+
+    def random_flip_and_crop(image, target):
+        channels = tf.shape(image)[-1]
+        stacked = image
+        if segmentation:  # transform the mask with its image
+            stacked = tf.concat([image, tf.cast(target[..., None], tf.float32)], axis=-1)
+        stacked = tf.image.random_flip_left_right(stacked, seed=seed)
+        padded = tf.image.resize_with_crop_or_pad(stacked, image_size + 8, image_size + 8)
+        stacked = tf.image.random_crop(padded, tf.shape(stacked), seed=seed)
+        if segmentation:
+            return stacked[..., :channels], tf.cast(stacked[..., channels], tf.int32)
+        return stacked, target
+
+    def to_channels_first(images, targets):
+        return tf.transpose(images, (0, 3, 1, 2)), targets
+
+    pipeline = dataset.map(prepare, num_parallel_calls=autotune)
+    if cache:
+        pipeline = pipeline.cache()
+    if training:
+        pipeline = pipeline.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if augment:
+            pipeline = pipeline.map(random_flip_and_crop, num_parallel_calls=autotune)
+    pipeline = pipeline.batch(batch_size)
+    if channels_first:
+        pipeline = pipeline.map(to_channels_first, num_parallel_calls=autotune)
+    return pipeline.prefetch(autotune)

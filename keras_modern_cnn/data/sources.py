@@ -1,0 +1,248 @@
+"""Where training data comes from: the embedded shapes, TFDS by name, a `.npz` file, an image folder.
+
+Every source returns `ImageData`: unbatched `tf.data` splits of `(image, target)` plus what the
+trainer needs to build a matching model (channels, classes, class names). The batching,
+resizing and scaling happen once, in `keras_modern_cnn.data.pipeline`.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+from keras_modern_cnn.data.embedded import SHAPE_CLASSES, load_shapes
+from keras_modern_cnn.validation import check_choice, check_positive_int
+
+TASKS = ("classification", "segmentation")
+EMBEDDED_NAME = "shapes"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageData:
+    """Unbatched train/test splits of `(image HxWxC, target)` and their description.
+
+    `target` is an integer label (classification) or an integer HxW mask (segmentation).
+    """
+
+    name: str
+    task: str
+    train: object
+    test: object
+    num_train: int
+    num_test: int
+    channels: int
+    num_classes: int
+    class_names: tuple
+
+
+def load_data(
+    dataset=None,
+    *,
+    task="classification",
+    data_dir=None,
+    download=True,
+    image_size=None,
+    train_examples=None,
+    test_examples=None,
+    seed=0,
+):
+    """Load a dataset by name or path.
+
+    Args:
+        dataset: None or "shapes" (the embedded offline dataset), a path to a `.npz` file
+            (`x_train, y_train, x_test, y_test`, the keras.datasets layout), a folder of
+            images with one sub-folder per class (optionally split into `train/` and
+            `test/`), or a tensorflow-datasets name such as "fashion_mnist".
+        task: "classification" (integer labels) or "segmentation" (integer masks; the
+            embedded dataset has both).
+        data_dir: TFDS data directory (default: `TFDS_DATA_DIR`, then TFDS's own default).
+        download: let TFDS download and prepare a dataset missing from `data_dir`.
+        image_size: image side used when decoding an image folder (other sources keep
+            their native size; the pipeline resizes).
+        train_examples, test_examples: keep only the first N examples of each split.
+        seed: seed of the embedded dataset and of the image-folder train/test split.
+    """
+    check_choice("task", task, TASKS)
+    for name, value in (("train_examples", train_examples), ("test_examples", test_examples)):
+        if value is not None:
+            check_positive_int(name, value)
+    if dataset is None or dataset == EMBEDDED_NAME:
+        data = _embedded(task, train_examples, test_examples, seed)
+    elif str(dataset).endswith(".npz"):
+        data = _npz(dataset, task)
+    elif os.path.isdir(dataset):
+        data = _image_folder(dataset, task, image_size or 64, seed)
+    else:
+        data = _tfds(dataset, task, data_dir, download)
+    return _limit(data, train_examples, test_examples)
+
+
+def _arrays_to_data(name, task, train, test, class_names):
+    import tensorflow as tf
+
+    (x_train, y_train), (x_test, y_test) = train, test
+    if x_train.ndim == 3:  # grayscale without a channel axis (keras.datasets.mnist)
+        x_train, x_test = x_train[..., None], x_test[..., None]
+    return ImageData(
+        name=name,
+        task=task,
+        train=tf.data.Dataset.from_tensor_slices((x_train, y_train)),
+        test=tf.data.Dataset.from_tensor_slices((x_test, y_test)),
+        num_train=len(x_train),
+        num_test=len(x_test),
+        channels=int(x_train.shape[-1]),
+        num_classes=len(class_names),
+        class_names=tuple(class_names),
+    )
+
+
+def _embedded(task, train_examples, test_examples, seed):
+    (x_train, y_train, m_train), (x_test, y_test, m_test) = load_shapes(
+        num_train=train_examples or 12000, num_test=test_examples or 2000, seed=seed
+    )
+    if task == "segmentation":
+        return _arrays_to_data(
+            EMBEDDED_NAME, task, (x_train, m_train), (x_test, m_test),
+            ("background",) + SHAPE_CLASSES,
+        )
+    return _arrays_to_data(EMBEDDED_NAME, task, (x_train, y_train), (x_test, y_test), SHAPE_CLASSES)
+
+
+def _npz(path, task):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such `.npz` dataset file. Received: dataset={path!r}")
+    with np.load(path) as arrays:
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays.files)
+        if missing:
+            raise ValueError(
+                f"A `.npz` dataset needs the arrays x_train, y_train, x_test, y_test (the "
+                f"keras.datasets layout); missing {sorted(missing)}. Received: dataset={path!r}"
+            )
+        x_train, x_test = arrays["x_train"], arrays["x_test"]
+        y_train, y_test = (arrays[k].astype(np.int64) for k in ("y_train", "y_test"))
+    if task == "classification":
+        y_train, y_test = y_train.reshape(-1), y_test.reshape(-1)
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    return _arrays_to_data(
+        os.path.basename(path), task, (x_train, y_train), (x_test, y_test),
+        tuple(str(index) for index in range(num_classes)),
+    )
+
+
+def _image_folder(path, task, image_size, seed):
+    import keras
+
+    if task != "classification":
+        raise ValueError(
+            f"An image folder holds classification data (one sub-folder per class); "
+            f"segmentation needs masks. Received: dataset={path!r}"
+        )
+    options = dict(
+        labels="inferred", label_mode="int", image_size=(image_size, image_size),
+        batch_size=None, seed=seed, verbose=False,
+    )
+    split_folders = [os.path.join(path, split) for split in ("train", "test")]
+    if all(os.path.isdir(folder) for folder in split_folders):
+        train = keras.utils.image_dataset_from_directory(split_folders[0], shuffle=False, **options)
+        test = keras.utils.image_dataset_from_directory(split_folders[1], shuffle=False, **options)
+    else:
+        # One folder: a fixed, seeded 80/20 split.
+        train, test = keras.utils.image_dataset_from_directory(
+            path, validation_split=0.2, subset="both", **options
+        )
+    class_names = tuple(train.class_names)
+    return ImageData(
+        name=os.path.basename(os.path.normpath(path)),
+        task=task,
+        train=train,
+        test=test,
+        num_train=int(train.cardinality()),
+        num_test=int(test.cardinality()),
+        channels=3,
+        num_classes=len(class_names),
+        class_names=class_names,
+    )
+
+
+def _tfds(name, task, data_dir, download):
+    import tensorflow_datasets as tfds
+
+    data_dir = data_dir or os.environ.get("TFDS_DATA_DIR")
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(
+            "Unknown dataset: not the embedded 'shapes', an existing `.npz` file or image "
+            f"folder, nor a tensorflow-datasets name (see `tfds.list_builders()`). "
+            f"Received: dataset={name!r}"
+        ) from None
+    if not builder.is_prepared():
+        where = builder.data_dir
+        if not download:
+            _raise_not_prepared(name, where, "downloads are disabled")
+        try:
+            builder.download_and_prepare()
+        except Exception as error:  # offline, blocked, or a manual-download dataset
+            _raise_not_prepared(name, where, f"{type(error).__name__}: {str(error)[:200]}")
+    features = builder.info.features
+    image_key = "image"
+    target_key = "label" if task == "classification" else "segmentation_mask"
+    if target_key not in features:
+        raise ValueError(
+            f"The dataset has no {target_key!r} feature for {task}; its features are "
+            f"{sorted(features.keys())}. Received: dataset={name!r}"
+        )
+    splits = builder.info.splits.keys() if builder.info.splits else ()
+    test_split = "test" if "test" in splits or not splits else "validation"
+
+    def as_pair(example):
+        target = example[target_key]
+        if task == "segmentation":  # masks are HxWx1 in TFDS, 1-based in oxford_iiit_pet
+            target = target[..., 0]
+        return example[image_key], target
+
+    train, test = (
+        builder.as_dataset(split=split, shuffle_files=False).map(as_pair)
+        for split in ("train", test_split)
+    )
+    if task == "classification":
+        class_names = tuple(features[target_key].names)
+    else:
+        class_names = tuple(str(index) for index in range(4))  # oxford_iiit_pet: 1..3 (+0)
+    return ImageData(
+        name=name,
+        task=task,
+        train=train,
+        test=test,
+        num_train=_count(train),
+        num_test=_count(test),
+        channels=int(features[image_key].shape[-1]),
+        num_classes=len(class_names),
+        class_names=class_names,
+    )
+
+
+def _raise_not_prepared(name, where, reason):
+    raise ValueError(
+        f"Dataset {name!r} is not prepared in {where} and could not be downloaded ({reason}). "
+        f"On a machine with network, run `tfds build {name} --data_dir DIR`, copy DIR here and "
+        f"pass `--data-dir DIR` (or set TFDS_DATA_DIR); or train on the embedded dataset "
+        f"(no --dataset), a `.npz` file or an image folder. Received: dataset={name!r}"
+    )
+
+
+def _count(dataset):
+    count = int(dataset.cardinality())
+    return count if count >= 0 else int(dataset.reduce(0, lambda total, _: total + 1))
+
+
+def _limit(data, train_examples, test_examples):
+    if train_examples is None and test_examples is None:
+        return data
+    train, test = data.train, data.test
+    num_train, num_test = data.num_train, data.num_test
+    if train_examples is not None and train_examples < num_train:
+        train, num_train = train.take(train_examples), train_examples
+    if test_examples is not None and test_examples < num_test:
+        test, num_test = test.take(test_examples), test_examples
+    return dataclasses.replace(data, train=train, test=test, num_train=num_train, num_test=num_test)

@@ -1,0 +1,33 @@
+"""Training recipes: the seeds' (d2l "Modern CNNs") settings per model, for `--recipe d2l`.
+
+Reference: Dive into Deep Learning, chapter 8; Fashion-MNIST, 10 epochs, plain SGD, the
+input size, learning rate and batch size each section uses (see REFERENCE.md).
+"""
+
+from keras_modern_cnn.validation import check_choice
+
+RECIPES = ("d2l",)
+
+# name -> settings; test accuracy printed in the seeds in the comment.
+D2L_RECIPES = {
+    "alexnet": dict(image_size=224, learning_rate=0.01, batch_size=128),  # 0.892
+    "vgg11": dict(image_size=224, learning_rate=0.05, batch_size=128, width_ratio=0.25),  # 0.926
+    "nin": dict(image_size=224, learning_rate=0.1, batch_size=128),  # 0.871
+    "googlenet": dict(image_size=96, learning_rate=0.1, batch_size=128),  # 0.898
+    "bn_lenet": dict(image_size=28, learning_rate=1.0, batch_size=256),  # 0.874
+    "resnet18": dict(image_size=96, learning_rate=0.05, batch_size=256),  # 0.923
+    "densenet_d2l": dict(image_size=96, learning_rate=0.1, batch_size=256),  # 0.874
+}
+D2L_COMMON = dict(epochs=10, optimizer="sgd", dataset="fashion_mnist")
+
+
+def get_recipe(recipe, model_name):
+    """Settings of `recipe` for `model_name`: image_size, learning_rate, batch_size, epochs,
+    optimizer, the dataset the book used, and width_ratio where the book narrows the model."""
+    check_choice("recipe", recipe, RECIPES)
+    if model_name not in D2L_RECIPES:
+        raise ValueError(
+            f"The d2l recipe covers the seeds' models only: {', '.join(sorted(D2L_RECIPES))}. "
+            f"Received: model={model_name!r}"
+        )
+    return {**D2L_COMMON, **D2L_RECIPES[model_name]}

@@ -1,0 +1,134 @@
+"""Data sources (embedded, .npz, image folder, TFDS via mock_data) and the tf.data pipeline."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from keras_modern_cnn.data import SHAPE_CLASSES, load_data, make_pipeline
+
+
+def _labels(pipeline):
+    return [batch_labels.numpy().tolist() for _, batch_labels in pipeline]
+
+
+def _write_npz(path, num_train=64, num_test=16, channels=None, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (12, 12) if channels is None else (12, 12, channels)
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (num_train, *shape), dtype=np.uint8),
+        y_train=np.arange(num_train) % 4,
+        x_test=rng.integers(0, 256, (num_test, *shape), dtype=np.uint8),
+        y_test=np.arange(num_test) % 4,
+    )
+    return str(path)
+
+
+def test_npz_source_adds_channel_axis_and_pipeline_resizes_and_scales(tmp_path):
+    path = _write_npz(tmp_path / "data.npz")
+    data = load_data(path)
+    assert (data.channels, data.num_classes, data.num_train, data.num_test) == (1, 4, 64, 16)
+    images, labels = next(iter(make_pipeline(data.test, image_size=20, batch_size=16, training=False)))
+    assert images.shape == (16, 20, 20, 1) and images.dtype == "float32"
+    assert 0.0 <= float(images.numpy().min()) and float(images.numpy().max()) <= 1.0
+    assert labels.numpy().tolist() == (np.arange(16) % 4).tolist()  # test split keeps its order
+    standardised, _ = next(iter(make_pipeline(
+        data.test, image_size=12, batch_size=16, training=False, normalization="standardize"
+    )))
+    per_image = standardised.numpy().reshape(16, -1)
+    np.testing.assert_allclose(per_image.mean(axis=1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(per_image.std(axis=1), 1.0, atol=1e-3)
+
+
+def test_training_pipeline_shuffles_examples_not_batches_every_epoch(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "ordered.npz",
+        x_train=rng.integers(0, 256, (64, 8, 8, 1), dtype=np.uint8), y_train=np.arange(64),
+        x_test=np.zeros((4, 8, 8, 1), np.uint8), y_test=np.arange(4),
+    )
+    data = load_data(str(tmp_path / "ordered.npz"))
+    pipeline = make_pipeline(data.train, image_size=8, batch_size=8, training=True, seed=1)
+    first, second = _labels(pipeline), _labels(pipeline)
+    for epoch in (first, second):
+        assert sorted(sum(epoch, [])) == list(range(64))  # every example exactly once
+        # Batch-level shuffling would keep runs of 8 consecutive indices together.
+        assert not any(sorted(batch) == list(range(batch[0] // 8 * 8, batch[0] // 8 * 8 + 8))
+                       for batch in map(sorted, epoch))
+    assert first != second  # reshuffled each epoch
+
+
+def test_segmentation_masks_resize_nearest_and_augment_with_their_images(tmp_path):
+    data = load_data(task="segmentation", train_examples=16, test_examples=8)
+    assert data.num_classes == len(SHAPE_CLASSES) + 1 and data.class_names[0] == "background"
+    # Replace the images by their own masks (x 20) to check alignment after flip and crop.
+    aligned = data.train.map(lambda image, mask: (tf.cast(mask[..., None] * 20, tf.uint8), mask))
+    resized = make_pipeline(aligned, image_size=40, batch_size=16, training=False, task="segmentation")
+    images, masks = next(iter(resized))
+    assert images.shape == (16, 40, 40, 1) and masks.shape == (16, 40, 40)
+    assert set(np.unique(masks.numpy())) <= set(range(11))  # nearest: no blended labels
+    augmented = make_pipeline(
+        aligned, image_size=28, batch_size=16, training=True, task="segmentation",
+        augment=True, seed=3,
+    )
+    images, masks = next(iter(augmented))
+    assert (masks.numpy() > 0).any()
+    np.testing.assert_array_equal(np.rint(images.numpy()[..., 0] * 255 / 20), masks.numpy())
+    untouched = make_pipeline(aligned, image_size=40, batch_size=16, training=False,
+                              task="segmentation", augment=True)
+    assert np.array_equal(next(iter(untouched))[0].numpy(), next(iter(untouched))[0].numpy())
+
+
+def test_image_folder_source_infers_classes_and_splits(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        for index in range(10):
+            keras.utils.save_img(
+                tmp_path / name / f"{index}.png", rng.integers(0, 256, (10, 14, 3)).astype("uint8")
+            )
+    data = load_data(str(tmp_path), image_size=16)
+    assert data.class_names == ("cat", "dog") and data.channels == 3
+    assert (data.num_train, data.num_test) == (16, 4)
+    images, labels = next(iter(make_pipeline(data.train, image_size=16, batch_size=32, training=True)))
+    assert images.shape == (16, 16, 16, 3) and set(labels.numpy()) == {0, 1}
+
+
+def test_tfds_source_by_name_with_mock_data():
+    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
+        data = load_data("fashion_mnist", data_dir="/nonexistent/tfds")
+        images, labels = next(iter(make_pipeline(data.train, image_size=32, batch_size=12, training=True)))
+    assert (data.channels, data.num_classes, data.num_train) == (1, 10, 12)
+    assert data.class_names[0] == "T-shirt/top"
+    assert images.shape == (12, 32, 32, 1) and labels.shape == (12,)
+
+
+def test_tfds_missing_offline_and_unknown_names_explain_what_to_do(tmp_path):
+    with pytest.raises(ValueError, match=r"tfds build mnist --data_dir DIR.*Received: dataset='mnist'"):
+        load_data("mnist", data_dir=str(tmp_path), download=False)
+    with pytest.raises(ValueError, match="Unknown dataset.*Received: dataset='no_such_data'"):
+        load_data("no_such_data")
+
+
+def test_channels_first_pipeline_transposes_batches(tmp_path):
+    keras.config.set_image_data_format("channels_first")
+    data = load_data(_write_npz(tmp_path / "rgb.npz", channels=3))
+    images, _ = next(iter(make_pipeline(data.train, image_size=10, batch_size=4, training=False)))
+    assert images.shape == (4, 3, 10, 10)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(image_size=0), "Received: image_size=0"),
+        (dict(normalization="imagenet"), "Received: normalization='imagenet'"),
+        (dict(task="detection"), "Received: task='detection'"),
+    ],
+)
+def test_pipeline_arguments_are_validated(kwargs, message):
+    data = load_data(train_examples=8, test_examples=8)
+    arguments = {**dict(image_size=28, batch_size=4, training=True), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        make_pipeline(data.train, **arguments)

@@ -1,0 +1,165 @@
+"""`kmc train` / `compare` / `evaluate` / `predict`: outputs, recipes, resume after kill -9, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from keras_modern_cnn.cli import main
+from keras_modern_cnn.data import SHAPE_CLASSES, load_shapes
+from keras_modern_cnn.training import read_history, resolve_settings
+
+TINY = ["--train-examples", "256", "--test-examples", "128", "--batch-size", "64", "--quiet"]
+
+
+def test_train_writes_history_curves_logs_metrics_and_a_reloadable_model(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "bn_lenet", "--epochs", "2", "--width-ratio", "0.5",
+                 "--output-dir", str(out), *TINY]) == 0
+    assert "test accuracy:" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["dataset"] == "shapes"
+    assert metrics["examples_per_second"] > 0 and metrics["parameters"] > 0
+    history = read_history(out / "history.csv")
+    assert [row["epoch"] for row in history] == [0, 1]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
+    assert history[-1]["val_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert any(files for _, _, files in os.walk(out / "logs"))  # TensorBoard event files
+    assert not (out / "backup").exists()  # the checkpoint goes once training has finished
+
+    model = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
+    assert main(["evaluate", str(out / "model.keras"), "--test-examples", "128"]) == 0
+    evaluated = capsys.readouterr().out
+    assert f"test accuracy: {metrics['test_accuracy']:.4f}" in evaluated
+
+    (_, (images, labels, _)) = load_shapes(num_train=1, num_test=1, seed=5)
+    keras.utils.save_img(tmp_path / "shape.png", images[0])
+    assert main(["predict", str(out / "model.keras"), str(tmp_path / "shape.png"), "--top-k", "2"]) == 0
+    prediction = capsys.readouterr().out.strip()
+    assert prediction.startswith(f"{tmp_path / 'shape.png'}: ")
+    assert sum(name in prediction for name in SHAPE_CLASSES) == 2
+
+
+def test_d2l_recipe_settings_and_explicit_flags_win():
+    settings = resolve_settings("bn_lenet", "d2l")
+    assert (settings["learning_rate"], settings["batch_size"], settings["image_size"]) == (1.0, 256, 28)
+    assert (settings["epochs"], settings["optimizer"], settings["dataset"]) == (10, "sgd", "fashion_mnist")
+    assert resolve_settings("vgg11", "d2l")["width_ratio"] == 0.25
+    assert resolve_settings("bn_lenet", "d2l", epochs=2, dataset="shapes")["epochs"] == 2
+    assert resolve_settings("bn_lenet", optimizer="adam")["learning_rate"] == 1e-3
+    with pytest.raises(ValueError, match="Received: model='vgg16'"):
+        resolve_settings("vgg16", "d2l")
+
+
+def test_compare_writes_results_table_and_combined_curves_under_mixed_precision(tmp_path):
+    out = tmp_path / "compare"
+    assert main(["compare", "bn_lenet", "nin", "--epochs", "1", "--image-size", "68",
+                 "--width-ratio", "0.125", "--lr", "0.1", "--mixed-precision", "--batch-size", "32",
+                 "--train-examples", "64", "--test-examples", "32", "--quiet",
+                 "--output-dir", str(out)]) == 0
+    table = (out / "results.md").read_text().splitlines()
+    assert table[0] == "| model | params | test accuracy | examples/sec | epochs |"
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["`bn_lenet`", "`nin`"]
+    assert all(line.split("|")[5].strip() == "1" for line in table[2:])
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    for name in ("bn_lenet", "nin"):
+        metrics = json.loads((out / name / "metrics.json").read_text())
+        assert np.isfinite(metrics["test_loss"]) and metrics["image_size"] == 68
+    model = keras.saving.load_model(out / "nin" / "model.keras")
+    assert model.layers[1].dtype_policy.name == "mixed_float16"
+    assert model.input_shape == (None, 68, 68, 1)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+
+
+@pytest.mark.slow
+def test_rerun_after_kill_9_resumes_and_history_has_every_epoch_once(tmp_path):
+    out = tmp_path / "resume"
+    command = [sys.executable, "-m", "keras_modern_cnn.cli", "train", "bn_lenet", "--epochs", "3",
+               "--train-examples", "960", "--test-examples", "64", "--batch-size", "32",
+               "--output-dir", str(out)]
+    environment = dict(os.environ, PYTHONUNBUFFERED="1")
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
+    deadline = time.monotonic() + 120
+    checkpoint = out / "backup" / "training_metadata.json"
+    while not checkpoint.exists():  # written once an epoch has finished
+        assert first.poll() is None and time.monotonic() < deadline, "training ended before the kill"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL
+    finished = json.loads(checkpoint.read_text())["epoch"]
+    assert 1 <= finished < 3 and not (out / "model.keras").exists()
+
+    second = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "Epoch 1/3" not in second.stdout and f"Epoch {finished + 1}/3" in second.stdout
+    assert [row["epoch"] for row in read_history(out / "history.csv")] == list(range(3))
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "lenet5"], "Received: name='lenet5'"),
+        (["train", "bn_lenet", "--dataset", "no_such_dataset"], "Received: dataset='no_such_dataset'"),
+        (["train", "bn_lenet", "--image-size", "8"], "Received: input_shape=(8, 8, 1)"),
+        (["train", "bn_lenet", "--epochs", "-1"], "Received: epochs=-1"),
+        (["train", "bn_lenet", "--dataset", "mnist", "--no-download", "--data-dir", "{tmp}"],
+         "tfds build mnist"),
+        (["train", "bn_lenet", "--output-dir", "{tmp}/file/run"], "Received: output_dir="),
+        (["evaluate", "{tmp}/model.keras", "--dataset", "{tmp}/rgb.npz"],
+         "expects 1-channel images but the dataset has 3 channels"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    (tmp_path / "file").write_text("not a directory")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "rgb.npz", x_train=rng.integers(0, 255, (4, 28, 28, 3), dtype=np.uint8),
+             y_train=np.arange(4), x_test=rng.integers(0, 255, (4, 28, 28, 3), dtype=np.uint8),
+             y_test=np.arange(4))
+    keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(4)]).save(
+        tmp_path / "model.keras")
+    argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
+    if argv[0] == "train":
+        argv += ["--train-examples", "64"]
+        if "--output-dir" not in argv:
+            argv += ["--output-dir", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def tiny_segmenter():
+    """A two-layer per-pixel classifier registered for the duration of one test."""
+    from keras_modern_cnn import registry
+
+    @registry.register_model(name="tiny_segmenter", family="test", task="segmentation",
+                             default_input_shape=(32, 32, 1), reference="test only")
+    def tiny_segmenter(input_shape=(32, 32, 1), classes=2):
+        inputs = keras.Input(input_shape)
+        x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+        return keras.Model(inputs, keras.layers.Conv2D(classes, 1, activation="softmax")(x))
+
+    yield "tiny_segmenter"
+    registry._REGISTRY.pop("tiny_segmenter")
+
+
+def test_segmentation_models_train_on_masks_with_mean_iou(tmp_path, tiny_segmenter):
+    from keras_modern_cnn.training import train
+
+    metrics = train(tiny_segmenter, epochs=1, batch_size=32, learning_rate=0.1,
+                    train_examples=64, test_examples=32, output_dir=str(tmp_path), verbose=0)
+    assert metrics["task"] == "segmentation" and len(metrics["class_names"]) == 11
+    assert 0.0 <= metrics["test_mean_iou"] <= 1.0
+    assert "val_mean_iou" in read_history(tmp_path / "history.csv")[0]
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    assert model.output_shape == (None, 32, 32, 11)
