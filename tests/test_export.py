@@ -1,0 +1,211 @@
+"""Export and reload: `.keras` (safe mode), weights-only and SavedModel for every registered model.
+
+Every model gets a training-mode forward pass first, so BatchNorm moving statistics differ from
+their initial values and a statistic lost on the way would show in the predictions. SavedModels
+are loaded in a fresh Python process that imports TensorFlow only, as a serving user would.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from test_contract import GOLDEN
+
+import keras_modern_cnn as kmc
+from keras_modern_cnn.cli import main
+from keras_modern_cnn.layers import BatchNorm
+
+TOLERANCE = dict(rtol=1e-5, atol=1e-5)
+
+# Runs in a fresh interpreter: TensorFlow alone, no keras_modern_cnn (nor Keras) imported.
+LOAD_SAVED_MODELS = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    requests = json.load(open(sys.argv[1]))
+    outputs = {}
+    for name, (saved_model, inputs) in requests.items():
+        loaded = tf.saved_model.load(saved_model)
+        images = np.load(inputs)
+        outputs[name] = loaded.serve(tf.constant(images)).numpy()
+        signature = loaded.signatures["serving_default"]
+        (spec,) = signature.structured_input_signature[1].values()
+        outputs[name + ":input_shape"] = np.array([-1 if d is None else d for d in spec.shape])
+        assert np.allclose(list(signature(tf.constant(images)).values())[0], outputs[name], atol=1e-6)
+    assert not any(m.startswith("keras_modern_cnn") for m in sys.modules)
+    np.savez(sys.argv[2], **outputs)
+    """
+)
+
+
+def tiny_model_with_moved_statistics(name, seed=0):
+    """The tiny configuration with 3 classes after one training-mode pass over a batch."""
+    keras.utils.set_random_seed(seed)
+    kwargs = GOLDEN[name][2]
+    model = kmc.get_model(name, classes=3, **kwargs)
+    images = np.random.default_rng(seed).uniform(size=(4, *kwargs["input_shape"])).astype("float32")
+    model(images, training=True)
+    return model, images
+
+
+def load_saved_models_in_fresh_process(requests, directory):
+    """{name: (saved_model_dir, npy_of_inputs)} -> {name: outputs} via the script above."""
+    request_file, output_file = directory / "requests.json", directory / "outputs.npz"
+    request_file.write_text(json.dumps({k: [str(a), str(b)] for k, (a, b) in requests.items()}))
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_SAVED_MODELS, str(request_file), str(output_file)],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(np.load(output_file))
+
+
+@pytest.fixture(scope="module")
+def round_trips(tmp_path_factory):
+    """For every registered model: predictions before, after `.keras`, after weights-only, and
+    from a SavedModel exported from the *reloaded* `.keras` model (a known Keras failure case)."""
+    directory = tmp_path_factory.mktemp("export")
+    results, requests = {}, {}
+    for name in sorted(GOLDEN):
+        model, images = tiny_model_with_moved_statistics(name)
+        expected = np.asarray(model(images, training=False))
+        moved = [
+            float(np.abs(np.asarray(layer.moving_mean)).max())
+            for layer in model.layers if isinstance(layer, BatchNorm)
+        ]
+
+        keras_file = kmc.export(model, directory / f"{name}.keras", format="keras")
+        reloaded = keras.saving.load_model(keras_file, safe_mode=True)
+
+        weights_file = kmc.export(model, directory / f"{name}.weights.h5", format="weights")
+        fresh, _ = tiny_model_with_moved_statistics(name, seed=1)
+        fresh.load_weights(weights_file)
+
+        saved_model = kmc.export(reloaded, directory / f"{name}_saved_model")
+        np.save(directory / f"{name}_images.npy", images)
+        requests[name] = (saved_model, directory / f"{name}_images.npy")
+        results[name] = dict(
+            expected=expected,
+            moved=moved,
+            keras=np.asarray(reloaded(images, training=False)),
+            weights=np.asarray(fresh(images, training=False)),
+        )
+    served = load_saved_models_in_fresh_process(requests, directory)
+    for name in results:
+        results[name]["saved_model"] = served[name]
+        results[name]["input_shape"] = served[name + ":input_shape"]
+    return results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_every_model_round_trips_three_ways_with_equal_predictions(round_trips, name):
+    result = round_trips[name]
+    # The premise: BatchNorm statistics moved away from their zero initial mean.
+    assert all(value > 0 for value in result["moved"])
+    for way in ("keras", "weights", "saved_model"):
+        np.testing.assert_allclose(result[way], result["expected"], **TOLERANCE, err_msg=way)
+    # Serving signature: dynamic batch, the model's spatial size and channels.
+    assert result["input_shape"].tolist() == [-1, *GOLDEN[name][2]["input_shape"]]
+
+
+@pytest.mark.slow
+def test_models_built_without_a_spatial_size_serve_any_size(tmp_path):
+    """Global-pooling models built with input_shape=(None, None, C) export size-agnostic."""
+    model = kmc.get_model("resnet18", classes=3, input_shape=(None, None, 3), width_ratio=1 / 16)
+    requests, expected = {}, {}
+    path = kmc.export(model, tmp_path / "resnet18")
+    for side in (32, 48):
+        images = np.random.default_rng(side).uniform(size=(2, side, side, 3)).astype("float32")
+        np.save(tmp_path / f"{side}.npy", images)
+        requests[f"side{side}"] = (path, tmp_path / f"{side}.npy")
+        expected[f"side{side}"] = np.asarray(model(images, training=False))
+    served = load_saved_models_in_fresh_process(requests, tmp_path)
+    for key, value in expected.items():
+        np.testing.assert_allclose(served[key], value, **TOLERANCE)
+        assert served[key + ":input_shape"].tolist() == [-1, -1, -1, 3]
+
+
+def test_existing_targets_survive_without_overwrite_and_are_replaced_with_it(tmp_path):
+    model, _ = tiny_model_with_moved_statistics("bn_lenet")
+    target = tmp_path / "served"
+    target.mkdir()
+    (target / "keep.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="overwrite=True.*Received: path="):
+        kmc.export(model, target)
+    assert (target / "keep.txt").read_text() == "user data"
+    assert [p.name for p in tmp_path.iterdir()] == ["served"]  # no staging left behind
+
+    kmc.export(model, target, overwrite=True)
+    assert (target / "saved_model.pb").exists() and not (target / "keep.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(format="tflite"), "Received: format='tflite'"),
+        (dict(format="keras"), "ending in '.keras'"),
+        (dict(format="weights"), r"ending in '\.weights\.h5'"),
+    ],
+)
+def test_bad_export_arguments_name_what_was_received(tmp_path, kwargs, message):
+    model = kmc.get_model("bn_lenet", width_ratio=0.5)
+    with pytest.raises(ValueError, match=message):
+        kmc.export(model, tmp_path / "model", **kwargs)
+    with pytest.raises(ValueError, match="Received: model="):
+        kmc.export("model.keras", tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_onnx_export_works_or_says_what_is_missing(tmp_path):
+    model = kmc.get_model("bn_lenet", width_ratio=0.5)
+    target = tmp_path / "model.onnx"
+    exporter = "tf2onnx" if keras.backend.backend() == "tensorflow" else "jax2onnx"
+    if importlib.util.find_spec(exporter) is None:
+        with pytest.raises(ValueError, match="ONNX export is unavailable.*Received: format='onnx'"):
+            kmc.export(model, target, format="onnx")
+        assert not target.exists()
+    else:
+        kmc.export(model, target, format="onnx")
+        assert target.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_a_kmc_train_model_exports_with_one_command(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "bn_lenet", "--epochs", "1", "--width-ratio", "0.25",
+                 "--train-examples", "128", "--test-examples", "64", "--batch-size", "64",
+                 "--quiet", "--output-dir", str(run)]) == 0
+    served = tmp_path / "served"
+    assert main(["export", str(run / "model.keras"), "--output", str(served)]) == 0
+    assert f"exported saved_model: {served}" in capsys.readouterr().out
+
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    images = np.random.default_rng(0).uniform(size=(3, 28, 28, 1)).astype("float32")
+    np.save(tmp_path / "images.npy", images)
+    outputs = load_saved_models_in_fresh_process({"trained": (served, tmp_path / "images.npy")}, tmp_path)
+    np.testing.assert_allclose(outputs["trained"], model(images, training=False), **TOLERANCE)
+
+    # Again without --overwrite: one clear line, exit 2, the export untouched.
+    before = sorted(os.listdir(served))
+    assert main(["export", str(run / "model.keras"), "--output", str(served)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert sorted(os.listdir(served)) == before
+
+
+def test_kmc_export_bad_input_gives_one_line_and_exit_2(capsys):
+    assert main(["export", "no/such/model.keras", "--output", "x"]) == 2
+    assert "No model file at 'no/such/model.keras'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "model.keras", "--format", "tflite", "--output", "x"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
