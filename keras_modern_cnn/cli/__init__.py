@@ -7,9 +7,9 @@ the arguments and sets `run` (a function taking the parsed arguments) as the def
 import argparse
 import sys
 
-from keras_modern_cnn.cli import evaluate, models, train
+from keras_modern_cnn.cli import evaluate, export, models, train, tune
 
-SUBCOMMAND_MODULES = [models, train, evaluate]
+SUBCOMMAND_MODULES = [models, train, evaluate, export, tune]
 
 
 def build_parser():

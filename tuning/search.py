@@ -1,0 +1,274 @@
+"""Searches over the hypermodels with KerasTuner's own tuners, resumable and distributable.
+
+`make_tuner` pairs KerasTuner's random-search, Bayesian-optimization or Hyperband oracle with
+a KerasTuner tuner (as `keras_tuner.RandomSearch` & co. do), adding three things:
+
+- The oracle, trial and tuner state files are written atomically (temporary file, then
+  rename): KerasTuner writes them in place, so a `kill -9` during a write left an empty
+  `oracle.json` and a search that could not resume.
+- Resuming a search whose hypermodel's search space has changed raises
+  `SearchSpaceChangedError` naming every added, removed or changed dimension (KerasTuner
+  itself reloads the saved space and silently ignores the new one).
+- Every process appends one line per trial it ran to `executions.jsonl` in the project
+  directory (trial id, tuner id, process id, status), which shows what ran where in a
+  distributed search (KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT).
+
+Reference: KerasTuner, https://keras.io/keras_tuner/ ("Distributed hyperparameter tuning").
+"""
+
+import csv
+import json
+import os
+import warnings
+
+import keras_tuner
+from keras_tuner.errors import FailedTrialError
+
+from keras_modern_cnn.validation import check_bool, check_choice, check_positive_int
+
+__all__ = [
+    "TUNERS",
+    "Tuner",
+    "Hyperband",
+    "SearchSpaceChangedError",
+    "make_tuner",
+    "search_space_changes",
+    "write_results",
+    "EXECUTIONS_FILE",
+]
+
+EXECUTIONS_FILE = "executions.jsonl"
+
+
+class SearchSpaceChangedError(ValueError):
+    """The hypermodel of a resumed search declares a different search space."""
+
+
+class _ResumableSearch:
+    """Mixed into a KerasTuner tuner: atomic state, space check on reload, execution log."""
+
+    def _populate_initial_space(self):
+        # KerasTuner registers `declare_hyperparameters`, then builds the default configuration
+        # to discover more; our hypermodels declare everything, so an invalid default is one
+        # more failed trial, not a crash.
+        try:
+            super()._populate_initial_space()
+        except FailedTrialError as error:
+            warnings.warn(
+                f"The default configuration cannot be built; trials like it fail. {error}",
+                stacklevel=2,
+            )
+
+    def reload(self):
+        given = self.oracle.hyperparameters.copy()  # the tuner's `hyperparameters` argument
+        super().reload()
+        if self._is_worker() or self.hypermodel is None:
+            return
+        fresh = _fresh_space(self.hypermodel, given)
+        changes = search_space_changes(self.oracle.hyperparameters, fresh)
+        if changes:
+            raise SearchSpaceChangedError(
+                f"The search space changed since the search in {self.project_dir} started: "
+                f"{'; '.join(changes)}. Resume with the same search space, or start a new "
+                f"search (another project name, or overwrite=True / --overwrite)."
+            )
+
+    def save(self):
+        if not self._is_worker():
+            self.oracle.save()
+        _save_json_atomically(self._get_tuner_fname(), self.get_state())
+
+    @property
+    def is_worker(self):
+        """True in a worker of a distributed search (the chief holds the oracle and results)."""
+        return self._is_worker()
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        record = {
+            "trial_id": trial.trial_id,
+            "tuner_id": self.tuner_id,
+            "pid": os.getpid(),
+            "status": str(trial.status),
+        }
+        # One short line per write: appends from several processes do not interleave.
+        with open(os.path.join(self.project_dir, EXECUTIONS_FILE), "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+class Tuner(_ResumableSearch, keras_tuner.Tuner):
+    """`keras_tuner.Tuner` with the additions; with a random or Bayesian oracle (as KerasTuner)."""
+
+
+class Hyperband(_ResumableSearch, keras_tuner.Hyperband):
+    """`keras_tuner.Hyperband` taking its (atomic) oracle, plus the space check and the log."""
+
+    def __init__(self, oracle, hypermodel=None, **kwargs):
+        # keras_tuner.Hyperband.__init__ only builds its own oracle; skip to Tuner's.
+        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+
+class _AtomicState:
+    """Mixed into an oracle: `oracle.json` and every `trial.json` are replaced atomically."""
+
+    def save(self):
+        _save_json_atomically(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
+        _save_json_atomically(path, trial.get_state())
+
+
+class RandomSearchOracle(_AtomicState, keras_tuner.oracles.RandomSearchOracle):
+    """`keras_tuner.oracles.RandomSearchOracle` with atomic state files."""
+
+
+class BayesianOptimizationOracle(_AtomicState, keras_tuner.oracles.BayesianOptimizationOracle):
+    """`keras_tuner.oracles.BayesianOptimizationOracle` (needs scikit-learn), atomic state."""
+
+
+class HyperbandOracle(_AtomicState, keras_tuner.oracles.HyperbandOracle):
+    """`keras_tuner.oracles.HyperbandOracle` with atomic state files."""
+
+
+TUNERS = {
+    "random": (RandomSearchOracle, Tuner),
+    "bayesian": (BayesianOptimizationOracle, Tuner),
+    "hyperband": (HyperbandOracle, Hyperband),
+}
+
+
+def _save_json_atomically(path, state):
+    """Write `state` as JSON to a temporary sibling, then rename it over `path`."""
+    text = json.dumps(state)
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+    return text
+
+
+def _fresh_space(hypermodel, given):
+    """The space a new search would start from: `given`, then what the hypermodel declares."""
+    space = given.copy()
+    hypermodel.declare_hyperparameters(space)
+    try:
+        hypermodel.build(space)  # entries a subclass registers only while building
+    except FailedTrialError:
+        pass  # an invalid default configuration: the declared space is what counts
+    return space
+
+
+def _describe(hp):
+    config = hp.get_config()
+    details = ", ".join(
+        f"{key}={value!r}"
+        for key, value in sorted(config.items())
+        if key not in ("name", "conditions")
+    )
+    return f"{type(hp).__name__}({details})"
+
+
+def search_space_changes(saved, fresh):
+    """Differences between two `HyperParameters` spaces, one readable line per dimension."""
+    before = {hp.name: _describe(hp) for hp in saved.space if not hp.name.startswith("tuner/")}
+    after = {hp.name: _describe(hp) for hp in fresh.space if not hp.name.startswith("tuner/")}
+    changes = [f"added {name} {after[name]}" for name in after if name not in before]
+    changes += [f"removed {name} {before[name]}" for name in before if name not in after]
+    changes += [
+        f"changed {name} from {before[name]} to {after[name]}"
+        for name in before
+        if name in after and before[name] != after[name]
+    ]
+    return changes
+
+
+def make_tuner(
+    hypermodel,
+    tuner="random",
+    *,
+    objective="val_accuracy",
+    max_trials=10,
+    max_epochs=None,
+    directory="runs/tune",
+    project_name="search",
+    overwrite=False,
+    hyperparameters=None,
+    seed=None,
+    max_consecutive_failed_trials=3,
+    max_model_size=None,
+    oracle_kwargs=None,
+    **tuner_kwargs,
+):
+    """A KerasTuner tuner over `hypermodel`, resuming any search already in the project.
+
+    Args:
+        hypermodel: a `keras_tuner.HyperModel`, e.g. `HyperResNet(input_shape=..., classes=...)`.
+        tuner: "random", "bayesian" or "hyperband".
+        objective: the metric to optimise (direction inferred by KerasTuner).
+        max_trials: trials of random and Bayesian searches (Hyperband sets its own).
+        max_epochs: Hyperband's most epochs for one model (required for "hyperband").
+        directory, project_name: the search lives in `directory/project_name`; rerunning
+            resumes it (finished trials are not rerun) unless `overwrite`.
+        hyperparameters: a `keras_tuner.HyperParameters` of overrides (e.g. `hp.Fixed`).
+        seed: seed of the oracle.
+        max_consecutive_failed_trials: stop the search after this many failed trials in a row.
+        max_model_size: fail trials whose model has more trainable parameters.
+        oracle_kwargs: more arguments of the KerasTuner oracle (e.g. Hyperband's `factor`).
+        **tuner_kwargs: passed to the KerasTuner tuner (e.g. `executions_per_trial`).
+    """
+    check_choice("tuner", tuner, tuple(TUNERS))
+    if oracle_kwargs is not None and not isinstance(oracle_kwargs, dict):
+        raise ValueError(f"`oracle_kwargs` must be a dict. Received: oracle_kwargs={oracle_kwargs!r}")
+    check_bool("overwrite", overwrite)
+    check_positive_int("max_consecutive_failed_trials", max_consecutive_failed_trials)
+    if max_model_size is not None:
+        check_positive_int("max_model_size", max_model_size)
+    for name, value in (("directory", directory), ("project_name", project_name)):
+        if not isinstance(value, (str, os.PathLike)) or not str(value):
+            raise ValueError(f"`{name}` must be a non-empty path. Received: {name}={value!r}")
+    oracle_options = dict(
+        objective=objective, hyperparameters=hyperparameters, seed=seed,
+        max_consecutive_failed_trials=max_consecutive_failed_trials, **(oracle_kwargs or {}),
+    )
+    if tuner == "hyperband":
+        if max_epochs is None:
+            raise ValueError("The hyperband tuner needs `max_epochs`. Received: max_epochs=None")
+        oracle_options["max_epochs"] = check_positive_int("max_epochs", max_epochs, minimum=2)
+    else:
+        oracle_options["max_trials"] = check_positive_int("max_trials", max_trials)
+        if max_epochs is not None:
+            raise ValueError(
+                f"`max_epochs` is for tuner='hyperband' only; pass `epochs` to `search`. "
+                f"Received: max_epochs={max_epochs!r}"
+            )
+    if tuner == "bayesian":
+        try:
+            import sklearn  # noqa: F401  (KerasTuner's Gaussian process)
+        except ImportError:
+            raise ValueError(
+                "The bayesian tuner needs scikit-learn (`pip install scikit-learn`). "
+                "Received: tuner='bayesian'"
+            ) from None
+    oracle_class, tuner_class = TUNERS[tuner]
+    return tuner_class(
+        oracle=oracle_class(**oracle_options), hypermodel=hypermodel,
+        max_model_size=max_model_size, directory=os.fspath(directory),
+        project_name=os.fspath(project_name), overwrite=overwrite, **tuner_kwargs,
+    )
+
+
+def write_results(tuner, path):
+    """Write `path` (CSV): trial, status, score, then one column per hyperparameter."""
+    trials = sorted(tuner.oracle.trials.values(), key=lambda trial: trial.trial_id)
+    names = list(dict.fromkeys(name for trial in trials for name in trial.hyperparameters.values))
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["trial", "status", "score", *names])
+        for trial in trials:
+            values = trial.hyperparameters.values
+            writer.writerow(
+                [trial.trial_id, trial.status, "" if trial.score is None else trial.score]
+                + [values.get(name, "") for name in names]
+            )
+    return path
