@@ -219,6 +219,21 @@ def test_nan_loss_and_invalid_combinations_are_failed_trials_and_the_search_goes
     assert all(t.hyperparameters["batch_norm"] is False for t in tuner.oracle.trials.values())
 
 
+@pytest.mark.parametrize("tuner_name", ["bayesian", "hyperband"])
+def test_bayesian_and_hyperband_searches_complete_distinct_trials(tmp_path, tuner_name):
+    images, labels, _ = shapes(64)
+    hypermodel = HyperLeNet(input_shape=(16, 16, 1), classes=10, width_ratio=[0.25, 0.5, 1.0])
+    options = dict(max_epochs=2) if tuner_name == "hyperband" else dict(max_trials=3)
+    tuner = make_tuner(hypermodel, tuner_name, directory=tmp_path, project_name=tuner_name,
+                       seed=0, **options)
+    tuner.search(images, labels, validation_split=0.25, epochs=1, batch_size=32, verbose=0)
+    trials = list(tuner.oracle.trials.values())
+    assert len(trials) >= 2 and all(t.status == "COMPLETED" for t in trials)
+    assert all(np.isfinite(t.score) for t in trials)
+    values = {tuple(sorted(t.hyperparameters.values.items())) for t in trials}
+    assert len(values) >= 2  # the oracle explored, not a single point repeated
+
+
 def _executions(project):
     return [json.loads(line) for line in (project / EXECUTIONS_FILE).read_text().splitlines()]
 

@@ -124,7 +124,7 @@ class RandomSearchOracle(_AtomicState, keras_tuner.oracles.RandomSearchOracle):
 
 
 class BayesianOptimizationOracle(_AtomicState, keras_tuner.oracles.BayesianOptimizationOracle):
-    """`keras_tuner.oracles.BayesianOptimizationOracle` (needs scikit-learn), atomic state."""
+    """`keras_tuner.oracles.BayesianOptimizationOracle` with atomic state files."""
 
 
 class HyperbandOracle(_AtomicState, keras_tuner.oracles.HyperbandOracle):
@@ -242,14 +242,6 @@ def make_tuner(
                 f"`max_epochs` is for tuner='hyperband' only; pass `epochs` to `search`. "
                 f"Received: max_epochs={max_epochs!r}"
             )
-    if tuner == "bayesian":
-        try:
-            import sklearn  # noqa: F401  (KerasTuner's Gaussian process)
-        except ImportError:
-            raise ValueError(
-                "The bayesian tuner needs scikit-learn (`pip install scikit-learn`). "
-                "Received: tuner='bayesian'"
-            ) from None
     oracle_class, tuner_class = TUNERS[tuner]
     return tuner_class(
         oracle=oracle_class(**oracle_options), hypermodel=hypermodel,
