@@ -6,6 +6,7 @@ deployment needs: validated arguments, and writes that never destroy what is alr
 SavedModel export works from TensorFlow and from JAX (Keras converts through jax2tf).
 """
 
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -46,14 +47,17 @@ def _write(path, format, model):
     elif format == "weights":
         model.save_weights(path)
     else:
-        try:
-            model.export(path, format="onnx", verbose=False)
-        except ImportError as error:
+        # Keras exports ONNX through tf2onnx (TensorFlow) or jax2onnx (JAX), optional packages.
+        exporter = {"tensorflow": "tf2onnx", "jax": "jax2onnx"}.get(keras.backend.backend())
+        if exporter is None or importlib.util.find_spec(exporter) is None:
             raise ValueError(
-                "ONNX export is unavailable in this install: Keras needs the optional packages "
-                f"it names ({error}). Install them or export a SavedModel instead. "
-                "Received: format='onnx'"
-            ) from None
+                f"ONNX export is unavailable here: on the {keras.backend.backend()} backend Keras "
+                f"needs the optional package {exporter!r} (`pip install {exporter}`). Export a "
+                "SavedModel instead, or install it. Received: format='onnx'"
+            )
+        # An explicit signature: Keras otherwise refuses models that were never called.
+        signature = [keras.InputSpec(shape=tensor.shape, dtype=tensor.dtype) for tensor in model.inputs]
+        model.export(path, format="onnx", verbose=False, input_signature=signature)
 
 
 def export(model, path, format="saved_model", *, overwrite=False):
