@@ -13,6 +13,7 @@ from keras_modern_cnn.validation import check_choice
 
 BATCH_NORM_IMPLEMENTATIONS = ("keras_modern_cnn", "keras")
 _batch_norm_implementation = "keras_modern_cnn"
+_synchronized_batch_norm = False
 
 
 @contextlib.contextmanager
@@ -33,6 +34,20 @@ def batch_norm_implementation(implementation):
         _batch_norm_implementation = previous
 
 
+@contextlib.contextmanager
+def synchronized_batch_norm():
+    """Build every BatchNorm with `synchronized=True`: statistics over all tf.distribute replicas.
+
+    `keras_modern_cnn.distribute.distribution_scope` enters it for the TensorFlow strategies.
+    """
+    global _synchronized_batch_norm
+    previous, _synchronized_batch_norm = _synchronized_batch_norm, True
+    try:
+        yield
+    finally:
+        _synchronized_batch_norm = previous
+
+
 def channel_axis():
     """The channel axis of image tensors under the current `image_data_format`."""
     return 1 if keras.config.image_data_format() == "channels_first" else -1
@@ -41,6 +56,8 @@ def channel_axis():
 def batch_norm(x, *, name, axis=None, momentum=0.9, epsilon=1e-5, **kwargs):
     """Apply the zoo's batch normalization (the one place every BN of the zoo is created)."""
     axis = channel_axis() if axis is None else axis
+    if _synchronized_batch_norm:
+        kwargs.setdefault("synchronized", True)
     if _batch_norm_implementation == "keras":
         layer = keras.layers.BatchNormalization(
             axis=axis, momentum=momentum, epsilon=epsilon, name=name, **kwargs

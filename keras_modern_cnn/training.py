@@ -140,54 +140,57 @@ def train(
     check_choice("jit_compile", jit_compile, JIT_COMPILE)
     check_choice("strategy", strategy, STRATEGIES)
     output_dir = check_output_dir(output_dir)
-    keras.utils.set_random_seed(seed)
+    # The whole run, data included, under the strategy: MultiWorkerMirroredStrategy must exist
+    # before the first TensorFlow op, and JAX reads the distribution when fit runs.
+    with _strategy(strategy):
+        keras.utils.set_random_seed(seed)
 
-    data = load_data(
-        settings["dataset"], task=spec.task, data_dir=data_dir, download=download,
-        image_size=settings["image_size"], train_examples=train_examples,
-        test_examples=test_examples, seed=seed,
-    )
-    image_size = check_positive_int(
-        "image_size", settings["image_size"] or _spatial_size(spec.default_input_shape)
-    )
-    pipelines = {
-        split: make_pipeline(
-            getattr(data, split), image_size=image_size, batch_size=batch_size,
-            training=split == "train", task=data.task, normalization=normalization,
-            augment=augment and split == "train", seed=seed,
-            shuffle_buffer=min(data.num_train, 50000),
+        data = load_data(
+            settings["dataset"], task=spec.task, data_dir=data_dir, download=download,
+            image_size=settings["image_size"], train_examples=train_examples,
+            test_examples=test_examples, seed=seed,
         )
-        for split in ("train", "test")
-    }
-
-    with _dtype_policy("mixed_float16" if mixed_precision else None), _strategy(strategy):
-        model = build_model(spec, data, image_size, settings["width_ratio"])
-        model.compile(
-            optimizer=make_optimizer(optimizer, settings["learning_rate"]),
-            loss="sparse_categorical_crossentropy",
-            metrics=_metrics(data),
-            jit_compile={"auto": "auto", "on": True, "off": False}[jit_compile],
+        image_size = check_positive_int(
+            "image_size", settings["image_size"] or _spatial_size(spec.default_input_shape)
         )
-    timer = TrainingTimer()
-    callbacks = [
-        # Before BackupAndRestore: an epoch is recorded before it counts as finished, so an
-        # interruption in between replays (and re-records) it instead of losing its row.
-        EpochHistory(os.path.join(output_dir, HISTORY_FILE)),
-        AtomicBackupAndRestore(os.path.join(output_dir, "backup")),
-        timer,
-    ]
-    if importlib.util.find_spec("tensorboard") is not None:  # tf.summary needs it at run time
-        callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")))
-    start = time.perf_counter()
-    model.fit(
-        pipelines["train"], validation_data=pipelines["test"], epochs=epochs,
-        callbacks=callbacks, verbose=verbose, shuffle=False,  # the pipeline shuffles
-    )
-    wall_time = time.perf_counter() - start
-    results = model.evaluate(pipelines["test"], verbose=0, return_dict=True)
+        pipelines = {
+            split: make_pipeline(
+                getattr(data, split), image_size=image_size, batch_size=batch_size,
+                training=split == "train", task=data.task, normalization=normalization,
+                augment=augment and split == "train", seed=seed,
+                shuffle_buffer=min(data.num_train, 50000),
+            )
+            for split in ("train", "test")
+        }
 
-    model_path = os.path.join(output_dir, MODEL_FILE)
-    model.save(model_path)
+        with _dtype_policy("mixed_float16" if mixed_precision else None):
+            model = build_model(spec, data, image_size, settings["width_ratio"])
+            model.compile(
+                optimizer=make_optimizer(optimizer, settings["learning_rate"]),
+                loss="sparse_categorical_crossentropy",
+                metrics=_metrics(data),
+                jit_compile={"auto": "auto", "on": True, "off": False}[jit_compile],
+            )
+        timer = TrainingTimer()
+        callbacks = [
+            # Before BackupAndRestore: an epoch is recorded before it counts as finished, so an
+            # interruption in between replays (and re-records) it instead of losing its row.
+            EpochHistory(os.path.join(output_dir, HISTORY_FILE)),
+            AtomicBackupAndRestore(os.path.join(output_dir, "backup")),
+            timer,
+        ]
+        if importlib.util.find_spec("tensorboard") is not None:  # tf.summary needs it at run time
+            callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")))
+        start = time.perf_counter()
+        model.fit(
+            pipelines["train"], validation_data=pipelines["test"], epochs=epochs,
+            callbacks=callbacks, verbose=verbose, shuffle=False,  # the pipeline shuffles
+        )
+        wall_time = time.perf_counter() - start
+        results = model.evaluate(pipelines["test"], verbose=0, return_dict=True)
+
+        model_path = os.path.join(output_dir, MODEL_FILE)
+        model.save(model_path)
     history = read_history(os.path.join(output_dir, HISTORY_FILE))
     curves_path = os.path.join(output_dir, CURVES_FILE)
     plot_curves({spec.name: history}, curves_path)

@@ -1,3 +1,4 @@
 """Utilities around the zoo's models."""
 
+from keras_modern_cnn.utils.flops import flops
 from keras_modern_cnn.utils.weights import transfer_weights

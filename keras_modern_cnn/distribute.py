@@ -1,0 +1,119 @@
+"""Data-parallel training on the backends' own engines: `kmc train --strategy NAME`.
+
+- "mirrored": `tf.distribute.MirroredStrategy` over this machine's GPUs (TensorFlow).
+- "multi-worker": `tf.distribute.MultiWorkerMirroredStrategy`, cluster and task read from the
+  `TF_CONFIG` environment variable (TensorFlow).
+- "data-parallel": `keras.distribution.DataParallel` over every device JAX sees (JAX).
+
+Under both TensorFlow strategies the zoo's BatchNorm layers are built with
+`synchronized=True`, so batch statistics are taken over the global batch, as single-device
+training on that batch would (Ioffe & Szegedy 2015; "cross-GPU BN", Peng et al., MegDet,
+CVPR 2018). Under JAX DataParallel the jit-compiled step already computes them over the
+global batch. Models built outside the zoo's builders need `BatchNorm(synchronized=True)`
+themselves. References: TensorFlow guides "Distributed training with TensorFlow" and
+"Multi-worker training with Keras"; Keras guide "Distributed training with Keras 3".
+"""
+
+import contextlib
+import json
+import os
+
+import keras
+
+from keras_modern_cnn.blocks import synchronized_batch_norm
+from keras_modern_cnn.validation import check_choice
+
+DISTRIBUTIONS = ("mirrored", "multi-worker", "data-parallel")
+BACKEND_OF = {"mirrored": "tensorflow", "multi-worker": "tensorflow", "data-parallel": "jax"}
+
+
+@contextlib.contextmanager
+def distribution_scope(name):
+    """Build, compile, fit and save under the distribution `name`; yields the strategy.
+
+    With the TensorFlow strategies, enter the scope before the program runs any TensorFlow
+    op (MultiWorkerMirroredStrategy configures collectives at start-up).
+
+        with distribution_scope("data-parallel"):   # KERAS_BACKEND=jax
+            model = keras_modern_cnn.get_model("resnet18", classes=10)
+            model.compile(...)
+            model.fit(...)
+    """
+    check_choice("strategy", name, DISTRIBUTIONS)
+    backend = keras.config.backend()
+    if backend != BACKEND_OF[name]:
+        usable = [repr(other) for other, needs in BACKEND_OF.items() if needs == backend]
+        hint = f" On {backend!r}, use {' or '.join(usable)}." if usable else ""
+        raise ValueError(
+            f"`strategy` {name!r} runs on the {BACKEND_OF[name]!r} backend; the current "
+            f"backend is {backend!r} (set KERAS_BACKEND).{hint} Received: strategy={name!r}"
+        )
+    if name == "data-parallel":
+        with _keras_distribution(keras.distribution.DataParallel()) as distribution:
+            yield distribution
+        return
+
+    import tensorflow as tf
+
+    if name == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        check_tf_config(os.environ.get("TF_CONFIG"))
+        strategy = _multi_worker_mirrored_strategy_class()()
+    with strategy.scope(), synchronized_batch_norm():
+        yield strategy
+
+
+def check_tf_config(tf_config):
+    """`TF_CONFIG` (a JSON string) must hold a cluster and this process's task in it."""
+    try:
+        config = json.loads(tf_config)
+        task = config["task"]
+        valid = 0 <= task["index"] < len(config["cluster"][task["type"]])
+    except (TypeError, KeyError, ValueError):  # unset, not JSON, or missing keys
+        valid = False
+    if not valid:
+        raise ValueError(
+            "`strategy` 'multi-worker' reads the cluster from the TF_CONFIG environment "
+            "variable: JSON with cluster.worker (list of 'host:port') and task (type, index), "
+            'e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}. '
+            f"Received: TF_CONFIG={tf_config!r}"
+        )
+    return config
+
+
+def _multi_worker_mirrored_strategy_class():
+    import tensorflow as tf
+
+    class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        """tf.distribute's strategy with the `reduce` that Keras 3 `fit` expects of it.
+
+        With two or more workers, tf.distribute's `reduce` takes single values only, and
+        rejects `axis=0` on scalars; Keras 3 reduces the first `(x, y)` batch (to learn its
+        shapes) and its scalar logs with `axis=0` (keras-team/keras#20585). Here nested values
+        are reduced one by one, and a scalar's mean over replicas is taken with `axis=None`
+        (observed with Keras 3.15 and TensorFlow 2.21).
+        """
+
+        def reduce(self, reduce_op, value, axis):
+            def reduce_one(one):
+                scalar = len(self.experimental_local_results(one)[0].shape) == 0
+                return super(MultiWorkerMirroredStrategy, self).reduce(
+                    reduce_op, one, None if scalar else axis
+                )
+
+            return tf.nest.map_structure(reduce_one, value)
+
+    return MultiWorkerMirroredStrategy
+
+
+@contextlib.contextmanager
+def _keras_distribution(distribution):
+    """`keras.distribution.set_distribution` for the duration of the block, then restore."""
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(distribution)
+    try:
+        yield distribution
+    finally:
+        keras.distribution.set_distribution(previous)

@@ -1,0 +1,211 @@
+"""Data-parallel training: `kmc train --strategy multi-worker` (two TensorFlow worker processes on
+127.0.0.1, synchronized BatchNorm) and keras.distribution.DataParallel over two JAX host devices,
+each checked against single-process training on the same global batches."""
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_modern_cnn import BatchNorm, LeNet
+from keras_modern_cnn.data import SHAPE_CLASSES
+from keras_modern_cnn.distribute import check_tf_config, distribution_scope
+
+TIMEOUT = 300
+TF_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason=f"tf.distribute needs the TensorFlow backend (running {keras.backend.backend()})",
+)
+JAX_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "jax",
+    reason="keras.distribution.DataParallel needs the JAX backend "
+    f"(running {keras.backend.backend()})",
+)
+
+
+def bright_and_dark_images(count, seed):
+    """16x16 grayscale uint8 images, each a random brightness plus noise, 3 classes.
+
+    Brightness varies a lot between examples, so the halves of a global batch that the two
+    workers see have different statistics: per-worker BatchNorm would differ from the
+    global-batch one by several %."""
+    rng = np.random.default_rng(seed)
+    brightness = rng.uniform(20, 235, size=(count, 1, 1))
+    images = np.clip(brightness + rng.normal(0, 20, size=(count, 16, 16)), 0, 255)
+    return images.astype("uint8"), rng.integers(0, 3, size=count)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def train_arguments(output_dir, dataset, strategy):
+    """Three epochs of one 32-example batch: every step sees the same examples whatever the
+    shuffle order (fit under tf.distribute starts one extra iterator, so its order differs)."""
+    return [
+        "train", "bn_lenet", "--dataset", dataset, "--train-examples", "32", "--test-examples",
+        "32", "--image-size", "16", "--width-ratio", "0.5", "--epochs", "3", "--batch-size",
+        "32", "--lr", "0.1", "--strategy", strategy, "--output-dir", str(output_dir), "--quiet",
+    ]
+
+
+def train_command(output_dir, dataset, strategy):
+    arguments = train_arguments(output_dir, dataset, strategy)
+    return [sys.executable, "-m", "keras_modern_cnn.cli", *arguments]
+
+
+def saved_weights(path):
+    model = keras.saving.load_model(path, safe_mode=True)
+    return model, {weight.path: keras.ops.convert_to_numpy(weight) for weight in model.weights}
+
+
+@TF_ONLY
+@pytest.mark.slow
+def test_two_workers_match_each_other_and_single_process_training_with_synchronized_bn(tmp_path):
+    (x_train, y_train), (x_test, y_test) = (bright_and_dark_images(32, seed) for seed in (0, 1))
+    dataset = str(tmp_path / "data.npz")
+    np.savez(dataset, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    environment = dict(
+        os.environ, KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2"
+    )
+    processes = {}
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes[f"worker{index}"] = subprocess.Popen(
+            train_command(tmp_path / f"worker{index}", dataset, "multi-worker"),
+            env=dict(environment, TF_CONFIG=json.dumps(tf_config)),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+    processes["single"] = subprocess.Popen(
+        train_command(tmp_path / "single", dataset, "none"), env=environment,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        for name, process in processes.items():
+            output, _ = process.communicate(timeout=TIMEOUT)
+            assert process.returncode == 0, f"{name} failed:\n{output[-3000:]}"
+    finally:
+        for process in processes.values():
+            process.kill()
+
+    worker_model, worker0 = saved_weights(tmp_path / "worker0" / "model.keras")
+    _, worker1 = saved_weights(tmp_path / "worker1" / "model.keras")
+    single_model, single = saved_weights(tmp_path / "single" / "model.keras")
+    batch_norms = [layer for layer in worker_model.layers if isinstance(layer, BatchNorm)]
+    assert len(batch_norms) == 4 and all(layer.synchronized for layer in batch_norms)
+    assert not any(getattr(layer, "synchronized", False) for layer in single_model.layers)
+    for path, value in worker0.items():
+        np.testing.assert_array_equal(value, worker1[path], err_msg=path)
+    moving = [path for path in single if "moving_" in path]
+    assert len(moving) == 8
+    for path, value in single.items():
+        np.testing.assert_allclose(worker0[path], value, rtol=2e-4, atol=2e-5, err_msg=path)
+    metrics = json.loads((tmp_path / "worker0" / "metrics.json").read_text())
+    assert metrics["batch_size"] == 32 and metrics["epochs"] == 3
+
+
+@TF_ONLY
+def test_mirrored_scope_trains_with_synchronized_batch_norm_built_only_inside(tmp_path):
+    images, labels = bright_and_dark_images(16, 0)
+    with distribution_scope("mirrored") as strategy:
+        model = LeNet((4, 4), (8,), input_shape=(16, 16, 1), classes=3)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    history = model.fit(images[..., None] / 255.0, labels, batch_size=8, epochs=2, verbose=0)
+    assert model.distribute_strategy is strategy and np.isfinite(history.history["loss"]).all()
+    model.save(tmp_path / "mirrored.keras")
+    reloaded = keras.saving.load_model(tmp_path / "mirrored.keras", safe_mode=True)
+    for built in (model, reloaded):
+        batch_norms = [layer for layer in built.layers if isinstance(layer, BatchNorm)]
+        assert len(batch_norms) == 3 and all(layer.synchronized for layer in batch_norms)
+    outside = LeNet((4, 4), (8,), input_shape=(16, 16, 1), classes=3)
+    assert not any(getattr(layer, "synchronized", False) for layer in outside.layers)
+
+
+def data_parallel_worker():
+    """Run in a process with two host devices: DataParallel vs single-device training."""
+    import jax
+
+    from keras_modern_cnn.cli import main
+
+    images, labels = bright_and_dark_images(48, 0)
+    images = images[..., None].astype("float32") / 255.0
+    results = {"devices": len(jax.devices())}
+    for strategy in ("data-parallel", "none"):
+        keras.utils.set_random_seed(0)
+        with distribution_scope(strategy) if strategy != "none" else contextlib.nullcontext():
+            model = LeNet((4, 4), (8,), input_shape=(16, 16, 1), classes=3)
+            model.compile(
+                optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy"
+            )
+            model.fit(images, labels, batch_size=16, epochs=1, shuffle=False, verbose=0)
+            results[strategy] = {
+                "sharded_over": len(model.weights[0].value.sharding.device_set),
+                "weights": {w.path: keras.ops.convert_to_numpy(w).tolist() for w in model.weights},
+            }
+    output_dir = sys.argv[2]
+    results["cli_status"] = main(train_arguments(output_dir, "shapes", "data-parallel"))
+    with open(os.path.join(output_dir, "results.json"), "w") as handle:
+        json.dump(results, handle)
+
+
+@JAX_ONLY
+@pytest.mark.slow
+def test_jax_data_parallel_over_two_host_devices_matches_single_device_training(tmp_path):
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    environment = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS=flags.strip())
+    result = subprocess.run(
+        [sys.executable, __file__, "data-parallel", str(tmp_path)], env=environment,
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["devices"] == 2
+    assert results["data-parallel"]["sharded_over"] == 2 and results["none"]["sharded_over"] == 1
+    parallel, single = results["data-parallel"]["weights"], results["none"]["weights"]
+    assert sorted(parallel) == sorted(single) and sum("moving_" in path for path in single) == 6
+    for path in single:
+        np.testing.assert_allclose(parallel[path], single[path], rtol=2e-4, atol=2e-5, err_msg=path)
+    assert results["cli_status"] == 0
+    model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert model.input_shape == (None, 16, 16, 1)
+    assert model.output_shape == (None, len(SHAPE_CLASSES))
+
+
+def test_strategy_and_tf_config_are_validated(monkeypatch):
+    backend = keras.backend.backend()
+    wrong = ["mirrored", "multi-worker"] if backend == "jax" else ["data-parallel"]
+    for name in wrong:
+        message = f"current backend is '{backend}'.*Received: strategy='{name}'"
+        with pytest.raises(ValueError, match=message):
+            with distribution_scope(name):
+                pass
+    with pytest.raises(ValueError, match="Received: strategy='horovod'"):
+        with distribution_scope("horovod"):
+            pass
+    good = {
+        "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+        "task": {"type": "worker", "index": 1},
+    }
+    assert check_tf_config(json.dumps(good)) == good
+    bad_task = dict(good, task={"type": "worker", "index": 2})
+    for tf_config in (None, "not json", json.dumps({"cluster": {}}), json.dumps(bad_task)):
+        with pytest.raises(ValueError, match="Received: TF_CONFIG="):
+            check_tf_config(tf_config)
+    if backend == "tensorflow":
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+        with pytest.raises(ValueError, match="Received: TF_CONFIG=None"):
+            with distribution_scope("multi-worker"):
+                pass
+
+
+if __name__ == "__main__":  # the subprocess of the JAX test
+    data_parallel_worker()
