@@ -20,7 +20,9 @@ demo: $(STAMP)
 	$(BIN)/kmc train bn_lenet --epochs 3 --output-dir runs/demo
 	$(BIN)/kmc evaluate runs/demo/model.keras
 
-# The whole suite on TensorFlow, then on JAX; fails if either fails.
+# The whole suite on TensorFlow, then on JAX; fails if either fails. Two processes, one test
+# file each at a time (module fixtures such as the export round trips run once).
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
 test: $(STAMP)
-	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -q
+	KERAS_BACKEND=tensorflow $(PYTEST)
+	KERAS_BACKEND=jax $(PYTEST)
