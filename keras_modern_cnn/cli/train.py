@@ -30,7 +30,8 @@ def add_parser(subparsers):
     compare.set_defaults(run=run_compare)
 
 
-def add_training_arguments(parser):
+def add_data_arguments(parser, image_size_help="input side (default: the model's)"):
+    """The data options `kmc train`, `compare` and `tune` share; returns the argument group."""
     data = parser.add_argument_group("data")
     data.add_argument(
         "--dataset", default=None,
@@ -42,10 +43,15 @@ def add_training_arguments(parser):
         "--no-download", dest="download", action="store_false",
         help="never download: use only data already prepared in the data directory",
     )
-    data.add_argument("--image-size", type=int, default=None, help="input side (default: the model's)")
+    data.add_argument("--image-size", type=int, default=None, help=image_size_help)
     data.add_argument("--train-examples", type=int, default=None, help="use the first N training examples")
     data.add_argument("--test-examples", type=int, default=None, help="use the first N test examples")
     data.add_argument("--normalization", choices=NORMALIZATIONS, default="scale")
+    return data
+
+
+def add_training_arguments(parser):
+    data = add_data_arguments(parser)
     data.add_argument("--augment", action="store_true", help="random flip and crop (training only)")
     fit = parser.add_argument_group("training")
     fit.add_argument(

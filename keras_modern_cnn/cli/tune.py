@@ -8,7 +8,7 @@ process ran which trial), `results.csv` (trial, status, score, hyperparameters) 
 import os
 import socket
 
-from keras_modern_cnn.data.pipeline import NORMALIZATIONS
+from keras_modern_cnn.cli.train import add_data_arguments
 
 FAMILIES = ("lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet", "unet")
 TUNER_NAMES = ("random", "bayesian", "hyperband")
@@ -26,21 +26,10 @@ def add_parser(subparsers):
         "(or set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT).",
     )
     parser.add_argument("family", choices=FAMILIES)
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--dataset", default=None,
-        help="as `kmc train`: 'shapes' (embedded, the default), a TFDS name, a .npz file or "
-        "an image folder",
+    data = add_data_arguments(
+        parser,
+        image_size_help="input side (default: the family's d2l size, e.g. 28 for lenet, 96 for resnet)",
     )
-    data.add_argument("--data-dir", default=None, help="TFDS data directory (or TFDS_DATA_DIR)")
-    data.add_argument("--no-download", dest="download", action="store_false")
-    data.add_argument(
-        "--image-size", type=int, default=None,
-        help="input side (default: the family's d2l size, e.g. 28 for lenet, 96 for resnet)",
-    )
-    data.add_argument("--train-examples", type=int, default=None, help="first N training examples")
-    data.add_argument("--test-examples", type=int, default=None, help="first N test examples")
-    data.add_argument("--normalization", choices=NORMALIZATIONS, default="scale")
     data.add_argument("--batch-size", type=int, default=128)
     search = parser.add_argument_group("search")
     search.add_argument("--tuner", choices=TUNER_NAMES, default="random")
