@@ -27,10 +27,10 @@ class BatchNorm(keras.layers.Layer):
     same dtype while the variables stay float32.
 
     One `keras.ops` path on every backend: one pass over the data for the statistics (shifted
-    so float32 stays accurate far from zero), then one multiply-add. TensorFlow's fused
-    `FusedBatchNormV3` kernel was tried and dropped: trained under `fit` on TensorFlow CPU its
-    statistics went wrong at large activations (BN-LeNet at lr 1.0: 0.10 test accuracy after
-    three epochs against 0.98 with this path).
+    so float32 stays accurate far from zero), then one multiply-add. A TensorFlow path through
+    the fused `FusedBatchNormV3` kernel was tried and dropped: it was no faster in whole
+    networks (convolutions dominate) and one BN-LeNet run with it ended with unusable weights,
+    which was never explained; one implementation on both backends is easier to trust.
 
     Args:
         axis: the channel axis (an int, negative counts from the end). -1 for channels-last.
