@@ -6,11 +6,24 @@ References: Huang et al., "Densely Connected Convolutional Networks", CVPR 2017
 Dense blocks concatenate each (BN, ReLU, conv) output to their input along channels;
 transition layers (BN, ReLU, 1x1 conv, 2x2 average pool) compress channels (default: halve).
 DenseNet-BC adds a 1x1 bottleneck of 4 * growth_rate channels before every 3x3 convolution.
+
+`memory_efficient=True` follows Pleiss et al., "Memory-Efficient Implementation of DenseNets"
+(arXiv:1707.06990) as torchvision's `memory_efficient` does: the concatenation, BN and ReLU
+in front of each layer's first convolution are recomputed in the backward pass instead of kept.
 """
 
 import keras
 
-from keras_modern_cnn.blocks import batch_norm, channel_axis, pooled_classifier
+from keras import ops
+
+from keras_modern_cnn.blocks import (
+    batch_norm,
+    channel_axis,
+    current_batch_norm_implementation,
+    make_batch_norm,
+    pooled_classifier,
+)
+from keras_modern_cnn.layers import BatchNorm
 from keras_modern_cnn.registry import register_model
 from keras_modern_cnn.validation import (
     check_application_args,
@@ -43,6 +56,119 @@ def conv_block(x, growth_rate, *, bottleneck, conv_bias, bn, name):
     return keras.layers.Concatenate(axis=channel_axis(), name=f"{name}_concat")([x, y])
 
 
+@keras.saving.register_keras_serializable(package="keras_modern_cnn")
+class RecomputedConcatNormConv(keras.layers.Layer):
+    """Concatenate, BatchNorm, ReLU, convolution; recomputed in the backward pass when training.
+
+    The first half of a dense layer in a memory-efficient DenseNet (Pleiss et al. 2017,
+    arXiv:1707.06990). The plain model stores, for every layer, the concatenation of all
+    earlier feature maps plus its normalised and rectified copies, which grows quadratically
+    with depth. Here the layer takes the earlier feature maps as a list, and under
+    `training=True` runs through `keras.remat`, so only its inputs (which the block keeps
+    anyway) and its output survive until the backward pass.
+
+    The BatchNorm's moving statistics are updated once, outside the recomputed function: the
+    batch statistics are outputs of that function rather than a state update inside it, which
+    would run a second time in TensorFlow's recomputation.
+
+    Args:
+        batch_norm: a `keras_modern_cnn.layers.BatchNorm` (its name is kept, so weights keep
+            the plain model's names).
+        conv: the convolution that follows the ReLU (a `keras.layers.Conv2D`).
+        axis: the channel axis of the concatenation.
+    """
+
+    def __init__(self, batch_norm, conv, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(batch_norm, BatchNorm):
+            raise ValueError(
+                "`batch_norm` must be a keras_modern_cnn.layers.BatchNorm (its statistics are "
+                "computed inside the recomputed function). "
+                f"Received: batch_norm={batch_norm!r}"
+            )
+        self.batch_norm = batch_norm
+        self.conv = conv
+        self.axis = axis
+
+    def build(self, input_shape):
+        shapes = [list(shape) for shape in input_shape]
+        concatenated = list(shapes[0])
+        concatenated[self.axis] = sum(shape[self.axis] for shape in shapes)
+        for layer in (self.batch_norm, self.conv):
+            if not layer.built:  # sublayers deserialised from a saved model come built
+                layer.build(tuple(concatenated))
+
+    def compute_output_shape(self, input_shape):
+        concatenated = list(input_shape[0])
+        concatenated[self.axis] = sum(shape[self.axis] for shape in input_shape)
+        return self.conv.compute_output_shape(tuple(concatenated))
+
+    def call(self, inputs, training=None):
+        with_statistics = self.batch_norm.uses_batch_statistics(training)
+
+        def concat_norm_relu_conv(*pieces):
+            x = ops.concatenate(pieces, axis=self.axis)
+            y, mean, variance = self.batch_norm.normalize(x, training=training)
+            outputs = self.conv(ops.relu(y))
+            return (outputs, mean, variance) if with_statistics else outputs
+
+        function = keras.remat(concat_norm_relu_conv) if training else concat_norm_relu_conv
+        results = function(*inputs)
+        if not with_statistics:
+            return results
+        outputs, mean, variance = results
+        self.batch_norm.update_moving_statistics(mean, variance)
+        return outputs
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "batch_norm": keras.saving.serialize_keras_object(self.batch_norm),
+            "conv": keras.saving.serialize_keras_object(self.conv),
+            "axis": self.axis,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["batch_norm"] = keras.saving.deserialize_keras_object(config["batch_norm"])
+        config["conv"] = keras.saving.deserialize_keras_object(config["conv"])
+        return cls(**config)
+
+
+def memory_efficient_dense_block(x, depth, growth_rate, *, bottleneck, conv_bias, bn, name):
+    """`depth` dense layers whose concatenation/BN/ReLU is recomputed; one concatenation at the end.
+
+    Same layers, weights and function as `depth` calls of `conv_block`.
+    """
+    features = [x]
+    for index in range(depth):
+        layer_name = f"{name}_block{index + 1}"
+        first_conv = (
+            keras.layers.Conv2D(4 * growth_rate, 1, use_bias=conv_bias, name=f"{layer_name}_1_conv")
+            if bottleneck
+            else keras.layers.Conv2D(
+                growth_rate, 3, padding="same", use_bias=conv_bias, name=f"{layer_name}_2_conv"
+            )
+        )
+        y = RecomputedConcatNormConv(
+            make_batch_norm(name=f"{layer_name}_0_bn", **bn),
+            first_conv,
+            axis=channel_axis(),
+            name=f"{layer_name}_recomputed",
+        )(features)
+        if bottleneck:
+            y = batch_norm(y, name=f"{layer_name}_1_bn", **bn)
+            y = keras.layers.Activation("relu", name=f"{layer_name}_1_relu")(y)
+            y = keras.layers.Conv2D(
+                growth_rate, 3, padding="same", use_bias=conv_bias, name=f"{layer_name}_2_conv"
+            )(y)
+        features.append(y)
+    return keras.layers.Concatenate(axis=channel_axis(), name=f"{name}_block{depth}_concat")(
+        features
+    )
+
+
 def transition_block(x, compression, *, conv_bias, bn, name):
     """BN, ReLU, 1x1 conv to `compression` x channels, 2x2 average pool (halves the size)."""
     x = batch_norm(x, name=f"{name}_bn", **bn)
@@ -63,6 +189,7 @@ def DenseNet(
     bn_epsilon=1e-5,
     bn_momentum=0.9,
     width_ratio=1.0,
+    memory_efficient=False,
     include_top=True,
     weights=None,
     input_tensor=None,
@@ -88,6 +215,11 @@ def DenseNet(
         conv_bias: convolutions carry a bias (d2l) or not (the paper, keras.applications).
         bn_epsilon, bn_momentum: of every BatchNorm (keras.applications: 1.001e-5, 0.99).
         width_ratio: multiplies the stem channels and the growth rate.
+        memory_efficient: recompute each layer's concatenation, BN and ReLU in the backward
+            pass (`RecomputedConcatNormConv`), so training memory grows linearly with depth
+            instead of quadratically, for some extra compute. Same weights (names and order)
+            and same function as the plain model; the layer graph differs (one
+            `{layer}_recomputed` layer holds each `{layer}_0_bn` and the conv after it).
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in `keras.applications`.
     """
@@ -102,6 +234,13 @@ def DenseNet(
         momentum=float(check_number("bn_momentum", bn_momentum, low=0.0, high=1.0, high_open=True)),
     )
     width_ratio = check_width_ratio(width_ratio)
+    check_bool("memory_efficient", memory_efficient)
+    if memory_efficient and current_batch_norm_implementation() != "keras_modern_cnn":
+        raise ValueError(
+            "`memory_efficient=True` recomputes keras_modern_cnn's BatchNorm in the backward pass "
+            "and cannot be built inside batch_norm_implementation("
+            f"{current_batch_norm_implementation()!r}). Received: memory_efficient=True"
+        )
     check_application_args(
         include_top=include_top, weights=weights, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name,
@@ -121,11 +260,17 @@ def DenseNet(
     x = keras.layers.ZeroPadding2D(1, name="zero_padding2d_1")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1")(x)
     for index, depth in enumerate(blocks):
-        for conv in range(depth):
-            x = conv_block(
-                x, growth, bottleneck=bottleneck, conv_bias=conv_bias, bn=bn,
-                name=f"conv{index + 2}_block{conv + 1}",
+        if memory_efficient:
+            x = memory_efficient_dense_block(
+                x, depth, growth, bottleneck=bottleneck, conv_bias=conv_bias, bn=bn,
+                name=f"conv{index + 2}",
             )
+        else:
+            for conv in range(depth):
+                x = conv_block(
+                    x, growth, bottleneck=bottleneck, conv_bias=conv_bias, bn=bn,
+                    name=f"conv{index + 2}_block{conv + 1}",
+                )
         if index < len(blocks) - 1:
             x = transition_block(x, compression, conv_bias=conv_bias, bn=bn, name=f"pool{index + 2}")
     x = batch_norm(x, name="bn", **bn)
@@ -152,10 +297,12 @@ def _variant(registry_name, function_name, blocks, reference):
         name=registry_name,
         *,
         width_ratio=1.0,
+        memory_efficient=False,
     ):
         return DenseNet(
             blocks, 32, bottleneck=True, compression=0.5, stem_filters=64, conv_bias=False,
             bn_epsilon=1.001e-5, bn_momentum=0.99, width_ratio=width_ratio,
+            memory_efficient=memory_efficient,
             include_top=include_top, weights=weights, input_tensor=input_tensor,
             input_shape=input_shape if input_shape is not None or input_tensor is not None
             else ((224, 224, 3) if include_top else (None, None, 3)),
@@ -192,10 +339,12 @@ def DenseNetD2L(
     name="densenet_d2l",
     *,
     width_ratio=1.0,
+    memory_efficient=False,
 ):
     """The seeds' DenseNet, registered: `DenseNet(growth_rate=32)` with the standard signature."""
     return DenseNet(
-        growth_rate=32, width_ratio=width_ratio, include_top=include_top, weights=weights,
+        growth_rate=32, width_ratio=width_ratio, memory_efficient=memory_efficient,
+        include_top=include_top, weights=weights,
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name,
     )

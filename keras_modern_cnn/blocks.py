@@ -34,6 +34,11 @@ def batch_norm_implementation(implementation):
         _batch_norm_implementation = previous
 
 
+def current_batch_norm_implementation():
+    """The implementation `batch_norm_implementation` selected: "keras_modern_cnn" or "keras"."""
+    return _batch_norm_implementation
+
+
 @contextlib.contextmanager
 def synchronized_batch_norm():
     """Build every BatchNorm with `synchronized=True`: statistics over all tf.distribute replicas.
@@ -53,18 +58,21 @@ def channel_axis():
     return 1 if keras.config.image_data_format() == "channels_first" else -1
 
 
-def batch_norm(x, *, name, axis=None, momentum=0.9, epsilon=1e-5, **kwargs):
-    """Apply the zoo's batch normalization (the one place every BN of the zoo is created)."""
+def make_batch_norm(*, name, axis=None, momentum=0.9, epsilon=1e-5, **kwargs):
+    """The zoo's batch normalization layer (the one place every BN of the zoo is created)."""
     axis = channel_axis() if axis is None else axis
     if _synchronized_batch_norm:
         kwargs.setdefault("synchronized", True)
     if _batch_norm_implementation == "keras":
-        layer = keras.layers.BatchNormalization(
+        return keras.layers.BatchNormalization(
             axis=axis, momentum=momentum, epsilon=epsilon, name=name, **kwargs
         )
-    else:
-        layer = BatchNorm(axis=axis, momentum=momentum, epsilon=epsilon, name=name, **kwargs)
-    return layer(x)
+    return BatchNorm(axis=axis, momentum=momentum, epsilon=epsilon, name=name, **kwargs)
+
+
+def batch_norm(x, *, name, **kwargs):
+    """Apply `make_batch_norm(name=name, **kwargs)` to `x`."""
+    return make_batch_norm(name=name, **kwargs)(x)
 
 
 def conv_bn_act(

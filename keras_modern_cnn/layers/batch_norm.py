@@ -162,22 +162,26 @@ class BatchNorm(keras.layers.Layer):
         return input_shape
 
     def call(self, inputs, training=None):
-        use_batch_statistics = bool(training) and self.trainable
-        outputs, mean, variance = self._portable_call(inputs, use_batch_statistics)
-        if use_batch_statistics:
-            self.moving_mean.assign(
-                self.moving_mean * self.momentum + mean * (1.0 - self.momentum)
-            )
-            self.moving_variance.assign(
-                self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
-            )
+        outputs, mean, variance = self.normalize(inputs, training=training)
+        if self.uses_batch_statistics(training):
+            self.update_moving_statistics(mean, variance)
         return outputs
 
-    def _portable_call(self, inputs, use_batch_statistics):
+    def uses_batch_statistics(self, training):
+        """Whether a call with this `training` flag normalises with (and updates) batch statistics."""
+        return bool(training) and self.trainable
+
+    def normalize(self, inputs, training=None):
+        """`(outputs, mean, variance)` of a call, without touching the moving statistics.
+
+        A pure function of the inputs and weights, so it can run under rematerialisation
+        (`keras.remat`), where a state update would be replayed in the backward pass; the
+        caller then passes `mean` and `variance` to `update_moving_statistics`.
+        """
         x = inputs
         if keras.backend.standardize_dtype(x.dtype) != "float32":
             x = ops.cast(x, "float32")
-        if use_batch_statistics:
+        if self.uses_batch_statistics(training):
             mean, variance = self._moments(x)
         else:
             mean, variance = self.moving_mean, self.moving_variance
@@ -194,6 +198,13 @@ class BatchNorm(keras.layers.Layer):
             offset, broadcast_shape
         )
         return ops.cast(outputs, inputs.dtype), mean, variance
+
+    def update_moving_statistics(self, mean, variance):
+        """`moving = momentum * moving + (1 - momentum) * batch` for the mean and the variance."""
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(
+            self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
+        )
 
     def _moments(self, x):
         """Per-channel mean and biased variance, in one pass over `x`.
