@@ -65,7 +65,9 @@ class RecomputedConcatNormConv(keras.layers.Layer):
     earlier feature maps plus its normalised and rectified copies, which grows quadratically
     with depth. Here the layer takes the earlier feature maps as a list, and under
     `training=True` runs through `keras.remat`, so only its inputs (which the block keeps
-    anyway) and its output survive until the backward pass.
+    anyway) and its output survive until the backward pass. (On JAX, XLA:CPU merges the
+    recomputation back into the forward pass, so the saving needs TensorFlow or an accelerator;
+    see BENCHMARKS.md.)
 
     The BatchNorm's moving statistics are updated once, outside the recomputed function: the
     batch statistics are outputs of that function rather than a state update inside it, which
@@ -139,7 +141,7 @@ class RecomputedConcatNormConv(keras.layers.Layer):
 def memory_efficient_dense_block(x, depth, growth_rate, *, bottleneck, conv_bias, bn, name):
     """`depth` dense layers whose concatenation/BN/ReLU is recomputed; one concatenation at the end.
 
-    Same layers, weights and function as `depth` calls of `conv_block`.
+    Same weights (names and order) and function as `depth` calls of `conv_block`.
     """
     features = [x]
     for index in range(depth):
