@@ -13,7 +13,6 @@ in front of each layer's first convolution are recomputed in the backward pass i
 """
 
 import keras
-
 from keras import ops
 
 from keras_modern_cnn.blocks import (
@@ -42,17 +41,27 @@ __all__ = ["DenseNet", "DenseNetD2L", "DenseNet121", "DenseNet169", "DenseNet201
 MIN_INPUT_SIZE = 29  # torchvision documents 29 for its DenseNets; the seeds use 96.
 
 
+def bottleneck_conv(growth_rate, *, conv_bias, name):
+    """The DenseNet-B 1x1 convolution to 4 * growth_rate channels of layer `name`."""
+    return keras.layers.Conv2D(4 * growth_rate, 1, use_bias=conv_bias, name=f"{name}_1_conv")
+
+
+def growth_conv(growth_rate, *, conv_bias, name):
+    """The 3x3 convolution adding growth_rate channels: the output of dense layer `name`."""
+    return keras.layers.Conv2D(
+        growth_rate, 3, padding="same", use_bias=conv_bias, name=f"{name}_2_conv"
+    )
+
+
 def conv_block(x, growth_rate, *, bottleneck, conv_bias, bn, name):
     """BN, ReLU, (1x1 bottleneck, BN, ReLU,) 3x3 conv; output concatenated to the input."""
     y = batch_norm(x, name=f"{name}_0_bn", **bn)
     y = keras.layers.Activation("relu", name=f"{name}_0_relu")(y)
     if bottleneck:
-        y = keras.layers.Conv2D(4 * growth_rate, 1, use_bias=conv_bias, name=f"{name}_1_conv")(y)
+        y = bottleneck_conv(growth_rate, conv_bias=conv_bias, name=name)(y)
         y = batch_norm(y, name=f"{name}_1_bn", **bn)
         y = keras.layers.Activation("relu", name=f"{name}_1_relu")(y)
-    y = keras.layers.Conv2D(
-        growth_rate, 3, padding="same", use_bias=conv_bias, name=f"{name}_2_conv"
-    )(y)
+    y = growth_conv(growth_rate, conv_bias=conv_bias, name=name)(y)
     return keras.layers.Concatenate(axis=channel_axis(), name=f"{name}_concat")([x, y])
 
 
@@ -92,18 +101,18 @@ class RecomputedConcatNormConv(keras.layers.Layer):
         self.conv = conv
         self.axis = axis
 
-    def build(self, input_shape):
-        shapes = [list(shape) for shape in input_shape]
-        concatenated = list(shapes[0])
-        concatenated[self.axis] = sum(shape[self.axis] for shape in shapes)
-        for layer in (self.batch_norm, self.conv):
-            if not layer.built:  # sublayers deserialised from a saved model come built
-                layer.build(tuple(concatenated))
-
-    def compute_output_shape(self, input_shape):
+    def _concatenated_shape(self, input_shape):
         concatenated = list(input_shape[0])
         concatenated[self.axis] = sum(shape[self.axis] for shape in input_shape)
-        return self.conv.compute_output_shape(tuple(concatenated))
+        return tuple(concatenated)
+
+    def build(self, input_shape):
+        for layer in (self.batch_norm, self.conv):
+            if not layer.built:  # sublayers deserialised from a saved model come built
+                layer.build(self._concatenated_shape(input_shape))
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(self._concatenated_shape(input_shape))
 
     def call(self, inputs, training=None):
         with_statistics = self.batch_norm.uses_batch_statistics(training)
@@ -146,12 +155,8 @@ def memory_efficient_dense_block(x, depth, growth_rate, *, bottleneck, conv_bias
     features = [x]
     for index in range(depth):
         layer_name = f"{name}_block{index + 1}"
-        first_conv = (
-            keras.layers.Conv2D(4 * growth_rate, 1, use_bias=conv_bias, name=f"{layer_name}_1_conv")
-            if bottleneck
-            else keras.layers.Conv2D(
-                growth_rate, 3, padding="same", use_bias=conv_bias, name=f"{layer_name}_2_conv"
-            )
+        first_conv = (bottleneck_conv if bottleneck else growth_conv)(
+            growth_rate, conv_bias=conv_bias, name=layer_name
         )
         y = RecomputedConcatNormConv(
             make_batch_norm(name=f"{layer_name}_0_bn", **bn),
@@ -162,9 +167,7 @@ def memory_efficient_dense_block(x, depth, growth_rate, *, bottleneck, conv_bias
         if bottleneck:
             y = batch_norm(y, name=f"{layer_name}_1_bn", **bn)
             y = keras.layers.Activation("relu", name=f"{layer_name}_1_relu")(y)
-            y = keras.layers.Conv2D(
-                growth_rate, 3, padding="same", use_bias=conv_bias, name=f"{layer_name}_2_conv"
-            )(y)
+            y = growth_conv(growth_rate, conv_bias=conv_bias, name=layer_name)(y)
         features.append(y)
     return keras.layers.Concatenate(axis=channel_axis(), name=f"{name}_block{depth}_concat")(
         features

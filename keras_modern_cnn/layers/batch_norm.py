@@ -10,7 +10,6 @@ from keras import constraints, initializers, ops, regularizers
 from keras_modern_cnn.validation import check_bool, check_number
 
 
-
 @keras.saving.register_keras_serializable(package="keras_modern_cnn")
 class BatchNorm(keras.layers.Layer):
     """Per-channel batch normalization: `BN(x) = gamma * (x - mu_B) / sigma_B + beta`.
