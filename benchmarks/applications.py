@@ -15,7 +15,7 @@ import json
 import keras
 import numpy as np
 
-from _timing import interleaved_throughput, ratio_summary
+from _timing import interleaved_throughput, random_batch, ratio_summary
 from keras_modern_cnn import get_model
 
 TWINS = {
@@ -41,9 +41,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
 
-    rng = np.random.default_rng(0)
-    images = rng.uniform(size=(args.batch_size, 64, 64, 3)).astype("float32")
-    labels = rng.integers(0, 10, size=(args.batch_size,))
+    images, labels = random_batch(args.batch_size, 64, classes=10)
     report = {"backend": keras.config.backend(), "batch_size": args.batch_size}
     for name in args.models.split(","):
         keras.utils.set_random_seed(0)

@@ -28,8 +28,8 @@ import threading
 import time
 
 import keras
-import numpy as np
 
+from _timing import random_batch
 from keras_modern_cnn import get_model
 
 VARIANTS = {"plain": False, "memory_efficient": True}
@@ -43,19 +43,13 @@ def build(memory_efficient, image_size):
     )
 
 
-def batch(batch_size, image_size):
-    rng = np.random.default_rng(0)
-    images = rng.uniform(size=(batch_size, image_size, image_size, 3)).astype("float32")
-    return images, rng.integers(0, 1000, size=(batch_size,))
-
-
 def jax_step_memory(memory_efficient, batch_size, image_size):
     """Bytes XLA assigns to the compiled gradient step: temporaries and the whole step."""
     import jax
 
     model = build(memory_efficient, image_size)
     loss = keras.losses.SparseCategoricalCrossentropy()
-    images, labels = batch(batch_size, image_size)
+    images, labels = random_batch(batch_size, image_size, classes=1000)
 
     def loss_and_state(trainable, non_trainable, x, y):
         predictions, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
@@ -83,7 +77,7 @@ def tensorflow_step_memory(memory_efficient, batch_size, image_size, steps):
     """Peak resident bytes above the pre-step level while `train_on_batch` runs (this process)."""
     model = build(memory_efficient, image_size)
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
-    images, labels = batch(batch_size, image_size)
+    images, labels = random_batch(batch_size, image_size, classes=1000)
     for _ in range(2):  # trace and warm up
         model.train_on_batch(images, labels)
     before = resident_bytes()

@@ -26,6 +26,7 @@ import time
 import keras
 import numpy as np
 
+from _timing import random_batch
 from keras_modern_cnn import ResNet, get_model
 from keras_modern_cnn.utils import flops
 
@@ -100,10 +101,7 @@ def main():
     rounds = args.rounds or (2 if args.quick else 3)
     steps = args.steps or (2 if args.quick else 3)
 
-    rng = np.random.default_rng(0)
-    images = rng.uniform(size=(args.batch_size, args.image_size, args.image_size, 3))
-    images = images.astype("float32")
-    labels = rng.integers(0, 10, size=(args.batch_size,))
+    images, labels = random_batch(args.batch_size, args.image_size, classes=10)
     passes_per_image = 1 if args.predict else 3  # a training step ~ 3 forward passes
 
     def step(model):
