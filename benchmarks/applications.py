@@ -13,9 +13,8 @@ import argparse
 import json
 
 import keras
-import numpy as np
 
-from _timing import interleaved_throughput, random_batch, ratio_summary
+from _timing import random_batch, train_and_predict_ratios
 from keras_modern_cnn import get_model
 
 TWINS = {
@@ -50,24 +49,10 @@ def main():
             "keras": compiled(TWINS[name](weights=None, input_shape=(64, 64, 3), classes=10)),
         }
         assert pair["ours"].count_params() == pair["keras"].count_params()
-        train = interleaved_throughput(
-            {k: (lambda m=m: m.train_on_batch(images, labels)) for k, m in pair.items()},
-            rounds=args.rounds, steps=args.steps, batch_size=args.batch_size,
+        report[name] = train_and_predict_ratios(
+            pair, images, labels, ours="ours", reference="keras",
+            rounds=args.rounds, steps=args.steps,
         )
-        predict = interleaved_throughput(
-            {k: (lambda m=m: m.predict_on_batch(images)) for k, m in pair.items()},
-            rounds=args.rounds, steps=args.steps * 3, batch_size=args.batch_size,
-        )
-        report[name] = {}
-        for mode, results in (("train", train), ("predict", predict)):
-            median, low, high = ratio_summary(results, "ours", "keras")
-            report[name][mode] = {
-                "ours_img_per_s": round(float(np.median(results["ours"])), 1),
-                "keras_img_per_s": round(float(np.median(results["keras"])), 1),
-                "ratio_median": round(median, 3),
-                "ratio_min": round(low, 3),
-                "ratio_max": round(high, 3),
-            }
         print(json.dumps({name: report[name]}), flush=True)
     print(json.dumps(report, indent=2))
 

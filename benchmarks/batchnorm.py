@@ -14,7 +14,7 @@ import json
 import keras
 import numpy as np
 
-from _timing import interleaved_throughput, ratio_summary
+from _timing import train_and_predict_ratios
 from keras_modern_cnn.blocks import batch_norm, batch_norm_implementation, conv_bn_act
 
 
@@ -59,24 +59,13 @@ def main():
         )
         models[implementation] = model
 
-    train = interleaved_throughput(
-        {name: (lambda m=m: m.train_on_batch(images, labels)) for name, m in models.items()},
-        rounds=args.rounds, steps=args.steps, batch_size=args.batch_size,
-    )
-    predict = interleaved_throughput(
-        {name: (lambda m=m: m.predict_on_batch(images)) for name, m in models.items()},
-        rounds=args.rounds, steps=args.steps * 3, batch_size=args.batch_size,
-    )
-    report = {"backend": keras.config.backend()}
-    for mode, results in (("train", train), ("predict", predict)):
-        median, low, high = ratio_summary(results, "keras_modern_cnn", "keras")
-        report[mode] = {
-            "ours_img_per_s": round(float(np.median(results["keras_modern_cnn"])), 1),
-            "keras_img_per_s": round(float(np.median(results["keras"])), 1),
-            "ratio_median": round(median, 3),
-            "ratio_min": round(low, 3),
-            "ratio_max": round(high, 3),
-        }
+    report = {
+        "backend": keras.config.backend(),
+        **train_and_predict_ratios(
+            models, images, labels, ours="keras_modern_cnn", reference="keras",
+            rounds=args.rounds, steps=args.steps,
+        ),
+    }
     print(json.dumps(report, indent=2))
 
 
