@@ -9,5 +9,11 @@ from keras_modern_cnn.applications import *  # noqa: F403  (every builder of the
 from keras_modern_cnn.blocks import batch_norm_implementation
 from keras_modern_cnn.export import export
 from keras_modern_cnn.layers import BatchNorm
-from keras_modern_cnn.registry import get_model, get_spec, list_models, register_model
+from keras_modern_cnn.registry import (
+    get_model,
+    get_spec,
+    list_models,
+    register_model,
+    unregister_model,
+)
 from keras_modern_cnn.version import __version__

@@ -60,6 +60,14 @@ def register_model(*, name, family, default_input_shape, reference, task="classi
     return decorator
 
 
+def unregister_model(name):
+    """Remove a registered model (one added for an experiment or a test); returns its spec.
+
+    Unknown names raise the same error as `get_spec`.
+    """
+    return _REGISTRY.pop(get_spec(name).name)
+
+
 def list_models(pattern="*", *, family=None, task=None):
     """Sorted registered names matching a shell-style wildcard `pattern` (e.g. "resnet*")."""
     return sorted(

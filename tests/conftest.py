@@ -15,14 +15,17 @@ import pytest  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def clean_keras_state():
-    """Undo global Keras state a test may change (data format, dtype policy, layer names)."""
+    """Every test starts seeded and from Keras's defaults, whatever ran before it in its process.
+
+    Seeds Python, NumPy and the backend (`keras.utils.set_random_seed`), so weight
+    initialisation and random data do not depend on test order or on the xdist split, and
+    undoes the global state a test may change (data format, dtype policy, layer-name counters).
+    """
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
     data_format = keras.config.image_data_format()
     policy = keras.config.dtype_policy()
     yield
     keras.config.set_image_data_format(data_format)
     keras.config.set_dtype_policy(policy)
     keras.backend.clear_session()
-
-
-def backend():
-    return keras.backend.backend()

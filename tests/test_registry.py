@@ -22,6 +22,17 @@ def test_duplicate_registration_is_rejected():
                        reference="test")(lambda **kwargs: None)
 
 
+def test_a_model_registered_for_an_experiment_can_be_unregistered():
+    builder = lambda **kwargs: kmc.BNLeNet(**kwargs)  # noqa: E731
+    register_model(name="my_lenet", family="test", default_input_shape=(28, 28, 1),
+                   reference="test")(builder)
+    assert kmc.get_model("my_lenet", classes=3).output.shape == (None, 3)
+    assert kmc.unregister_model("MY_LENET").builder is builder
+    assert "my_lenet" not in kmc.list_models()
+    with pytest.raises(ValueError, match="Received: name='my_lenet'"):
+        kmc.unregister_model("my_lenet")
+
+
 def test_unknown_name_lists_what_exists():
     with pytest.raises(ValueError, match="Registered models: .*bn_lenet.*Received: name='lenet5'"):
         kmc.get_model("lenet5")

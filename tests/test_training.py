@@ -150,7 +150,7 @@ def tiny_segmenter():
         return keras.Model(inputs, keras.layers.Conv2D(classes, 1, activation="softmax")(x))
 
     yield "tiny_segmenter"
-    registry._REGISTRY.pop("tiny_segmenter")
+    registry.unregister_model("tiny_segmenter")
 
 
 def test_segmentation_models_train_on_masks_with_mean_iou(tmp_path, tiny_segmenter):
