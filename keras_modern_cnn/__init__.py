@@ -4,7 +4,7 @@
     model = kmc.get_model("bn_lenet")          # or kmc.BNLeNet(), kmc.DenseNet(growth_rate=32)
 """
 
-from keras_modern_cnn import layers, utils
+from keras_modern_cnn import layers, losses, saving, utils
 from keras_modern_cnn.applications import *  # noqa: F403  (every builder of the zoo)
 from keras_modern_cnn.blocks import batch_norm_implementation
 from keras_modern_cnn.export import export

@@ -12,6 +12,21 @@ os.environ.setdefault(
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
+if keras.backend.backend() == "torch":
+    import torch
+
+    def _detached_array(tensor, dtype=None, **options):
+        """numpy conversion of any torch tensor, including one that autograd tracks.
+
+        Tests compare model outputs with numpy (`np.asarray`, `assert_allclose`); torch refuses
+        to convert a tensor that requires grad. Detaching here, once, keeps every assertion the
+        same on all three backends; the package itself never relies on it.
+        """
+        return _tensor_array(tensor.detach().cpu(), dtype, **options)
+
+    _tensor_array = torch.Tensor.__array__
+    torch.Tensor.__array__ = _detached_array
+
 
 @pytest.fixture(autouse=True)
 def clean_keras_state():
