@@ -127,7 +127,8 @@ def run(args):
     overrides = dict(parse_override(text) for text in args.overrides)
     hypermodel_class = HYPERMODELS[args.family]
     image_size = check_positive_int(
-        "image_size", args.image_size or hypermodel_class.default_input_size
+        "image_size",
+        hypermodel_class.default_input_size if args.image_size is None else args.image_size,
     )
     epochs = check_positive_int("epochs", args.epochs)
     batch_size = check_positive_int("batch_size", args.batch_size)
@@ -141,9 +142,10 @@ def run(args):
 
     task = "segmentation" if args.family == "unet" else "classification"
     data = load_data(
-        args.dataset, task=task, data_dir=args.data_dir, download=args.download,
+        args.dataset, task=task, data_dir=args.data_dir, download=args.download is not False,
         image_size=image_size, train_examples=args.train_examples,
         test_examples=args.test_examples, seed=args.seed,
+        skip_unreadable=bool(args.skip_unreadable),
     )
     shape = (image_size, image_size, data.channels)
     if keras.config.image_data_format() == "channels_first":
@@ -151,7 +153,7 @@ def run(args):
     hypermodel = hypermodel_class(input_shape=shape, classes=data.num_classes, **overrides)
     tuner = make_tuner(
         hypermodel, args.tuner, objective=args.objective,
-        max_trials=None if args.tuner == "hyperband" else args.max_trials or 10,
+        max_trials=None if args.tuner == "hyperband" else 10 if args.max_trials is None else args.max_trials,
         max_epochs=epochs if args.tuner == "hyperband" else None,
         directory=args.directory, project_name=args.project_name or args.family,
         overwrite=args.overwrite, seed=args.seed,
@@ -161,7 +163,8 @@ def run(args):
     pipelines = {
         split: make_pipeline(
             getattr(data, split), image_size=image_size, batch_size=batch_size,
-            training=split == "train", task=data.task, normalization=args.normalization,
+            training=split == "train", task=data.task,
+            normalization=args.normalization or "scale",
             seed=args.seed, shuffle_buffer=min(data.num_train, 50000),
         )
         for split in ("train", "test")

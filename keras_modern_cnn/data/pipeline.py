@@ -8,10 +8,10 @@ Keras backend (TensorFlow and JAX both consume `tf.data`).
 
 import keras
 
+from keras_modern_cnn.registry import TASKS
 from keras_modern_cnn.validation import check_bool, check_choice, check_positive_int
 
 NORMALIZATIONS = ("scale", "standardize")
-TASKS = ("classification", "segmentation")
 
 
 def make_pipeline(
