@@ -21,7 +21,6 @@ Rules, checked before anything is written:
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import time
@@ -153,6 +152,8 @@ class RunPlan:
     def message(self, epochs):
         if self.mode == "new":
             return None
+        if self.epochs_done >= epochs:
+            return f"resuming: all {epochs} epochs trained in {self.output_dir}; saving the results"
         return f"resuming from epoch {self.epochs_done + 1} of {epochs} in {self.output_dir}"
 
     def begin(self, config, data_info):
@@ -234,6 +235,3 @@ def _check_writable(output_dir):
             f"Received: output_dir={output_dir!r}"
         )
 
-
-def is_finite_number(value):
-    return isinstance(value, (int, float)) and math.isfinite(value)

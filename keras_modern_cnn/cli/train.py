@@ -112,10 +112,16 @@ def run(args):
     config = run_config(args, args.model, args.output_dir)
     metrics = _train(args, config)
     print(f"test accuracy: {metrics['test_accuracy']:.3f}")
-    print(f"examples/sec: {metrics['examples_per_second']:.0f}")
+    print(f"examples/sec: {_throughput(metrics)}")
     print(f"saved model: {metrics['model_path']}")
     print(f"curves: {metrics['curves_path']}  history: {metrics['history_path']}")
     print(f"TensorBoard: tensorboard --logdir {os.path.join(config.output_dir, 'logs')}")
+
+
+def _throughput(metrics):
+    """Examples/sec, or "n/a" when this process trained no epoch (a run resumed to save)."""
+    value = metrics["examples_per_second"]
+    return "n/a" if value is None else f"{value:.0f}"
 
 
 def results_table(all_metrics):
@@ -127,7 +133,7 @@ def results_table(all_metrics):
     for m in all_metrics:
         lines.append(
             f"| `{m['model']}` | {m['parameters']:,} | {m['test_accuracy']:.3f} | "
-            f"{m['examples_per_second']:.0f} | {m['epochs']} |"
+            f"{_throughput(m)} | {m['epochs']} |"
         )
     return "\n".join(lines) + "\n"
 
