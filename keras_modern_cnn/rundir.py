@@ -176,7 +176,7 @@ class RunPlan:
 def plan_run(config, *, overwrite=False, resume=False):
     """Decide, before touching anything, what a run of `config` does in its directory."""
     output_dir = config.output_dir
-    _check_writable(output_dir)
+    check_writable("output_dir", output_dir)
     run_file = os.path.join(output_dir, RUN_FILE)
     if overwrite or not os.path.isdir(output_dir):
         return RunPlan(output_dir, "new", 0, False, overwrite)
@@ -219,9 +219,9 @@ def plan_run(config, *, overwrite=False, resume=False):
     return RunPlan(output_dir, "extend" if finished else "resume", done, from_saved_model, False)
 
 
-def _check_writable(output_dir):
-    """`output_dir` must be a directory we can create and write, or say so in one line."""
-    parent = output_dir
+def check_writable(name, directory):
+    """`directory` must be a directory we can create and write, or say so in one line."""
+    parent = directory
     while not os.path.exists(parent):
         parent = os.path.dirname(parent) or "."
     reason = None
@@ -231,7 +231,6 @@ def _check_writable(output_dir):
         reason = f"{parent} is not writable"
     if reason:
         raise ValueError(
-            f"`output_dir` must be a writable directory ({reason}). "
-            f"Received: output_dir={output_dir!r}"
+            f"`{name}` must be a writable directory ({reason}). Received: {name}={directory!r}"
         )
 

@@ -53,11 +53,12 @@ def train(config, *, overwrite=False, resume=False, verbose="auto", log=print):
         data = prepare_data(config)
         if data.skipped_files:
             log(f"skipped {data.skipped_files} unreadable image file(s)")
+        pipelines = make_pipelines(config, data)
+        model = build_and_compile(config, data, plan)
+        # Every check has passed: only now is the run directory touched.
         plan.begin(config, data_info(data, config))
         if plan.message(config.epochs):
             log(plan.message(config.epochs))
-        pipelines = make_pipelines(config, data)
-        model = build_and_compile(config, data, plan)
         timer, wall_time = fit(config, model, pipelines, verbose)
         results = model.evaluate(pipelines["test"], verbose=0, return_dict=True)
         _check_finite(results, "the test evaluation", config)

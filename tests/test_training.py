@@ -181,39 +181,6 @@ def test_a_non_finite_loss_stops_the_run_and_saves_nothing_of_it(tmp_path, capsy
     assert read_history(out / "history.csv") == []
 
 
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["train", "lenet5"], "Received: name='lenet5'"),
-        (["train", "bn_lenet", "--dataset", "no_such_dataset"], "Received: dataset='no_such_dataset'"),
-        (["train", "bn_lenet", "--image-size", "8"], "Received: input_shape=(8, 8, 1)"),
-        (["train", "bn_lenet", "--epochs", "-1"], "Received: epochs=-1"),
-        (["train", "bn_lenet", "--dataset", "mnist", "--no-download", "--data-dir", "{tmp}"],
-         "tfds build mnist"),
-        (["train", "bn_lenet", "--output-dir", "{tmp}/file/run"], "Received: output_dir="),
-        (["evaluate", "{tmp}/model.keras", "--dataset", "{tmp}/rgb.npz"],
-         "expects 1-channel images but the dataset has 3 channels"),
-    ],
-)
-def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, argv, message):
-    (tmp_path / "file").write_text("not a directory")
-    rng = np.random.default_rng(0)
-    np.savez(tmp_path / "rgb.npz", x_train=rng.integers(0, 255, (4, 28, 28, 3), dtype=np.uint8),
-             y_train=np.arange(4), x_test=rng.integers(0, 255, (4, 28, 28, 3), dtype=np.uint8),
-             y_test=np.arange(4))
-    keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(4)]).save(
-        tmp_path / "model.keras")
-    argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
-    if argv[0] == "train":
-        argv += ["--train-examples", "64"]
-        if "--output-dir" not in argv:
-            argv += ["--output-dir", str(tmp_path / "out")]
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
-
-
 @pytest.fixture
 def tiny_segmenter():
     """A two-layer per-pixel classifier registered for the duration of one test."""

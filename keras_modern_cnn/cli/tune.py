@@ -121,9 +121,11 @@ def run(args):
 
     from keras_modern_cnn.data import load_data, make_pipeline
     from keras_modern_cnn.export import export
+    from keras_modern_cnn.rundir import check_writable
     from keras_modern_cnn.tuning import HYPERMODELS, make_tuner, write_results
     from keras_modern_cnn.validation import check_positive_int
 
+    check_writable("directory", args.directory)
     overrides = dict(parse_override(text) for text in args.overrides)
     hypermodel_class = HYPERMODELS[args.family]
     image_size = check_positive_int(

@@ -59,7 +59,7 @@ def _integer_labels(y, name, dataset):
     if not np.issubdtype(y.dtype, np.integer):
         if not np.isfinite(y).all() or (y != np.round(y)).any():
             bad = y[~np.isfinite(y) | (y != np.round(y))].reshape(-1)[0]
-            _fail(f"{name} must hold integer labels; found {bad!r}", dataset)
+            _fail(f"{name} must hold integer labels; found {float(bad)!r}", dataset)
     if y.size and y.min() < 0:
         _fail(f"{name} must hold labels >= 0; found {int(y.min())}", dataset)
     return y.astype(np.int64)

@@ -120,16 +120,17 @@ def _npz(path, task):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such `.npz` dataset file. Received: dataset={path!r}")
     try:
-        with np.load(path) as arrays:
-            missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays.files)
-            if missing:
-                raise ValueError(
-                    f"A `.npz` dataset needs the arrays x_train, y_train, x_test, y_test (the "
-                    f"keras.datasets layout); missing {sorted(missing)}. Received: dataset={path!r}"
-                )
-            arrays = {key: arrays[key] for key in ("x_train", "y_train", "x_test", "y_test")}
-    except (OSError, EOFError) as error:  # not a zip archive, truncated
+        with np.load(path) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError) as error:  # not an archive, truncated, pickled
         raise ValueError(f"Cannot read the `.npz` file ({error}). Received: dataset={path!r}") from None
+    missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays)
+    if missing:
+        raise ValueError(
+            f"A `.npz` dataset needs the arrays x_train, y_train, x_test, y_test (the "
+            f"keras.datasets layout); missing {sorted(missing)}. Received: dataset={path!r}"
+        )
+    arrays = {key: arrays[key] for key in ("x_train", "y_train", "x_test", "y_test")}
     x_train, y_train, x_test, y_test, num_classes = check_arrays(**arrays, task=task, dataset=path)
     return _arrays_to_data(
         os.path.basename(path), task, (x_train, y_train), (x_test, y_test),
