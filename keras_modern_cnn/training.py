@@ -93,10 +93,17 @@ def make_pipelines(config, data):
             getattr(data, split), image_size=config.image_size, batch_size=config.batch_size,
             training=split == "train", task=data.task, normalization=config.normalization,
             augment=config.augment and split == "train", seed=config.seed,
-            shuffle_buffer=min(data.num_train, 50000),
+            shuffle_buffer=min(data.num_train, 50000), replicas=_replicas(config.strategy),
         )
         for split in ("train", "test")
     }
+
+
+def _replicas(strategy):
+    """Devices a JAX data-parallel batch is split over (tf.distribute splits uneven batches)."""
+    if strategy != "data-parallel":
+        return 1
+    return len(keras.distribution.list_devices())
 
 
 def build_and_compile(config, data, plan=None):
@@ -107,8 +114,10 @@ def build_and_compile(config, data, plan=None):
         model = build_model(get_spec(config.model), data, config.image_size, config.width_ratio)
         model.compile(
             optimizer=make_optimizer(config.optimizer, config.learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=_metrics(data),
+            # Averaged over the weighted examples: a padded data-parallel test batch's
+            # zero-weight padding does not dilute its loss.
+            loss=keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
+            weighted_metrics=_metrics(data),  # padded examples (weight 0) never count
             jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile],
         )
     return model
