@@ -238,13 +238,17 @@ class BlockMidEpoch(keras.callbacks.Callback):
 
 def build_model(spec, data, image_size, width_ratio=None):
     """The registered model sized for the data: its channels, classes and `image_size`."""
-    shape = (image_size, image_size, data.channels)
-    if keras.config.image_data_format() == "channels_first":
-        shape = (data.channels, image_size, image_size)
-    kwargs = dict(input_shape=shape, classes=data.num_classes)
+    kwargs = dict(input_shape=input_shape(image_size, data.channels), classes=data.num_classes)
     if width_ratio is not None:
         kwargs["width_ratio"] = width_ratio
     return spec.builder(**kwargs)
+
+
+def input_shape(image_size, channels):
+    """A square image input shape in the current image data format."""
+    if keras.config.image_data_format() == "channels_first":
+        return (channels, image_size, image_size)
+    return (image_size, image_size, channels)
 
 
 def _metrics(data):

@@ -140,6 +140,11 @@ BAD_INVOCATIONS = [
     (["tune", "lenet", "--image-size", "0", "--directory", "{tmp}/tune"], "Received: image_size=0"),
     (["tune", "lenet", "--set", "depth", "--directory", "{tmp}/tune"], "`--set` takes NAME=VALUE"),
     (["tune", "lenet", "--directory", "{tmp}/file"], "Received: directory="),
+    (["tune", "lenet", "--tuner", "grid", "--directory", "{tmp}/tune"], "Received: tuner='grid'"),
+    (["tune", "lenet", "--distributed", "boss", "--directory", "{tmp}/tune"],
+     "Received: distributed='boss'"),
+    (["tune", "lenet", "--distributed", "chief", "--oracle-address", "nowhere", "--directory",
+      "{tmp}/tune"], "Received: --oracle-address='nowhere'"),
 ]
 
 
