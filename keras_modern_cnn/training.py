@@ -51,6 +51,9 @@ def train(config, *, overwrite=False, resume=False, verbose="auto", log=print):
     with _strategy(config.strategy):
         keras.utils.set_random_seed(config.seed)
         data = prepare_data(config)
+        names = ", ".join(data.class_names[:5]) + (", ..." if data.num_classes > 5 else "")
+        log(f"data {data.name}: {data.num_train} train / {data.num_test} test examples, "
+            f"{data.num_classes} classes ({names})")
         if data.skipped_files:
             log(f"skipped {data.skipped_files} unreadable image file(s)")
         pipelines = make_pipelines(config, data)

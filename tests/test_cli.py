@@ -133,6 +133,7 @@ BAD_INVOCATIONS = [
     (["predict", "{tmp}/truncated.keras", "{tmp}/image.png"], "Cannot load the model"),
     (["export", "{tmp}/missing.keras", "--output", "{tmp}/exported"], "No model file"),
     (["export", "{tmp}/model.keras"], "the following arguments are required: --output"),
+    (["export", "{tmp}/truncated.keras", "--output", "{tmp}/exported"], "Cannot load the model"),
     (["export", "{tmp}/model.keras", "--output", "{tmp}/x", "--format", "bogus"], "invalid choice: 'bogus'"),
     (["tune", "lenet5"], "invalid choice: 'lenet5'"),
     (["tune", "lenet", "--max-trials", "0", "--directory", "{tmp}/tune"], "Received: max_trials=0"),
