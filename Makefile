@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 
 # The main job: train BN-LeNet on the embedded shapes dataset (no network) for three epochs,
 # print test accuracy and where the model and curves were written (runs/demo/), then evaluate
-# the saved model.
+# the saved model. --overwrite: every `make demo` starts a fresh run in runs/demo.
 demo: $(STAMP)
-	$(BIN)/kmc train bn_lenet --epochs 3 --output-dir runs/demo
+	$(BIN)/kmc train bn_lenet --epochs 3 --output-dir runs/demo --overwrite
 	$(BIN)/kmc evaluate runs/demo/model.keras
 
 # The whole suite on TensorFlow, then on JAX; fails if either fails. Two processes, one test

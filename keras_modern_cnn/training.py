@@ -1,10 +1,11 @@
-"""Training a registered model: the engine behind `kmc train`, `kmc compare` and `make demo`.
+"""Training a registered model: the stages behind `kmc train`, `kmc compare`, `kmc tune`.
 
-One run = load data, build the model for the data's channels/classes at the chosen input
-size, fit with validation on the test split every epoch, then write to the output directory:
-`history.csv`, `curves.png`, TensorBoard logs (`logs/`), `metrics.json` and `model.keras`.
-Every epoch is checkpointed (`backup/`, Keras BackupAndRestore): rerunning the same command
-after an interruption (even `kill -9`) resumes from the last finished epoch.
+`train(config)` runs the stages on one `RunConfig` (`keras_modern_cnn.config`):
+plan the run directory (new, resume or extend: `keras_modern_cnn.rundir`), `prepare_data`
+(load and check), `build_and_compile`, `fit` (validation on the test split every epoch,
+checkpoint every epoch, stop on a non-finite loss), then `report` (`model.keras`,
+`metrics.json`, `history.csv`, `curves.png`). A `kill -9` at any moment loses at most the
+epoch in progress; rerunning the same command resumes.
 
 Reference recipe: Dive into Deep Learning, "Modern CNNs" (plain SGD, Fashion-MNIST).
 """
@@ -12,230 +13,245 @@ Reference recipe: Dive into Deep Learning, "Modern CNNs" (plain SGD, Fashion-MNI
 import contextlib
 import csv
 import importlib.util
+import io
 import json
+import math
 import os
 import time
 
 import keras
 
+from keras_modern_cnn import rundir
+from keras_modern_cnn.config import OPTIMIZER_CLASSES, OPTIMIZERS  # noqa: F401  (tuning's home)
 from keras_modern_cnn.data import load_data, make_pipeline
-from keras_modern_cnn.recipes import get_recipe
 from keras_modern_cnn.registry import get_spec
-from keras_modern_cnn.validation import (
-    check_bool,
-    check_choice,
-    check_number,
-    check_positive_int,
-    check_width_ratio,
-)
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-JIT_COMPILE = ("auto", "on", "off")
-STRATEGIES = ("none", "mirrored", "multi-worker", "data-parallel")
-# Defaults where neither the user nor a recipe says otherwise: the d2l BN-LeNet settings
-# (one epoch on the embedded shapes reaches ~0.9 test accuracy).
-DEFAULTS = dict(epochs=10, batch_size=128, optimizer="sgd", image_size=None, width_ratio=None)
-DEFAULT_LEARNING_RATES = {"sgd": 1.0, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
-HISTORY_FILE, CURVES_FILE, METRICS_FILE, MODEL_FILE = (
-    "history.csv", "curves.png", "metrics.json", "model.keras",
-)
+class NonFiniteLossError(ValueError):
+    """Training produced a non-finite loss; nothing of that epoch was saved."""
 
 
 def make_optimizer(name, learning_rate):
-    check_choice("optimizer", name, OPTIMIZERS)
-    check_number("learning_rate", learning_rate, low=0.0, low_open=True)
-    return {
-        "sgd": keras.optimizers.SGD,
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "rmsprop": keras.optimizers.RMSprop,
-    }[name](learning_rate=learning_rate)
+    """A fresh Keras optimizer by name (one of `OPTIMIZERS`, checked by `RunConfig`)."""
+    return getattr(keras.optimizers, OPTIMIZER_CLASSES[name])(learning_rate=learning_rate)
 
 
-def resolve_settings(model_name, recipe=None, **given):
-    """Explicit settings (not None) win over the recipe's, which win over `DEFAULTS`."""
-    settings = dict(DEFAULTS, dataset=None, learning_rate=None)
-    if recipe is not None:
-        settings.update(get_recipe(recipe, model_name))
-    settings.update({key: value for key, value in given.items() if value is not None})
-    if settings["learning_rate"] is None:
-        settings["learning_rate"] = DEFAULT_LEARNING_RATES[
-            check_choice("optimizer", settings["optimizer"], OPTIMIZERS)
-        ]
-    return settings
-
-
-def check_output_dir(output_dir):
-    """Create `output_dir` and prove it is writable, or say so in one line."""
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-        probe = os.path.join(output_dir, ".write-test")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as error:
-        raise ValueError(
-            f"`output_dir` must be a writable directory ({error.strerror}). "
-            f"Received: output_dir={output_dir!r}"
-        ) from None
-    return output_dir
-
-
-def train(
-    model_name,
-    *,
-    dataset=None,
-    recipe=None,
-    epochs=None,
-    batch_size=None,
-    optimizer=None,
-    learning_rate=None,
-    image_size=None,
-    width_ratio=None,
-    data_dir=None,
-    download=True,
-    train_examples=None,
-    test_examples=None,
-    normalization="scale",
-    augment=False,
-    output_dir="runs/demo",
-    seed=0,
-    mixed_precision=False,
-    jit_compile="auto",
-    strategy="none",
-    verbose="auto",
-):
-    """Train `model_name`, evaluate it on the test split, save it; return the metrics dict.
+def train(config, *, overwrite=False, resume=False, verbose="auto", log=print):
+    """Train, evaluate and save the run `config` describes; returns the metrics dict.
 
     Args:
-        model_name: a registered model (`kmc list`).
-        dataset: see `keras_modern_cnn.data.load_data` (default: the embedded shapes, or
-            Fashion-MNIST under `recipe="d2l"`).
-        recipe: "d2l" takes input size, learning rate, batch size, epochs and optimizer from
-            the seeds; explicit arguments still win.
-        epochs, batch_size, optimizer, learning_rate, image_size, width_ratio: training
-            and model settings (None: recipe or default; image size: the model's own).
-        data_dir, download, train_examples, test_examples: passed to `load_data`.
-        normalization, augment: passed to `make_pipeline`.
-        output_dir: where history, curves, logs, metrics, model and checkpoints go.
-        seed: seeds Keras, NumPy, Python and the pipeline.
-        mixed_precision: train under the "mixed_float16" dtype policy.
-        jit_compile: "auto", "on" or "off" (XLA compilation of the train step).
-        strategy: "none" or a distribution strategy (`keras_modern_cnn.distribute`).
+        config: a `RunConfig` (`keras_modern_cnn.config.resolve_config`).
+        overwrite: start over in a directory holding another or a finished run.
+        resume: train a finished run on to `config.epochs` (more than it has).
         verbose: `model.fit` verbosity ("auto": progress bar).
+        log: where one-line notices go ("resuming from epoch N of M").
     """
-    spec = get_spec(model_name)
-    settings = resolve_settings(
-        spec.name, recipe, dataset=dataset, epochs=epochs, batch_size=batch_size,
-        optimizer=optimizer, learning_rate=learning_rate, image_size=image_size,
-        width_ratio=width_ratio,
-    )
-    epochs = check_positive_int("epochs", settings["epochs"])
-    batch_size = check_positive_int("batch_size", settings["batch_size"])
-    optimizer = check_choice("optimizer", settings["optimizer"], OPTIMIZERS)
-    check_number("learning_rate", settings["learning_rate"], low=0.0, low_open=True)
-    if settings["width_ratio"] is not None:
-        check_width_ratio(settings["width_ratio"])
-    check_bool("mixed_precision", mixed_precision)
-    check_choice("jit_compile", jit_compile, JIT_COMPILE)
-    check_choice("strategy", strategy, STRATEGIES)
-    output_dir = check_output_dir(output_dir)
+    plan = rundir.plan_run(config, overwrite=overwrite, resume=resume)
     # The whole run, data included, under the strategy: MultiWorkerMirroredStrategy must exist
     # before the first TensorFlow op, and JAX reads the distribution when fit runs.
-    with _strategy(strategy):
-        keras.utils.set_random_seed(seed)
-
-        data = load_data(
-            settings["dataset"], task=spec.task, data_dir=data_dir, download=download,
-            image_size=settings["image_size"], train_examples=train_examples,
-            test_examples=test_examples, seed=seed,
-        )
-        image_size = check_positive_int(
-            "image_size", settings["image_size"] or _spatial_size(spec.default_input_shape)
-        )
-        pipelines = {
-            split: make_pipeline(
-                getattr(data, split), image_size=image_size, batch_size=batch_size,
-                training=split == "train", task=data.task, normalization=normalization,
-                augment=augment and split == "train", seed=seed,
-                shuffle_buffer=min(data.num_train, 50000),
-            )
-            for split in ("train", "test")
-        }
-
-        with _dtype_policy("mixed_float16" if mixed_precision else None):
-            model = build_model(spec, data, image_size, settings["width_ratio"])
-            model.compile(
-                optimizer=make_optimizer(optimizer, settings["learning_rate"]),
-                loss="sparse_categorical_crossentropy",
-                metrics=_metrics(data),
-                jit_compile={"auto": "auto", "on": True, "off": False}[jit_compile],
-            )
-        timer = TrainingTimer()
-        callbacks = [
-            # Before BackupAndRestore: an epoch is recorded before it counts as finished, so an
-            # interruption in between replays (and re-records) it instead of losing its row.
-            EpochHistory(os.path.join(output_dir, HISTORY_FILE)),
-            AtomicBackupAndRestore(os.path.join(output_dir, "backup")),
-            timer,
-        ]
-        if importlib.util.find_spec("tensorboard") is not None:  # tf.summary needs it at run time
-            callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")))
-        start = time.perf_counter()
-        model.fit(
-            pipelines["train"], validation_data=pipelines["test"], epochs=epochs,
-            callbacks=callbacks, verbose=verbose, shuffle=False,  # the pipeline shuffles
-        )
-        wall_time = time.perf_counter() - start
+    with _strategy(config.strategy):
+        keras.utils.set_random_seed(config.seed)
+        data = prepare_data(config)
+        names = ", ".join(data.class_names[:5]) + (", ..." if data.num_classes > 5 else "")
+        log(f"data {data.name}: {data.num_train} train / {data.num_test} test examples, "
+            f"{data.num_classes} classes ({names})")
+        if data.skipped_files:
+            log(f"skipped {data.skipped_files} unreadable image file(s)")
+        pipelines = make_pipelines(config, data)
+        model = build_and_compile(config, data, plan)
+        # Every check has passed: only now is the run directory touched.
+        plan.begin(config, data_info(data, config))
+        if plan.message(config.epochs):
+            log(plan.message(config.epochs))
+        timer, wall_time = fit(config, model, pipelines, verbose)
         results = model.evaluate(pipelines["test"], verbose=0, return_dict=True)
+        _check_finite(results, "the test evaluation", config)
+        model_path = os.path.join(config.output_dir, rundir.MODEL_FILE)
+        rundir.atomic_write(model_path, lambda path: _save_model(model, path))
+    return report(config, data, model, results, timer, wall_time, plan)
 
-        model_path = os.path.join(output_dir, MODEL_FILE)
-        model.save(model_path)
-    history = read_history(os.path.join(output_dir, HISTORY_FILE))
-    curves_path = os.path.join(output_dir, CURVES_FILE)
-    plot_curves({spec.name: history}, curves_path)
+
+def prepare_data(config):
+    """Load the run's dataset, checked (`keras_modern_cnn.data.checks`)."""
+    return load_data(
+        config.dataset, task=get_spec(config.model).task, data_dir=config.data_dir,
+        download=config.download, image_size=config.image_size,
+        train_examples=config.train_examples, test_examples=config.test_examples,
+        seed=config.seed, skip_unreadable=config.skip_unreadable,
+    )
+
+
+def data_info(data, config):
+    """What `run.json` records of the data, for `kmc evaluate` and `kmc predict`."""
+    return {
+        "name": data.name, "task": data.task, "channels": data.channels,
+        "num_classes": data.num_classes, "class_names": list(data.class_names),
+        "image_size": config.image_size, "normalization": config.normalization,
+    }
+
+
+def make_pipelines(config, data):
+    """The train and test `tf.data` pipelines of a run."""
+    return {
+        split: make_pipeline(
+            getattr(data, split), image_size=config.image_size, batch_size=config.batch_size,
+            training=split == "train", task=data.task, normalization=config.normalization,
+            augment=config.augment and split == "train", seed=config.seed,
+            shuffle_buffer=min(data.num_train, 50000), replicas=_replicas(config.strategy),
+        )
+        for split in ("train", "test")
+    }
+
+
+def _replicas(strategy):
+    """Devices a JAX data-parallel batch is split over (tf.distribute splits uneven batches)."""
+    if strategy != "data-parallel":
+        return 1
+    return len(keras.distribution.list_devices())
+
+
+def build_and_compile(config, data, plan=None):
+    """The compiled model: built for the data, or the saved one when a run is extended."""
+    with _dtype_policy("mixed_float16" if config.mixed_precision else None):
+        if plan is not None and plan.from_saved_model:
+            return load_model(os.path.join(config.output_dir, rundir.MODEL_FILE))
+        model = build_model(get_spec(config.model), data, config.image_size, config.width_ratio)
+        model.compile(
+            optimizer=make_optimizer(config.optimizer, config.learning_rate),
+            # Averaged over the weighted examples: a padded data-parallel test batch's
+            # zero-weight padding does not dilute its loss.
+            loss=keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
+            weighted_metrics=_metrics(data),  # padded examples (weight 0) never count
+            jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile],
+        )
+    return model
+
+
+def fit(config, model, pipelines, verbose="auto"):
+    """Fit to `config.epochs`, resuming from the checkpoint; returns (timer, wall seconds)."""
+    output_dir = config.output_dir
+    timer = TrainingTimer()
+    callbacks = [
+        # First: a non-finite epoch stops the run before it is recorded or checkpointed.
+        StopOnNonFiniteLoss(config),
+        # Before the checkpoint: an epoch is recorded before it counts as finished, so an
+        # interruption in between replays (and re-records) it instead of losing its row.
+        EpochHistory(os.path.join(output_dir, rundir.HISTORY_FILE)),
+        AtomicBackupAndRestore(os.path.join(output_dir, rundir.BACKUP_DIR), delete_checkpoint=False),
+        timer,
+    ]
+    if rundir.BLOCK_AT_VARIABLE in os.environ:
+        callbacks.append(BlockMidEpoch())
+    if importlib.util.find_spec("tensorboard") is not None:  # tf.summary needs it at run time
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, rundir.LOGS_DIR)))
+    start = time.perf_counter()
+    model.fit(
+        pipelines["train"], validation_data=pipelines["test"], epochs=config.epochs,
+        initial_epoch=rundir.finished_epochs(output_dir), callbacks=callbacks,
+        verbose=verbose, shuffle=False,  # the pipeline shuffles
+    )
+    return timer, time.perf_counter() - start
+
+
+def report(config, data, model, results, timer, wall_time, plan):
+    """Write `curves.png` and `metrics.json` (the run is then finished), drop the checkpoint."""
+    output_dir = config.output_dir
+    history_path = os.path.join(output_dir, rundir.HISTORY_FILE)
+    curves_path = os.path.join(output_dir, rundir.CURVES_FILE)
+    plot_curves({config.model: read_history(history_path)}, curves_path)
     metrics = {
-        "model": spec.name,
+        "model": config.model,
         "dataset": data.name,
         "task": data.task,
         "class_names": list(data.class_names),
-        "image_size": image_size,
+        "image_size": config.image_size,
         "channels": data.channels,
-        "normalization": normalization,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "optimizer": optimizer,
-        "learning_rate": settings["learning_rate"],
-        "width_ratio": settings["width_ratio"],
-        "recipe": recipe,
+        "normalization": config.normalization,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "optimizer": config.optimizer,
+        "learning_rate": config.learning_rate,
+        "width_ratio": config.width_ratio,
+        "recipe": config.recipe,
         "test_accuracy": float(results["accuracy"]),
         "test_loss": float(results["loss"]),
         **({"test_mean_iou": float(results["mean_iou"])} if "mean_iou" in results else {}),
         "examples_per_second": timer.examples_per_second(data.num_train),
         "parameters": model.count_params(),
         "wall_time_seconds": wall_time,
-        "model_path": model_path,
+        "model_path": os.path.join(output_dir, rundir.MODEL_FILE),
         "curves_path": curves_path,
-        "history_path": os.path.join(output_dir, HISTORY_FILE),
+        "history_path": history_path,
     }
-    with open(os.path.join(output_dir, METRICS_FILE), "w") as handle:
-        json.dump(metrics, handle, indent=2)
+    rundir.write_metrics(os.path.join(output_dir, rundir.METRICS_FILE), metrics)
+    plan.finish()
     return metrics
+
+
+def load_model(path):
+    """A `.keras` model written by `kmc`, or a one-line error naming the file."""
+    import keras_modern_cnn  # noqa: F401  (registers the custom layers for safe loading)
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such model file. Received: model_file={str(path)!r}")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # a truncated zip, a foreign file, a missing custom object
+        raise ValueError(
+            f"Cannot load the model ({type(error).__name__}: {str(error)[:200]}). "
+            f"Received: model_file={str(path)!r}"
+        ) from None
+
+
+def _save_model(model, path):
+    model.save(path)
+    rundir.block_point("final-save")
+
+
+def _check_finite(logs, where, config):
+    bad = {key: value for key, value in (logs or {}).items() if not math.isfinite(float(value))}
+    if bad:
+        raise NonFiniteLossError(
+            f"Training stopped: {', '.join(f'{k}={v}' for k, v in bad.items())} in {where}; "
+            f"nothing of it was saved (lower the learning rate or check the data for "
+            f"NaN/inf). Received: learning_rate={config.learning_rate!r}"
+        )
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raise `NonFiniteLossError` at the end of an epoch whose loss or metrics are not finite."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def on_epoch_end(self, epoch, logs=None):
+        _check_finite(logs, f"epoch {epoch + 1}", self.config)
+
+
+class BlockMidEpoch(keras.callbacks.Callback):
+    """Test hook (`rundir.block_point`): block in the middle of the second epoch."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._epoch >= 1 and batch >= 1:
+            rundir.block_point("mid-epoch")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
 
 
 def build_model(spec, data, image_size, width_ratio=None):
     """The registered model sized for the data: its channels, classes and `image_size`."""
-    shape = (image_size, image_size, data.channels)
-    if keras.config.image_data_format() == "channels_first":
-        shape = (data.channels, image_size, image_size)
-    kwargs = dict(input_shape=shape, classes=data.num_classes)
+    kwargs = dict(input_shape=input_shape(image_size, data.channels), classes=data.num_classes)
     if width_ratio is not None:
         kwargs["width_ratio"] = width_ratio
     return spec.builder(**kwargs)
 
 
-def _spatial_size(shape):
-    return shape[1] if keras.config.image_data_format() == "channels_first" else shape[0]
+def input_shape(image_size, channels):
+    """A square image input shape in the current image data format."""
+    if keras.config.image_data_format() == "channels_first":
+        return (channels, image_size, image_size)
+    return (image_size, image_size, channels)
 
 
 def _metrics(data):
@@ -281,11 +297,11 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         os.makedirs(self.backup_dir, exist_ok=True)
         weights_tmp = f"{self._weights_path[:-len('.weights.h5')]}.tmp.weights.h5"
         self.model.save_weights(weights_tmp, overwrite=True)
-        metadata_tmp = f"{self._training_metadata_path}.tmp"
-        with open(metadata_tmp, "w") as handle:
-            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, handle)
+        if self._current_epoch >= 2:
+            rundir.block_point("epoch-checkpoint")
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         os.replace(weights_tmp, self._weights_path)
-        os.replace(metadata_tmp, self._training_metadata_path)
+        rundir.write_text(self._training_metadata_path, json.dumps(metadata))
 
 
 class EpochHistory(keras.callbacks.Callback):
@@ -345,12 +361,11 @@ def read_history(path):
 def write_history(rows, path):
     """Write rows atomically (a kill mid-write leaves the previous complete file)."""
     fields = list(dict.fromkeys(key for row in rows for key in row))
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    rundir.write_text(path, text.getvalue())
 
 
 def plot_curves(histories, path):
@@ -384,6 +399,6 @@ def plot_curves(histories, path):
             axis.grid(alpha=0.3)
         axes[-1].legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    rundir.atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=100))
     pyplot.close(figure)
     return path

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import keras
 import pytest
 
 from keras_modern_cnn.cli import main
@@ -22,26 +23,152 @@ def test_summary_prints_layer_output_shapes(capsys):
     assert "predictions" in out and "(None, 5)" in out
 
 
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["summary", "lenet5"], "Received: name='lenet5'"),
-        (["summary", "bn_lenet", "--width-ratio", "-1"], "Received: width_ratio=-1"),
-        (["list", "nothing*"], "Received: pattern='nothing*'"),
-    ],
-)
-def test_bad_arguments_exit_2_with_one_line(capsys, argv, message):
-    assert main(argv) == 2
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Everything the bad invocations point at: models, datasets, images, run directories."""
+    import json
+
+    import keras
+    import numpy as np
+
+    from keras_modern_cnn.config import config_to_json, resolve_config
+
+    root = tmp_path_factory.mktemp("files")
+    (root / "file").write_text("not a directory, not an image")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (8, 28, 28, 1), dtype=np.uint8)
+    labels = np.arange(8) % 4
+    np.savez(root / "rgb.npz", x_train=np.repeat(images, 3, -1), y_train=labels,
+             x_test=np.repeat(images, 3, -1), y_test=labels)
+    np.savez(root / "float_labels.npz", x_train=images, y_train=labels + 0.25, x_test=images, y_test=labels)
+    np.savez(root / "outlier.npz", x_train=images, y_train=np.r_[labels[:-1], 99999], x_test=images, y_test=labels)
+    np.savez(root / "nan.npz", x_train=np.where(images > 250, np.nan, images), y_train=labels,
+             x_test=images, y_test=labels)
+    (root / "notzip.npz").write_text("not an archive")
+    (root / "one_class" / "cat").mkdir(parents=True)
+    keras.utils.save_img(root / "one_class" / "cat" / "0.png", np.repeat(images[0], 3, -1))
+    (root / "empty").mkdir()
+    keras.utils.save_img(root / "image.png", images[0])
+    (root / "existing.csv").write_text("image,rank,class,probability\n")
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(4)])
+    model.save(root / "model.keras")
+    (root / "truncated.keras").write_bytes((root / "model.keras").read_bytes()[:100])
+
+    finished = root / "finished"
+    finished.mkdir()
+    config = resolve_config("bn_lenet", epochs=2, train_examples=64, test_examples=32,
+                            output_dir=str(finished))
+    (finished / "run.json").write_text(config_to_json(config))
+    metrics = dict(model="bn_lenet", dataset="shapes", task="classification", epochs=2,
+                   test_accuracy=0.5, test_loss=1.0, examples_per_second=1.0, parameters=1,
+                   wall_time_seconds=1.0)
+    (finished / "metrics.json").write_text(json.dumps(metrics))
+    (root / "orphan").mkdir()
+    (root / "orphan" / "history.csv").write_text("epoch,loss\n0,1.0\n")
+    return root
+
+
+OTHER_BACKEND_STRATEGY = "mirrored" if keras.config.backend() == "jax" else "data-parallel"
+TRAIN = ["--train-examples", "64", "--test-examples", "32", "--output-dir", "{tmp}/out"]
+BAD_INVOCATIONS = [
+    ([], "the following arguments are required: COMMAND"),
+    (["bogus"], "invalid choice: 'bogus'"),
+    (["list", "nothing*"], "Received: pattern='nothing*'"),
+    (["summary", "lenet5"], "Received: name='lenet5'"),
+    (["summary", "bn_lenet", "--width-ratio", "-1"], "Received: width_ratio=-1"),
+    (["summary", "bn_lenet", "--input-shape", "a,b"], "must look like 96,96,1. Received: 'a,b'"),
+    (["train"], "the following arguments are required: model"),
+    (["train", "lenet5", *TRAIN], "Received: name='lenet5'"),
+    (["train", "bn_lenet", "--epochs", "-1", *TRAIN], "Received: epochs=-1"),
+    (["train", "bn_lenet", "--epochs", "0", *TRAIN], "Received: epochs=0"),
+    (["train", "bn_lenet", "--epochs", "two", *TRAIN], "invalid int value: 'two'"),
+    (["train", "bn_lenet", "--batch-size", "0", *TRAIN], "Received: batch_size=0"),
+    (["train", "bn_lenet", "--image-size", "0", *TRAIN], "Received: image_size=0"),
+    (["train", "bn_lenet", "--image-size", "8", *TRAIN], "Received: input_shape=(8, 8, 1)"),
+    (["train", "bn_lenet", "--lr", "0", *TRAIN], "Received: learning_rate=0.0"),
+    (["train", "bn_lenet", "--lr", "inf", *TRAIN], "Received: learning_rate=inf"),
+    (["train", "bn_lenet", "--lr", "nan", *TRAIN], "Received: learning_rate=nan"),
+    (["train", "bn_lenet", "--width-ratio", "0", *TRAIN], "Received: width_ratio=0.0"),
+    (["train", "bn_lenet", "--train-examples", "0"], "Received: train_examples=0"),
+    (["train", "bn_lenet", "--test-examples", "-5"], "Received: test_examples=-5"),
+    (["train", "bn_lenet", "--optimizer", "lamb", *TRAIN], "invalid choice: 'lamb'"),
+    (["train", "vgg16", "--recipe", "d2l", *TRAIN], "Received: model='vgg16'"),
+    (["train", "bn_lenet", "--strategy", OTHER_BACKEND_STRATEGY, *TRAIN],
+     f"Received: strategy={OTHER_BACKEND_STRATEGY!r}"),
+    (["train", "bn_lenet", "--dataset", "no_such_dataset", *TRAIN], "Received: dataset='no_such_dataset'"),
+    (["train", "bn_lenet", "--dataset", "mnist", "--no-download", "--data-dir", "{tmp}/empty", *TRAIN],
+     "tfds build mnist"),
+    (["train", "bn_lenet", "--dataset", "{tmp}/float_labels.npz", *TRAIN], "must hold integer labels"),
+    (["train", "bn_lenet", "--dataset", "{tmp}/outlier.npz", *TRAIN], "Label 99999 is far outside"),
+    (["train", "bn_lenet", "--dataset", "{tmp}/nan.npz", *TRAIN], "must hold finite numbers"),
+    (["train", "bn_lenet", "--dataset", "{tmp}/missing.npz", *TRAIN], "No such `.npz` dataset file"),
+    (["train", "bn_lenet", "--dataset", "{tmp}/notzip.npz", *TRAIN], "Cannot read the `.npz` file"),
+    (["train", "bn_lenet", "--dataset", "{tmp}/one_class", *TRAIN], "at least 2 classes"),
+    (["train", "bn_lenet", "--output-dir", "{tmp}/file/run"], "(/"),
+    (["train", "bn_lenet", "--output-dir", "{tmp}/file"], "is a file"),
+    (["train", "bn_lenet", "--epochs", "2", *TRAIN[:4], "--output-dir", "{tmp}/finished"],
+     "holds a finished run of 2 epochs"),
+    (["train", "bn_lenet", "--epochs", "2", "--lr", "0.5", *TRAIN[:4], "--output-dir", "{tmp}/finished"],
+     "other settings (learning_rate: 1.0 -> 0.5)"),
+    (["train", "bn_lenet", "--epochs", "1", *TRAIN[:4], "--output-dir", "{tmp}/finished"],
+     "already holds 2 trained epochs"),
+    (["train", "bn_lenet", *TRAIN[:4], "--output-dir", "{tmp}/orphan"], "without its run.json"),
+    (["compare"], "the following arguments are required: MODEL"),
+    (["compare", "bn_lenet", "lenet5", *TRAIN], "Received: name='lenet5'"),
+    (["compare", "bn_lenet", "--epochs", "0", *TRAIN], "Received: epochs=0"),
+    (["evaluate", "{tmp}/missing.keras"], "No such model file"),
+    (["evaluate", "{tmp}/truncated.keras"], "Cannot load the model"),
+    (["evaluate", "{tmp}/file"], "Cannot load the model"),
+    (["evaluate", "{tmp}/model.keras", "--dataset", "{tmp}/rgb.npz"],
+     "expects 1-channel images but the dataset has 3 channels"),
+    (["evaluate", "{tmp}/model.keras", "--batch-size", "0"], "Received: batch_size=0"),
+    (["evaluate", "{tmp}/model.keras", "--test-examples", "0"], "Received: test_examples=0"),
+    (["predict", "{tmp}/model.keras"], "the following arguments are required: IMAGE"),
+    (["predict", "{tmp}/model.keras", "{tmp}/missing.png"], "No such image file or folder"),
+    (["predict", "{tmp}/model.keras", "{tmp}/file"], "Cannot read the image"),
+    (["predict", "{tmp}/model.keras", "{tmp}/empty"], "The folder holds no image file"),
+    (["predict", "{tmp}/model.keras", "{tmp}/image.png", "--top-k", "0"], "Received: top_k=0"),
+    (["predict", "{tmp}/model.keras", "{tmp}/image.png", "--output", "{tmp}/p.txt"], "must end in .csv or .json"),
+    (["predict", "{tmp}/model.keras", "{tmp}/image.png", "--output", "{tmp}/existing.csv"], "pass --overwrite"),
+    (["predict", "{tmp}/truncated.keras", "{tmp}/image.png"], "Cannot load the model"),
+    (["export", "{tmp}/missing.keras", "--output", "{tmp}/exported"], "No model file"),
+    (["export", "{tmp}/model.keras"], "the following arguments are required: --output"),
+    (["export", "{tmp}/truncated.keras", "--output", "{tmp}/exported"], "Cannot load the model"),
+    (["export", "{tmp}/model.keras", "--output", "{tmp}/x", "--format", "bogus"], "invalid choice: 'bogus'"),
+    (["tune", "lenet5"], "invalid choice: 'lenet5'"),
+    (["tune", "lenet", "--max-trials", "0", "--directory", "{tmp}/tune"], "Received: max_trials=0"),
+    (["tune", "lenet", "--epochs", "0", "--directory", "{tmp}/tune"], "Received: epochs=0"),
+    (["tune", "lenet", "--image-size", "0", "--directory", "{tmp}/tune"], "Received: image_size=0"),
+    (["tune", "lenet", "--set", "depth", "--directory", "{tmp}/tune"], "`--set` takes NAME=VALUE"),
+    (["tune", "lenet", "--directory", "{tmp}/file"], "Received: directory="),
+    (["tune", "lenet", "--tuner", "grid", "--directory", "{tmp}/tune"], "Received: tuner='grid'"),
+    (["tune", "lenet", "--distributed", "boss", "--directory", "{tmp}/tune"],
+     "Received: distributed='boss'"),
+    (["tune", "lenet", "--distributed", "chief", "--oracle-address", "nowhere", "--directory",
+      "{tmp}/tune"], "Received: --oracle-address='nowhere'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_INVOCATIONS)
+def test_every_bad_invocation_is_one_line_on_stderr_and_exit_2(files, capsys, argv, message):
+    argv = [arg.replace("{tmp}", str(files)) for arg in argv]
+    try:
+        status = main(argv)
+    except SystemExit as exit_info:  # argparse's own errors
+        status = exit_info.code
     err = capsys.readouterr().err
+    assert status == 2
     assert message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (files / "out").exists()  # nothing was written
 
 
-def test_malformed_shapes_are_reported_by_argparse(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["summary", "bn_lenet", "--input-shape", "a,b"])
-    assert exit_info.value.code == 2
-    assert "must look like 96,96,1. Received: 'a,b'" in capsys.readouterr().err
+def test_the_table_covers_every_subcommand_with_at_least_40_invocations():
+    from keras_modern_cnn.cli import SUBCOMMAND_MODULES, build_parser
+
+    assert len(BAD_INVOCATIONS) >= 40 and SUBCOMMAND_MODULES
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    assert set(subcommands) <= {argv[0] for argv, _ in BAD_INVOCATIONS if argv}
 
 
 def test_console_entry_point_runs_as_a_module():

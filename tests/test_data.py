@@ -1,5 +1,7 @@
 """Data sources (embedded, .npz, image folder, TFDS via mock_data) and the tf.data pipeline."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -132,3 +134,85 @@ def test_pipeline_arguments_are_validated(kwargs, message):
     arguments = {**dict(image_size=28, batch_size=4, training=True), **kwargs}
     with pytest.raises(ValueError, match=message):
         make_pipeline(data.train, **arguments)
+
+
+def _arrays(num=8, size=8, channels=1, seed=0):
+    rng = np.random.default_rng(seed)
+    return dict(
+        x_train=rng.integers(0, 256, (num, size, size, channels)).astype(np.uint8),
+        y_train=np.arange(num) % 4,
+        x_test=rng.integers(0, 256, (num // 2, size, size, channels)).astype(np.uint8),
+        y_test=np.arange(num // 2) % 4,
+    )
+
+
+def _nan_pixel(arrays):
+    arrays["x_train"] = arrays["x_train"].astype("float32")
+    arrays["x_train"][0, 0, 0, 0] = np.nan
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: a.update(y_train=np.arange(8) % 4 + 0.5), "y_train must hold integer labels; found 0.5"),
+        (lambda a: a.update(y_test=-(np.arange(4) % 4)), "y_test must hold labels >= 0; found -3"),
+        (lambda a: a.update(y_train=np.r_[np.arange(7) % 4, 99999]),
+         "Label 99999 is far outside the 5 distinct labels observed (0, 1, 2, 3, 99999)"),
+        (lambda a: a.update(y_train=np.zeros(8, int), y_test=np.zeros(4, int)), "at least 2"),
+        (lambda a: a.update(y_train=np.arange(7) % 4), "x_train holds 8 images but y_train 7 targets"),
+        (lambda a: a.update(x_test=a["x_test"][:, 0, 0]), "x_test must have rank 3 (N, H, W) or 4"),
+        (lambda a: a.update(x_test=np.repeat(a["x_test"], 3, axis=-1)),
+         "different channels: train 1, test 3"),
+        (lambda a: a.update(x_test=a["x_test"][:0], y_test=a["y_test"][:0]), "The test split is empty"),
+        (_nan_pixel, "x_train must hold finite numbers"),
+    ],
+)
+def test_npz_data_is_checked_before_training(tmp_path, change, message):
+    arrays = _arrays()
+    change(arrays)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=re.escape(message) + ".*Received: dataset="):
+        load_data(str(tmp_path / "bad.npz"))
+
+
+def test_npz_labels_shaped_n_by_1_and_integral_floats_are_accepted(tmp_path):
+    arrays = _arrays()
+    arrays["y_train"] = arrays["y_train"].astype("float32")[:, None]
+    np.savez(tmp_path / "ok.npz", **arrays)
+    data = load_data(str(tmp_path / "ok.npz"))
+    assert data.num_classes == 4 and [int(y) for _, y in data.train] == (np.arange(8) % 4).tolist()
+
+
+def _image_folder(root, splits):
+    rng = np.random.default_rng(0)
+    for split, classes in splits.items():
+        for name in classes:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(2):
+                keras.utils.save_img(folder / f"{index}.png", rng.integers(0, 256, (9, 9, 3)).astype("uint8"))
+
+
+def test_image_folder_splits_are_matched_by_class_name(tmp_path):
+    # test/ lacks "bird": listing classes by position would name the test labels wrongly.
+    _image_folder(tmp_path, {"train": ["bird", "cat", "dog"], "test": ["cat", "dog"]})
+    with pytest.raises(ValueError, match="only in train/: bird"):
+        load_data(str(tmp_path), image_size=8)
+    (tmp_path / "test" / "bird").mkdir()
+    keras.utils.save_img(tmp_path / "test" / "bird" / "0.png", np.zeros((9, 9, 3), "uint8"))
+    data = load_data(str(tmp_path), image_size=8)
+    assert data.class_names == ("bird", "cat", "dog")
+    assert [int(y) for _, y in data.test] == [0, 1, 1, 2, 2]
+
+
+def test_image_folders_need_two_classes_and_readable_files(tmp_path):
+    _image_folder(tmp_path / "one", {".": ["cat"]})
+    with pytest.raises(ValueError, match="at least 2 classes.*has 1 \\(cat\\)"):
+        load_data(str(tmp_path / "one"), image_size=8)
+    _image_folder(tmp_path / "two", {".": ["cat", "dog"]})
+    broken = tmp_path / "two" / "dog" / "broken.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=f"1 image file\\(s\\) cannot be read: {re.escape(str(broken))}"):
+        load_data(str(tmp_path / "two"), image_size=8)
+    data = load_data(str(tmp_path / "two"), image_size=8, skip_unreadable=True)
+    assert data.skipped_files == 1 and data.num_train + data.num_test == 4

@@ -15,7 +15,9 @@ import pytest
 
 from keras_modern_cnn import BatchNorm, LeNet
 from keras_modern_cnn.data import SHAPE_CLASSES
+from keras_modern_cnn.cli import main
 from keras_modern_cnn.distribute import check_tf_config, distribution_scope
+from keras_modern_cnn.training import read_history
 
 TIMEOUT = 300
 TF_ONLY = pytest.mark.skipif(
@@ -153,13 +155,18 @@ def data_parallel_worker():
             }
     output_dir = sys.argv[2]
     results["cli_status"] = main(train_arguments(output_dir, "shapes", "data-parallel"))
+    # Sizes that do not divide by the 2 devices: 33 training examples in batches of 8 (the last
+    # holds 1), 17 test examples (the last batch of 1 is padded with a zero-weight example).
+    odd = [*train_arguments(os.path.join(output_dir, "odd"), "shapes", "data-parallel"),
+           "--train-examples", "33", "--test-examples", "17", "--batch-size", "8", "--epochs", "2"]
+    results["odd_cli_status"] = main(odd)
     with open(os.path.join(output_dir, "results.json"), "w") as handle:
         json.dump(results, handle)
 
 
 @JAX_ONLY
 @pytest.mark.slow
-def test_jax_data_parallel_over_two_host_devices_matches_single_device_training(tmp_path):
+def test_jax_data_parallel_over_two_host_devices_matches_single_device_training(tmp_path, capsys):
     flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
     environment = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS=flags.strip())
     result = subprocess.run(
@@ -174,7 +181,13 @@ def test_jax_data_parallel_over_two_host_devices_matches_single_device_training(
     assert sorted(parallel) == sorted(single) and sum("moving_" in path for path in single) == 6
     for path in single:
         np.testing.assert_allclose(parallel[path], single[path], rtol=2e-4, atol=2e-5, err_msg=path)
-    assert results["cli_status"] == 0
+    assert results["cli_status"] == 0 and results["odd_cli_status"] == 0
+    odd = tmp_path / "odd"
+    assert [row["epoch"] for row in read_history(odd / "history.csv")] == [0, 1]
+    metrics = json.loads((odd / "metrics.json").read_text())
+    # Every test example counted once: the single-device evaluation of the saved model agrees.
+    assert main(["evaluate", str(odd / "model.keras"), "--test-examples", "17"]) == 0
+    assert f"test accuracy: {metrics['test_accuracy']:.4f}" in capsys.readouterr().out
     model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     assert model.input_shape == (None, 16, 16, 1)
     assert model.output_shape == (None, len(SHAPE_CLASSES))

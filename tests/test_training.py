@@ -1,4 +1,5 @@
-"""`kmc train` / `compare` / `evaluate` / `predict`: outputs, recipes, resume after kill -9, errors."""
+"""`kmc train` / `compare` / `evaluate` / `predict`: outputs, recipes, the run directory's rules,
+kills at named moments, non-finite losses."""
 
 import json
 import os
@@ -13,7 +14,9 @@ import pytest
 
 from keras_modern_cnn.cli import main
 from keras_modern_cnn.data import SHAPE_CLASSES, load_shapes
-from keras_modern_cnn.training import read_history, resolve_settings
+from keras_modern_cnn.config import resolve_config
+from keras_modern_cnn.rundir import BLOCK_POINTS
+from keras_modern_cnn.training import read_history
 
 TINY = ["--train-examples", "256", "--test-examples", "128", "--batch-size", "64", "--quiet"]
 
@@ -33,6 +36,9 @@ def test_train_writes_history_curves_logs_metrics_and_a_reloadable_model(tmp_pat
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert any(files for _, _, files in os.walk(out / "logs"))  # TensorBoard event files
     assert not (out / "backup").exists()  # the checkpoint goes once training has finished
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["epochs"] == 2 and run["config"]["width_ratio"] == 0.5
+    assert run["data"]["class_names"] == list(SHAPE_CLASSES)
 
     model = keras.saving.load_model(out / "model.keras", safe_mode=True)
     assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
@@ -40,23 +46,44 @@ def test_train_writes_history_curves_logs_metrics_and_a_reloadable_model(tmp_pat
     evaluated = capsys.readouterr().out
     assert f"test accuracy: {metrics['test_accuracy']:.4f}" in evaluated
 
-    (_, (images, labels, _)) = load_shapes(num_train=1, num_test=1, seed=5)
+    (_, (images, labels, _)) = load_shapes(num_train=1, num_test=3, seed=5)
     keras.utils.save_img(tmp_path / "shape.png", images[0])
     assert main(["predict", str(out / "model.keras"), str(tmp_path / "shape.png"), "--top-k", "2"]) == 0
     prediction = capsys.readouterr().out.strip()
     assert prediction.startswith(f"{tmp_path / 'shape.png'}: ")
     assert sum(name in prediction for name in SHAPE_CLASSES) == 2
 
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(3):
+        keras.utils.save_img(folder / f"{index}.png", images[index])
+    for output in ("predictions.csv", "predictions.json"):
+        assert main(["predict", str(out / "model.keras"), str(folder), "--top-k", "1",
+                     "--output", str(tmp_path / output)]) == 0
+    rows = (tmp_path / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "image,rank,class,probability" and len(rows) == 4
+    records = json.loads((tmp_path / "predictions.json").read_text())
+    assert [r["image"] for r in records] == [str(folder / f"{i}.png") for i in range(3)]
+    assert all(r["predictions"][0]["class"] in SHAPE_CLASSES for r in records)
+    assert [row.split(",")[2] for row in rows[1:]] == [r["predictions"][0]["class"] for r in records]
 
-def test_d2l_recipe_settings_and_explicit_flags_win():
-    settings = resolve_settings("bn_lenet", "d2l")
-    assert (settings["learning_rate"], settings["batch_size"], settings["image_size"]) == (1.0, 256, 28)
-    assert (settings["epochs"], settings["optimizer"], settings["dataset"]) == (10, "sgd", "fashion_mnist")
-    assert resolve_settings("vgg11", "d2l")["width_ratio"] == 0.25
-    assert resolve_settings("bn_lenet", "d2l", epochs=2, dataset="shapes")["epochs"] == 2
-    assert resolve_settings("bn_lenet", optimizer="adam")["learning_rate"] == 1e-3
+
+def test_config_resolves_defaults_then_recipe_then_flags_and_validates_once():
+    config = resolve_config("bn_lenet", recipe="d2l")
+    assert (config.learning_rate, config.batch_size, config.image_size) == (1.0, 256, 28)
+    assert (config.epochs, config.optimizer, config.dataset) == (10, "sgd", "fashion_mnist")
+    assert config.output_dir == os.path.join("runs", "bn_lenet")
+    assert resolve_config("vgg11", recipe="d2l").width_ratio == 0.25
+    assert resolve_config("bn_lenet", recipe="d2l", epochs=2, dataset="shapes").epochs == 2
+    assert resolve_config("bn_lenet", optimizer="adam").learning_rate == 1e-3
+    assert resolve_config("GoogLeNet").image_size == 224  # the model's own input size
     with pytest.raises(ValueError, match="Received: model='vgg16'"):
-        resolve_settings("vgg16", "d2l")
+        resolve_config("vgg16", recipe="d2l")
+    for setting, value in [("epochs", 0), ("batch_size", -1), ("image_size", 0),
+                           ("learning_rate", 0.0), ("learning_rate", float("nan")),
+                           ("train_examples", 0), ("width_ratio", -0.5)]:
+        with pytest.raises(ValueError, match=f"Received: {setting}={value!r}"):
+            resolve_config("bn_lenet", **{setting: value})
 
 
 def test_compare_writes_results_table_and_combined_curves_under_mixed_precision(tmp_path):
@@ -79,62 +106,79 @@ def test_compare_writes_results_table_and_combined_curves_under_mixed_precision(
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
 
 
-@pytest.mark.slow
-def test_rerun_after_kill_9_resumes_and_history_has_every_epoch_once(tmp_path):
-    out = tmp_path / "resume"
-    command = [sys.executable, "-m", "keras_modern_cnn.cli", "train", "bn_lenet", "--epochs", "3",
-               "--train-examples", "960", "--test-examples", "64", "--batch-size", "32",
-               "--output-dir", str(out)]
-    environment = dict(os.environ, PYTHONUNBUFFERED="1")
+KILL_RUN = ["train", "bn_lenet", "--epochs", "2", "--train-examples", "64", "--test-examples",
+            "32", "--batch-size", "32", "--width-ratio", "0.25", "--quiet"]
+
+
+@pytest.mark.parametrize("point", BLOCK_POINTS)
+def test_kill_9_at_a_named_moment_then_rerun_trains_every_epoch_exactly_once(tmp_path, capsys, point):
+    out, marker = tmp_path / "run", tmp_path / "blocked"
+    command = [sys.executable, "-m", "keras_modern_cnn.cli", *KILL_RUN, "--output-dir", str(out)]
+    environment = dict(os.environ, KMC_TEST_BLOCK_AT=point, KMC_TEST_MARKER=str(marker))
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
-    deadline = time.monotonic() + 120
-    checkpoint = out / "backup" / "training_metadata.json"
-    while not checkpoint.exists():  # written once an epoch has finished
-        assert first.poll() is None and time.monotonic() < deadline, "training ended before the kill"
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    assert first.wait() == -signal.SIGKILL
-    finished = json.loads(checkpoint.read_text())["epoch"]
-    assert 1 <= finished < 3 and not (out / "model.keras").exists()
+    try:
+        deadline = time.monotonic() + 180
+        while not marker.exists():  # the process is now waiting at `point`
+            assert first.poll() is None and time.monotonic() < deadline, "training ended before the kill"
+            time.sleep(0.05)
+    finally:
+        first.send_signal(signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL and marker.read_text() == point
+    assert not (out / "metrics.json").exists()
+    done = {"mid-epoch": 1, "epoch-checkpoint": 1, "final-save": 2}[point]
+    assert json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"] == done
 
-    second = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert "Epoch 1/3" not in second.stdout and f"Epoch {finished + 1}/3" in second.stdout
-    assert [row["epoch"] for row in read_history(out / "history.csv")] == list(range(3))
-    assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
+    assert main([*KILL_RUN, "--output-dir", str(out)]) == 0
+    resumed = "resuming from epoch 2 of 2" if done < 2 else "resuming: all 2 epochs trained"
+    assert resumed in capsys.readouterr().out
+    assert [row["epoch"] for row in read_history(out / "history.csv")] == [0, 1]
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    assert not (out / "backup").exists()
+    assert not [path for path in out.rglob("*") if ".tmp" in path.name]
+    keras.saving.load_model(out / "model.keras", safe_mode=True)
 
 
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["train", "lenet5"], "Received: name='lenet5'"),
-        (["train", "bn_lenet", "--dataset", "no_such_dataset"], "Received: dataset='no_such_dataset'"),
-        (["train", "bn_lenet", "--image-size", "8"], "Received: input_shape=(8, 8, 1)"),
-        (["train", "bn_lenet", "--epochs", "-1"], "Received: epochs=-1"),
-        (["train", "bn_lenet", "--dataset", "mnist", "--no-download", "--data-dir", "{tmp}"],
-         "tfds build mnist"),
-        (["train", "bn_lenet", "--output-dir", "{tmp}/file/run"], "Received: output_dir="),
-        (["evaluate", "{tmp}/model.keras", "--dataset", "{tmp}/rgb.npz"],
-         "expects 1-channel images but the dataset has 3 channels"),
-    ],
-)
-def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, argv, message):
-    (tmp_path / "file").write_text("not a directory")
-    rng = np.random.default_rng(0)
-    np.savez(tmp_path / "rgb.npz", x_train=rng.integers(0, 255, (4, 28, 28, 3), dtype=np.uint8),
-             y_train=np.arange(4), x_test=rng.integers(0, 255, (4, 28, 28, 3), dtype=np.uint8),
-             y_test=np.arange(4))
-    keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(4)]).save(
-        tmp_path / "model.keras")
-    argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
-    if argv[0] == "train":
-        argv += ["--train-examples", "64"]
-        if "--output-dir" not in argv:
-            argv += ["--output-dir", str(tmp_path / "out")]
-    assert main(argv) == 2
+def test_run_directory_resumes_refuses_extends_and_overwrites(tmp_path, capsys):
+    out = tmp_path / "run"
+    run = [*KILL_RUN[:2], "--train-examples", "64", "--test-examples", "32", "--batch-size", "32",
+           "--quiet", "--output-dir", str(out)]
+    assert main([*run, "--epochs", "1"]) == 0
+    finished = {name: (out / name).read_bytes() for name in ("run.json", "history.csv", "metrics.json")}
+
+    for extra, message in [
+        (["--epochs", "1"], "holds a finished run of 1 epochs"),
+        (["--epochs", "1", "--lr", "0.5", "--optimizer", "adam"],
+         "other settings (optimizer: 'sgd' -> 'adam'; learning_rate: 1.0 -> 0.5)"),
+        (["--epochs", "1", "--resume"], "--resume trains on only with more --epochs"),
+    ]:
+        capsys.readouterr()
+        assert main([*run, *extra]) == 2
+        assert message in capsys.readouterr().err
+        # Refused before touching anything.
+        assert {name: (out / name).read_bytes() for name in finished} == finished
+
+    assert main([*run, "--epochs", "2", "--resume"]) == 0
+    assert "resuming from epoch 2 of 2" in capsys.readouterr().out
+    assert [row["epoch"] for row in read_history(out / "history.csv")] == [0, 1]
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    assert main([*run, "--epochs", "1", "--resume"]) == 2
+    assert "already holds 2 trained epochs" in capsys.readouterr().err
+
+    assert main([*run, "--epochs", "1", "--optimizer", "adam", "--overwrite"]) == 0
+    assert [row["epoch"] for row in read_history(out / "history.csv")] == [0]
+    assert json.loads((out / "run.json").read_text())["config"]["optimizer"] == "adam"
+
+
+def test_a_non_finite_loss_stops_the_run_and_saves_nothing_of_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*KILL_RUN[:2], "--epochs", "1", "--lr", "1e30", "--train-examples", "64",
+                 "--test-examples", "32", "--batch-size", "32", "--quiet",
+                 "--output-dir", str(out)]) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert "Training stopped: " in err and "epoch 1" in err and "Received: learning_rate=1e+30" in err
     assert len(err.strip().splitlines()) == 1
+    assert not (out / "model.keras").exists() and not (out / "metrics.json").exists()
+    assert read_history(out / "history.csv") == []
 
 
 @pytest.fixture
@@ -156,8 +200,9 @@ def tiny_segmenter():
 def test_segmentation_models_train_on_masks_with_mean_iou(tmp_path, tiny_segmenter):
     from keras_modern_cnn.training import train
 
-    metrics = train(tiny_segmenter, epochs=1, batch_size=32, learning_rate=0.1,
-                    train_examples=64, test_examples=32, output_dir=str(tmp_path), verbose=0)
+    config = resolve_config(tiny_segmenter, epochs=1, batch_size=32, learning_rate=0.1,
+                            train_examples=64, test_examples=32, output_dir=str(tmp_path))
+    metrics = train(config, verbose=0)
     assert metrics["task"] == "segmentation" and len(metrics["class_names"]) == 11
     assert 0.0 <= metrics["test_mean_iou"] <= 1.0
     assert "val_mean_iou" in read_history(tmp_path / "history.csv")[0]

@@ -17,13 +17,16 @@ Reference: KerasTuner, https://keras.io/keras_tuner/ ("Distributed hyperparamete
 """
 
 import csv
+import io
 import json
 import os
+import socket
 import warnings
 
 import keras_tuner
 from keras_tuner.errors import FailedTrialError
 
+from keras_modern_cnn import rundir
 from keras_modern_cnn.validation import check_bool, check_choice, check_positive_int
 
 __all__ = [
@@ -34,10 +37,16 @@ __all__ = [
     "make_tuner",
     "search_space_changes",
     "write_results",
+    "tune",
+    "configure_distribution",
     "EXECUTIONS_FILE",
+    "RESULTS_FILE",
+    "BEST_MODEL_FILE",
+    "DISTRIBUTED_ROLES",
 ]
 
-EXECUTIONS_FILE = "executions.jsonl"
+EXECUTIONS_FILE, RESULTS_FILE, BEST_MODEL_FILE = "executions.jsonl", "results.csv", "best_model.keras"
+DISTRIBUTED_ROLES = ("chief", "worker")
 
 
 class SearchSpaceChangedError(ValueError):
@@ -139,12 +148,9 @@ TUNERS = {
 
 
 def _save_json_atomically(path, state):
-    """Write `state` as JSON to a temporary sibling, then rename it over `path`."""
+    """Write `state` as JSON through the package's one atomic writer."""
     text = json.dumps(state)
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
+    rundir.write_text(path, text)
     return text
 
 
@@ -251,16 +257,96 @@ def make_tuner(
 
 
 def write_results(tuner, path):
-    """Write `path` (CSV): trial, status, score, then one column per hyperparameter."""
+    """Write `path` (CSV, atomically): trial, status, score, one column per hyperparameter."""
     trials = sorted(tuner.oracle.trials.values(), key=lambda trial: trial.trial_id)
     names = list(dict.fromkeys(name for trial in trials for name in trial.hyperparameters.values))
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["trial", "status", "score", *names])
-        for trial in trials:
-            values = trial.hyperparameters.values
-            writer.writerow(
-                [trial.trial_id, trial.status, "" if trial.score is None else trial.score]
-                + [values.get(name, "") for name in names]
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["trial", "status", "score", *names])
+    for trial in trials:
+        values = trial.hyperparameters.values
+        writer.writerow(
+            [trial.trial_id, trial.status, "" if trial.score is None else trial.score]
+            + [values.get(name, "") for name in names]
+        )
+    return rundir.write_text(path, text.getvalue())
+
+
+def configure_distribution(role, oracle_address, tuner_id=None):
+    """Set KerasTuner's environment variables for a distributed search (`role` chief/worker)."""
+    check_choice("distributed", role, DISTRIBUTED_ROLES)
+    host, _, port = oracle_address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(
+            f"`--oracle-address` must be HOST:PORT. Received: --oracle-address={oracle_address!r}"
+        )
+    if role == "chief":
+        tuner_id = "chief"
+    else:
+        tuner_id = tuner_id or f"worker-{socket.gethostname()}-{os.getpid()}"
+        if "chief" in tuner_id:  # KerasTuner takes any id containing "chief" for the chief
+            raise ValueError(
+                f"A worker's id must not contain 'chief'. Received: --tuner-id={tuner_id!r}"
             )
-    return path
+    os.environ.update(
+        KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port
+    )
+
+
+def tune(
+    hypermodel_class,
+    config,
+    *,
+    tuner="random",
+    objective="val_accuracy",
+    max_trials=None,
+    directory="runs/tune",
+    project_name="search",
+    overwrite=False,
+    overrides=None,
+    max_consecutive_failed_trials=3,
+    max_model_size=None,
+    verbose=1,
+):
+    """Search `hypermodel_class`'s space on the data and settings of `config`, on the stages
+    of `keras_modern_cnn.training` (`prepare_data`, `make_pipelines`).
+
+    `config` is a `RunConfig`: its dataset, image size, batch size, normalisation, seed and
+    epochs (per trial; Hyperband's most epochs) are the search's. Returns `(tuner, results
+    path, best model path)`; the paths are None in a worker or when no trial completed.
+    """
+    from keras_modern_cnn.training import input_shape, make_pipelines, prepare_data
+
+    if tuner == "hyperband" and max_trials is not None:
+        raise ValueError(
+            "Hyperband sets its own number of trials from the epochs; leave out max_trials. "
+            f"Received: max_trials={max_trials}"
+        )
+    rundir.check_writable("directory", os.fspath(directory))
+    data = prepare_data(config)
+    hypermodel = hypermodel_class(
+        input_shape=input_shape(config.image_size, data.channels), classes=data.num_classes,
+        **(overrides or {}),
+    )
+    search = make_tuner(
+        hypermodel, tuner, objective=objective,
+        max_trials=None if tuner == "hyperband" else 10 if max_trials is None else max_trials,
+        max_epochs=config.epochs if tuner == "hyperband" else None,
+        directory=directory, project_name=project_name, overwrite=overwrite, seed=config.seed,
+        max_consecutive_failed_trials=max_consecutive_failed_trials,
+        max_model_size=max_model_size,
+    )
+    pipelines = make_pipelines(config, data)
+    search.search(
+        pipelines["train"], validation_data=pipelines["test"], epochs=config.epochs,
+        verbose=verbose,
+    )
+    if search.is_worker:
+        return search, None, None
+    results_path = write_results(search, os.path.join(search.project_dir, RESULTS_FILE))
+    if not any(t.status == "COMPLETED" for t in search.oracle.trials.values()):
+        return search, results_path, None
+    model = search.get_best_models(1)[0]
+    model_path = os.path.join(search.project_dir, BEST_MODEL_FILE)
+    rundir.atomic_write(model_path, model.save)
+    return search, results_path, model_path

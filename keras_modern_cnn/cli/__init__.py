@@ -1,7 +1,8 @@
 """The `kmc` command line: `kmc list`, `kmc summary MODEL`, `kmc train MODEL`, ...
 
 Each sub-command lives in its own module exposing `add_parser(subparsers)`, which registers
-the arguments and sets `run` (a function taking the parsed arguments) as the default.
+the arguments and sets `run` (a function taking the parsed arguments) as the default. Every
+error a user can cause, argparse's included, is one line on stderr and exit status 2.
 """
 
 import argparse
@@ -12,8 +13,15 @@ from keras_modern_cnn.cli import evaluate, export, models, train, tune
 SUBCOMMAND_MODULES = [models, train, evaluate, export, tune]
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`kmc train: error: ...`), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="kmc",
         description="keras-modern-cnn: build, train, tune and export the d2l 'Modern CNNs'.",
     )
@@ -29,9 +37,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        # Argument problems found past argparse: one clear line, no traceback.
-        print(f"kmc {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        # Problems found past argparse (bad values, data, files): one clear line.
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"kmc {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -17,11 +17,9 @@ def add_parser(subparsers):
 def run(args):
     if not os.path.isfile(args.model_file):
         raise FileNotFoundError(f"No model file at {args.model_file!r}. Received: model_file={args.model_file!r}")
-    import keras
-
-    import keras_modern_cnn  # noqa: F401  (registers BatchNorm for loading)
     from keras_modern_cnn.export import export
+    from keras_modern_cnn.training import load_model
 
-    model = keras.saving.load_model(args.model_file, safe_mode=True)
+    model = load_model(args.model_file)  # a truncated or foreign file: one line, not a traceback
     path = export(model, args.output, format=args.format, overwrite=args.overwrite)
     print(f"exported {args.format}: {path}")

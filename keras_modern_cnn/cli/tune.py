@@ -5,15 +5,8 @@ process ran which trial), `results.csv` (trial, status, score, hyperparameters) 
 `best_model.keras`; `--export DIR` also writes the best model as a SavedModel.
 """
 
-import os
-import socket
-
 from keras_modern_cnn.cli.train import add_data_arguments
-
-FAMILIES = ("lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "densenet", "unet")
-TUNER_NAMES = ("random", "bayesian", "hyperband")
-DISTRIBUTED_ROLES = ("chief", "worker")
-RESULTS_FILE, BEST_MODEL_FILE = "results.csv", "best_model.keras"
+from keras_modern_cnn.registry import get_spec, list_models
 
 
 def add_parser(subparsers):
@@ -25,14 +18,14 @@ def add_parser(subparsers):
         "number of `--distributed worker` with the same --oracle-address and directory "
         "(or set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT).",
     )
-    parser.add_argument("family", choices=FAMILIES)
+    parser.add_argument("family", choices=sorted({get_spec(name).family for name in list_models()}))
     data = add_data_arguments(
         parser,
         image_size_help="input side (default: the family's d2l size, e.g. 28 for lenet, 96 for resnet)",
     )
     data.add_argument("--batch-size", type=int, default=128)
     search = parser.add_argument_group("search")
-    search.add_argument("--tuner", choices=TUNER_NAMES, default="random")
+    search.add_argument("--tuner", default="random", help="random, bayesian or hyperband")
     search.add_argument(
         "--max-trials", type=int, default=None,
         help="trials of random/bayesian searches (default 10; hyperband sets its own)",
@@ -59,7 +52,7 @@ def add_parser(subparsers):
     )
     search.add_argument("--quiet", action="store_true", help="no KerasTuner or Keras progress")
     distributed = parser.add_argument_group("distributed")
-    distributed.add_argument("--distributed", choices=DISTRIBUTED_ROLES, default=None)
+    distributed.add_argument("--distributed", default=None, metavar="ROLE", help="chief or worker")
     distributed.add_argument(
         "--oracle-address", default="127.0.0.1:8000", metavar="HOST:PORT",
         help="where the chief serves the oracle (gRPC)",
@@ -93,103 +86,52 @@ def _scalar(text):
     return text
 
 
-def _configure_distribution(args):
-    """Set KerasTuner's environment variables for `--distributed chief|worker`."""
-    if args.distributed is None:
-        return
-    host, _, port = args.oracle_address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(
-            "`--oracle-address` must be HOST:PORT. "
-            f"Received: --oracle-address={args.oracle_address!r}"
-        )
-    if args.distributed == "chief":
-        tuner_id = "chief"
-    else:
-        tuner_id = args.tuner_id or f"worker-{socket.gethostname()}-{os.getpid()}"
-        if "chief" in tuner_id:  # KerasTuner takes any id containing "chief" for the chief
-            raise ValueError(
-                f"A worker's id must not contain 'chief'. Received: --tuner-id={tuner_id!r}"
-            )
-    os.environ.update(
-        KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port
-    )
-
-
 def run(args):
+    from keras_modern_cnn.config import resolve_config
+    from keras_modern_cnn.registry import list_models
+    from keras_modern_cnn.tuning import HYPERMODELS, configure_distribution, tune
+
+    hypermodel_class = HYPERMODELS[args.family]
+    overrides = dict(parse_override(text) for text in args.overrides)
+    # The search's data and per-trial settings, resolved and validated as a run's are; the
+    # family's first registered model stands for the family (its task, its run settings).
+    config = resolve_config(
+        list_models(family=args.family)[0], dataset=args.dataset, data_dir=args.data_dir,
+        download=args.download, train_examples=args.train_examples,
+        test_examples=args.test_examples, normalization=args.normalization,
+        skip_unreadable=args.skip_unreadable, epochs=args.epochs, batch_size=args.batch_size,
+        seed=args.seed,
+        image_size=hypermodel_class.default_input_size if args.image_size is None else args.image_size,
+    )
+    if args.distributed is not None:
+        configure_distribution(args.distributed, args.oracle_address, args.tuner_id)
     import keras
 
-    from keras_modern_cnn.data import load_data, make_pipeline
-    from keras_modern_cnn.export import export
-    from keras_modern_cnn.tuning import HYPERMODELS, make_tuner, write_results
-    from keras_modern_cnn.validation import check_positive_int
-
-    overrides = dict(parse_override(text) for text in args.overrides)
-    hypermodel_class = HYPERMODELS[args.family]
-    image_size = check_positive_int(
-        "image_size", args.image_size or hypermodel_class.default_input_size
-    )
-    epochs = check_positive_int("epochs", args.epochs)
-    batch_size = check_positive_int("batch_size", args.batch_size)
-    if args.tuner == "hyperband" and args.max_trials is not None:
-        raise ValueError(
-            "Hyperband sets its own number of trials from --epochs; leave out --max-trials. "
-            f"Received: max_trials={args.max_trials}"
-        )
-    _configure_distribution(args)
-    keras.utils.set_random_seed(args.seed)
-
-    task = "segmentation" if args.family == "unet" else "classification"
-    data = load_data(
-        args.dataset, task=task, data_dir=args.data_dir, download=args.download,
-        image_size=image_size, train_examples=args.train_examples,
-        test_examples=args.test_examples, seed=args.seed,
-    )
-    shape = (image_size, image_size, data.channels)
-    if keras.config.image_data_format() == "channels_first":
-        shape = (data.channels, image_size, image_size)
-    hypermodel = hypermodel_class(input_shape=shape, classes=data.num_classes, **overrides)
-    tuner = make_tuner(
-        hypermodel, args.tuner, objective=args.objective,
-        max_trials=None if args.tuner == "hyperband" else args.max_trials or 10,
-        max_epochs=epochs if args.tuner == "hyperband" else None,
-        directory=args.directory, project_name=args.project_name or args.family,
-        overwrite=args.overwrite, seed=args.seed,
-        max_consecutive_failed_trials=args.max_consecutive_failed_trials,
-        max_model_size=args.max_model_size,
-    )
-    pipelines = {
-        split: make_pipeline(
-            getattr(data, split), image_size=image_size, batch_size=batch_size,
-            training=split == "train", task=data.task, normalization=args.normalization,
-            seed=args.seed, shuffle_buffer=min(data.num_train, 50000),
-        )
-        for split in ("train", "test")
-    }
-    verbose = 0 if args.quiet else 1
-    tuner.search(
-        pipelines["train"], validation_data=pipelines["test"], epochs=epochs, verbose=verbose
+    keras.utils.set_random_seed(config.seed)
+    tuner, results_path, model_path = tune(
+        hypermodel_class, config, tuner=args.tuner, objective=args.objective,
+        max_trials=args.max_trials, directory=args.directory,
+        project_name=args.project_name or args.family, overwrite=args.overwrite,
+        overrides=overrides, max_consecutive_failed_trials=args.max_consecutive_failed_trials,
+        max_model_size=args.max_model_size, verbose=0 if args.quiet else 1,
     )
     if tuner.is_worker:
         print(f"worker {tuner.tuner_id}: no trials left")
         return 0
-
-    project_dir = tuner.project_dir
-    results_path = write_results(tuner, os.path.join(project_dir, RESULTS_FILE))
-    completed = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
-    if not completed:
+    if model_path is None:
         print(f"no trial completed; see {results_path}")
         return 1
-    best_hp = tuner.get_best_hyperparameters(1)[0]
     print("best hyperparameters:")
-    for name, value in sorted(best_hp.values.items()):
+    for name, value in sorted(tuner.get_best_hyperparameters(1)[0].values.items()):
         print(f"  {name}: {value}")
-    model = tuner.get_best_models(1)[0]
-    model_path = os.path.join(project_dir, BEST_MODEL_FILE)
-    model.save(model_path)
     print(f"results: {results_path}")
     print(f"best model: {model_path}")
     if args.export:
-        path = export(model, args.export, format="saved_model", overwrite=True)
+        import keras
+
+        from keras_modern_cnn.export import export
+
+        path = export(keras.saving.load_model(model_path), args.export, format="saved_model",
+                      overwrite=True)
         print(f"exported saved_model: {path}")
     return 0

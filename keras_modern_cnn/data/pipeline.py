@@ -8,10 +8,10 @@ Keras backend (TensorFlow and JAX both consume `tf.data`).
 
 import keras
 
+from keras_modern_cnn.registry import TASKS
 from keras_modern_cnn.validation import check_bool, check_choice, check_positive_int
 
 NORMALIZATIONS = ("scale", "standardize")
-TASKS = ("classification", "segmentation")
 
 
 def make_pipeline(
@@ -26,6 +26,7 @@ def make_pipeline(
     cache=True,
     shuffle_buffer=10000,
     seed=None,
+    replicas=1,
 ):
     """Batched, prefetched `tf.data.Dataset` of `(images, targets)` ready for `model.fit`.
 
@@ -45,6 +46,11 @@ def make_pipeline(
         cache: keep the decoded, resized examples in memory after the first epoch.
         shuffle_buffer: examples in the shuffle buffer.
         seed: seed of the shuffle and augmentation (None: nondeterministic).
+        replicas: devices a data-parallel step splits every batch over. When the last batch
+            does not divide evenly, training drops its remainder (at most `replicas - 1`
+            examples per epoch, different ones each epoch as the split is reshuffled) and
+            evaluation pads it with zero-weight examples, yielding `(images, targets,
+            weights)`, so every test example counts exactly once in weighted metrics.
     """
     import tensorflow as tf
 
@@ -56,6 +62,7 @@ def make_pipeline(
     check_bool("augment", augment)
     check_bool("cache", cache)
     shuffle_buffer = check_positive_int("shuffle_buffer", shuffle_buffer)
+    replicas = check_positive_int("replicas", replicas)
     segmentation = task == "segmentation"
     channels_first = keras.config.image_data_format() == "channels_first"
     autotune = tf.data.AUTOTUNE
@@ -84,8 +91,22 @@ def make_pipeline(
             return stacked[..., :channels], tf.cast(stacked[..., channels], tf.int32)
         return stacked, target
 
-    def to_channels_first(images, targets):
-        return tf.transpose(images, (0, 3, 1, 2)), targets
+    def drop_remainder(images, targets):
+        keep = tf.shape(images)[0] // replicas * replicas
+        return images[:keep], targets[:keep]
+
+    def pad_with_zero_weights(images, targets):
+        count = tf.shape(images)[0]
+        pad = (replicas - count % replicas) % replicas
+        weights = tf.concat([tf.ones([count]), tf.zeros([pad])], axis=0)
+
+        def padded(tensor):
+            return tf.pad(tensor, [[0, pad]] + [[0, 0]] * (tensor.shape.rank - 1))
+
+        return padded(images), padded(targets), weights
+
+    def to_channels_first(images, *rest):
+        return (tf.transpose(images, (0, 3, 1, 2)), *rest)
 
     pipeline = dataset.map(prepare, num_parallel_calls=autotune)
     if cache:
@@ -95,6 +116,10 @@ def make_pipeline(
         if augment:
             pipeline = pipeline.map(random_flip_and_crop, num_parallel_calls=autotune)
     pipeline = pipeline.batch(batch_size)
+    if replicas > 1 and training:
+        pipeline = pipeline.map(drop_remainder).filter(lambda images, _: tf.shape(images)[0] > 0)
+    elif replicas > 1:
+        pipeline = pipeline.map(pad_with_zero_weights)
     if channels_first:
         pipeline = pipeline.map(to_channels_first, num_parallel_calls=autotune)
     return pipeline.prefetch(autotune)

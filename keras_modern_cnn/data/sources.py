@@ -10,10 +10,16 @@ import os
 
 import numpy as np
 
+from keras_modern_cnn.data.checks import (
+    check_arrays,
+    find_unreadable,
+    folder_classes,
+    list_images,
+    match_split_classes,
+)
 from keras_modern_cnn.data.embedded import SHAPE_CLASSES, load_shapes
+from keras_modern_cnn.registry import TASKS
 from keras_modern_cnn.validation import check_choice, check_positive_int
-
-TASKS = ("classification", "segmentation")
 EMBEDDED_NAME = "shapes"
 
 
@@ -33,6 +39,7 @@ class ImageData:
     channels: int
     num_classes: int
     class_names: tuple
+    skipped_files: int = 0
 
 
 def load_data(
@@ -45,8 +52,9 @@ def load_data(
     train_examples=None,
     test_examples=None,
     seed=0,
+    skip_unreadable=False,
 ):
-    """Load a dataset by name or path.
+    """Load a dataset by name or path, checked before use (`keras_modern_cnn.data.checks`).
 
     Args:
         dataset: None or "shapes" (the embedded offline dataset), a path to a `.npz` file
@@ -61,6 +69,8 @@ def load_data(
             their native size; the pipeline resizes).
         train_examples, test_examples: keep only the first N examples of each split.
         seed: seed of the embedded dataset and of the image-folder train/test split.
+        skip_unreadable: skip (and count) image-folder files that cannot be decoded instead
+            of stopping with their paths.
     """
     check_choice("task", task, TASKS)
     for name, value in (("train_examples", train_examples), ("test_examples", test_examples)):
@@ -71,7 +81,7 @@ def load_data(
     elif str(dataset).endswith(".npz"):
         data = _npz(dataset, task)
     elif os.path.isdir(dataset):
-        data = _image_folder(dataset, task, image_size or 64, seed)
+        data = _image_folder(dataset, task, image_size or 64, seed, skip_unreadable)
     else:
         data = _tfds(dataset, task, data_dir, download)
     return _limit(data, train_examples, test_examples)
@@ -81,8 +91,6 @@ def _arrays_to_data(name, task, train, test, class_names):
     import tensorflow as tf
 
     (x_train, y_train), (x_test, y_test) = train, test
-    if x_train.ndim == 3:  # grayscale without a channel axis (keras.datasets.mnist)
-        x_train, x_test = x_train[..., None], x_test[..., None]
     return ImageData(
         name=name,
         task=task,
@@ -111,57 +119,85 @@ def _embedded(task, train_examples, test_examples, seed):
 def _npz(path, task):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such `.npz` dataset file. Received: dataset={path!r}")
-    with np.load(path) as arrays:
-        missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays.files)
-        if missing:
-            raise ValueError(
-                f"A `.npz` dataset needs the arrays x_train, y_train, x_test, y_test (the "
-                f"keras.datasets layout); missing {sorted(missing)}. Received: dataset={path!r}"
-            )
-        x_train, x_test = arrays["x_train"], arrays["x_test"]
-        y_train, y_test = (arrays[k].astype(np.int64) for k in ("y_train", "y_test"))
-    if task == "classification":
-        y_train, y_test = y_train.reshape(-1), y_test.reshape(-1)
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    try:
+        with np.load(path) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError) as error:  # not an archive, truncated, pickled
+        raise ValueError(f"Cannot read the `.npz` file ({error}). Received: dataset={path!r}") from None
+    missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays)
+    if missing:
+        raise ValueError(
+            f"A `.npz` dataset needs the arrays x_train, y_train, x_test, y_test (the "
+            f"keras.datasets layout); missing {sorted(missing)}. Received: dataset={path!r}"
+        )
+    arrays = {key: arrays[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+    x_train, y_train, x_test, y_test, num_classes = check_arrays(**arrays, task=task, dataset=path)
     return _arrays_to_data(
         os.path.basename(path), task, (x_train, y_train), (x_test, y_test),
         tuple(str(index) for index in range(num_classes)),
     )
 
 
-def _image_folder(path, task, image_size, seed):
-    import keras
-
+def _image_folder(path, task, image_size, seed, skip_unreadable):
+    """Every file decoded once up front (unreadable ones reported by path), classes by name."""
     if task != "classification":
         raise ValueError(
             f"An image folder holds classification data (one sub-folder per class); "
             f"segmentation needs masks. Received: dataset={path!r}"
         )
-    options = dict(
-        labels="inferred", label_mode="int", image_size=(image_size, image_size),
-        batch_size=None, seed=seed, verbose=False,
-    )
     split_folders = [os.path.join(path, split) for split in ("train", "test")]
     if all(os.path.isdir(folder) for folder in split_folders):
-        train = keras.utils.image_dataset_from_directory(split_folders[0], shuffle=False, **options)
-        test = keras.utils.image_dataset_from_directory(split_folders[1], shuffle=False, **options)
+        class_names = folder_classes(split_folders[0], path)
+        match_split_classes(class_names, folder_classes(split_folders[1], path), path)
+        train, test = (list_images(folder, class_names) for folder in split_folders)
     else:
         # One folder: a fixed, seeded 80/20 split.
-        train, test = keras.utils.image_dataset_from_directory(
-            path, validation_split=0.2, subset="both", **options
+        class_names = folder_classes(path, path)
+        paths, labels = list_images(path, class_names)
+        order = np.random.default_rng(seed).permutation(len(paths))
+        cut = len(paths) - int(0.2 * len(paths))
+        train, test = (
+            ([paths[i] for i in part], [labels[i] for i in part])
+            for part in (order[:cut], order[cut:])
         )
-    class_names = tuple(train.class_names)
+    splits, skipped = {}, 0
+    for split, (paths, labels) in (("train", train), ("test", test)):
+        readable, unreadable = find_unreadable(paths, skip=skip_unreadable, dataset=path)
+        skipped += unreadable
+        keep = set(readable)
+        labels = [label for file, label in zip(paths, labels) if file in keep]
+        if not readable:
+            raise ValueError(f"The {split} split holds no readable image. Received: dataset={path!r}")
+        splits[split] = (readable, labels)
+    if len(set(splits["train"][1])) < 2:
+        raise ValueError(
+            "The training split holds images of fewer than 2 classes. "
+            f"Received: dataset={path!r}"
+        )
     return ImageData(
         name=os.path.basename(os.path.normpath(path)),
         task=task,
-        train=train,
-        test=test,
-        num_train=int(train.cardinality()),
-        num_test=int(test.cardinality()),
+        train=_decoded_images(*splits["train"], image_size),
+        test=_decoded_images(*splits["test"], image_size),
+        num_train=len(splits["train"][0]),
+        num_test=len(splits["test"][0]),
         channels=3,
         num_classes=len(class_names),
-        class_names=class_names,
+        class_names=tuple(class_names),
+        skipped_files=skipped,
     )
+
+
+def _decoded_images(paths, labels, image_size):
+    import tensorflow as tf
+
+    def decode(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size))
+        return image, label
+
+    pairs = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, np.int64)))
+    return pairs.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _tfds(name, task, data_dir, download):

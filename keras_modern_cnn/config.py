@@ -1,0 +1,181 @@
+"""One run, one configuration: `RunConfig`, resolved and validated once, saved as `run.json`.
+
+Resolution order (timm's `train.py` and Keras's own `fit` keep the same shape): the defaults
+below, then a recipe's settings (`--recipe d2l`, Dive into Deep Learning chapter 8), then every
+setting the user gave explicitly. `None` means "not given"; zero and negative numbers are
+values and are validated as such. Every front-end (`kmc train`, `compare`, `tune`, Python)
+builds a `RunConfig` with `resolve_config`; the stages in `keras_modern_cnn.training` read it.
+"""
+
+import dataclasses
+import json
+import math
+import numbers
+import os
+
+from keras_modern_cnn.data.pipeline import NORMALIZATIONS
+from keras_modern_cnn.distribute import DISTRIBUTIONS
+from keras_modern_cnn.recipes import get_recipe
+from keras_modern_cnn.registry import get_spec
+from keras_modern_cnn.validation import (
+    check_bool,
+    check_choice,
+    check_number,
+    check_positive_int,
+    check_width_ratio,
+)
+
+OPTIMIZER_CLASSES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
+OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
+JIT_COMPILE = ("auto", "on", "off")
+STRATEGIES = ("none",) + DISTRIBUTIONS
+EMBEDDED_DATASET = "shapes"
+# The d2l BN-LeNet learning rate for SGD; the Keras defaults for the adaptive optimizers.
+DEFAULT_LEARNING_RATES = {"sgd": 1.0, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+RUN_FILE = "run.json"
+RUN_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Every setting of one training run (see `resolve_config` for defaults and checks).
+
+    Attributes:
+        model: registered model name.
+        dataset: "shapes" (embedded), a TFDS name, a `.npz` file or an image folder.
+        recipe: None or "d2l" (recorded; its settings are already resolved into the rest).
+        epochs, batch_size, optimizer, learning_rate: the optimisation.
+        image_size: side of the square model input.
+        width_ratio: channel multiplier of the model (None: the model's own).
+        data_dir, download: where TFDS data lives, whether it may be downloaded.
+        train_examples, test_examples: keep only the first N examples of a split.
+        normalization, augment: the input pipeline.
+        skip_unreadable: skip (and count) unreadable image files instead of stopping.
+        seed: seeds Keras, NumPy, Python and the pipeline.
+        mixed_precision, jit_compile, strategy: how the model runs.
+        output_dir: the run directory (`keras_modern_cnn.rundir`).
+    """
+
+    model: str
+    dataset: str = EMBEDDED_DATASET
+    recipe: object = None
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    learning_rate: float = DEFAULT_LEARNING_RATES["sgd"]
+    image_size: int = 28
+    width_ratio: object = None
+    data_dir: object = None
+    download: bool = True
+    train_examples: object = None
+    test_examples: object = None
+    normalization: str = "scale"
+    augment: bool = False
+    skip_unreadable: bool = False
+    seed: int = 0
+    mixed_precision: bool = False
+    jit_compile: str = "auto"
+    strategy: str = "none"
+    output_dir: str = ""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def differences(self, other):
+        """`(name, self's value, other's value)` of the settings that change the result.
+
+        Where the run lives and where its data is read from do not; the epochs are compared
+        by the run directory's own rule (`keras_modern_cnn.rundir`).
+        """
+        ignored = {"output_dir", "data_dir", "download", "epochs"}
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [
+            (name, mine[name], theirs[name])
+            for name in mine
+            if name not in ignored and mine[name] != theirs[name]
+        ]
+
+
+DEFAULTS = {
+    field.name: field.default
+    for field in dataclasses.fields(RunConfig)
+    if field.default is not dataclasses.MISSING
+}
+
+
+def resolve_config(model, *, recipe=None, **given):
+    """The `RunConfig` of a run: defaults, then `recipe`'s settings, then `given` (not None).
+
+    The learning rate defaults by optimizer, the image size to the model's own input, the
+    output directory to `runs/MODEL`. Every value is validated here, once, with a message
+    naming the argument and the value.
+    """
+    unknown = sorted(set(given) - set(DEFAULTS) - {"recipe"})
+    if unknown:
+        raise TypeError(f"Unknown run settings {unknown}; known: {sorted(DEFAULTS)}")
+    spec = get_spec(model)
+    settings = dict(DEFAULTS, learning_rate=None, image_size=None, output_dir=None)
+    if recipe is not None:
+        settings.update(get_recipe(recipe, spec.name))
+    settings.update({key: value for key, value in given.items() if value is not None})
+    settings["recipe"] = recipe
+    if settings["learning_rate"] is None:
+        settings["learning_rate"] = DEFAULT_LEARNING_RATES[
+            check_choice("optimizer", settings["optimizer"], OPTIMIZERS)
+        ]
+    if settings["image_size"] is None:
+        settings["image_size"] = spec.default_input_shape[0]  # registry shapes: channels-last
+    if settings["output_dir"] is None:
+        settings["output_dir"] = os.path.join("runs", spec.name)
+    return validate(RunConfig(model=spec.name, **settings))
+
+
+def validate(config):
+    """Check every setting of `config`; returns it. The one place run settings are checked."""
+    get_spec(config.model)
+    check_positive_int("epochs", config.epochs)
+    check_positive_int("batch_size", config.batch_size)
+    check_choice("optimizer", config.optimizer, OPTIMIZERS)
+    check_number("learning_rate", config.learning_rate, low=0.0, low_open=True)
+    if not math.isfinite(config.learning_rate):
+        raise ValueError(
+            f"`learning_rate` must be finite. Received: learning_rate={config.learning_rate!r}"
+        )
+    check_positive_int("image_size", config.image_size)
+    if config.width_ratio is not None:
+        check_width_ratio(config.width_ratio)
+    for name in ("train_examples", "test_examples"):
+        if getattr(config, name) is not None:
+            check_positive_int(name, getattr(config, name))
+    check_choice("normalization", config.normalization, NORMALIZATIONS)
+    for name in ("download", "augment", "skip_unreadable", "mixed_precision"):
+        check_bool(name, getattr(config, name))
+    if isinstance(config.seed, bool) or not isinstance(config.seed, numbers.Integral):
+        raise ValueError(f"`seed` must be an integer. Received: seed={config.seed!r}")
+    check_choice("jit_compile", config.jit_compile, JIT_COMPILE)
+    check_choice("strategy", config.strategy, STRATEGIES)
+    for name in ("dataset", "output_dir"):
+        value = getattr(config, name)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"`{name}` must be a non-empty string. Received: {name}={value!r}")
+    return config
+
+
+def config_to_json(config, data_info=None):
+    """The text of `run.json`: the configuration, and what the data told (class names, ...)."""
+    record = {"format": RUN_FORMAT, "config": config.to_dict(), "data": data_info or {}}
+    return json.dumps(record, indent=2, allow_nan=False) + "\n"
+
+
+def read_run_file(path):
+    """`(RunConfig, data_info)` from a `run.json`; a file that is not one is reported by path."""
+    try:
+        with open(path) as handle:
+            record = json.load(handle)
+        config = RunConfig(**record["config"])
+        return config, record.get("data", {})
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{path} is not a readable run file ({type(error).__name__}: {error}). "
+            f"Received: run_file={str(path)!r}"
+        ) from None
