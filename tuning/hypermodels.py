@@ -404,14 +404,14 @@ class HyperVGG(HyperCNN):
     @classmethod
     def family_space(cls):
         return {
-            "variant": Options(tuple(vgg.VGG_CONFIGS), "vgg11"),
+            "variant": Options(tuple(vgg.VGG_ARCHS), "vgg11"),
             "batch_norm": _boolean(False),
             "dense_units": _units((256, 1024, 4096), 4096),
         }
 
     def build_network(self, values, **arguments):
         return vgg.VGG(
-            vgg.VGG_CONFIGS[values["variant"]], batch_norm=values["batch_norm"],
+            vgg.VGG_ARCHS[values["variant"]], batch_norm=values["batch_norm"],
             dense_units=(values["dense_units"],) * 2, name=values["variant"], **arguments,
         )
 
