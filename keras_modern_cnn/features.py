@@ -47,7 +47,7 @@ def feature_model(model, stages, out_indices=None):
         tensor = model.get_layer(layer_name).output
         outputs.append(tensor)
         info.append(FeatureInfo(layer_name, int(_channels(tensor)), reduction))
-    features = keras.Model(model.inputs, outputs, name=model.name)
+    features = keras.Model(model_inputs(model), outputs, name=model.name)
     features.feature_info = tuple(info)
     return features
 
@@ -79,3 +79,8 @@ def copy_weights_by_name(source, target):
         layer.set_weights(source_layer.get_weights())
         copied.append(layer.name)
     return copied
+
+
+def model_inputs(model):
+    """`model`'s input tensor, or its list of inputs when it has several."""
+    return model.inputs[0] if len(model.inputs) == 1 else model.inputs

@@ -8,6 +8,7 @@ layer (its class block is a NiN block with `classes` channels): rebuild it with 
 
 import keras
 
+from keras_modern_cnn.features import model_inputs
 from keras_modern_cnn.validation import check_positive_int
 
 
@@ -31,7 +32,7 @@ def pre_logits(model):
     """The functional model from `model`'s inputs to the input of its `predictions` layer:
     the pooled (or flattened dense) features the classifier reads, as timm's pre-logits."""
     layer = _predictions(model)
-    return keras.Model(model.inputs, layer.input, name=f"{model.name}_pre_logits")
+    return keras.Model(model_inputs(model), layer.input, name=f"{model.name}_pre_logits")
 
 
 def replace_head(model, classes, *, classifier_activation="softmax"):
@@ -51,4 +52,5 @@ def replace_head(model, classes, *, classifier_activation="softmax"):
         head = keras.layers.Conv2D(
             classes, 1, activation=classifier_activation, name="predictions"
         )
-    return keras.Model(model.inputs, head(layer.input), name=model.name)
+    return keras.Model(model_inputs(model), head(layer.input), name=model.name)
+

@@ -188,7 +188,7 @@ def get_model_meta(model_name):
         "params": card["params"],
         "trainable_params": card["trainable_params"],
         "params_torchvision": card["trainable_params"],
-        "gflops": card["gflops"],
+        "gflops": card["flops"] / 1e9,
         "feature_info": [FeatureInfo(*info) for info in card["feature_info"]],
         "recipe": get_recipe("d2l", spec.name) if spec.name in D2L_RECIPES else None,
     }
