@@ -56,13 +56,14 @@ def copy_weights_by_name(source, target):
     """Copy the weights of every layer of `target` from the layer of the same name in `source`.
 
     Loads a classifier's weights into its feature model (or a U-Net built on it as an encoder):
-    `copy_weights_by_name(classifier, get_model(name, features_only=True))`. Layers of `target`
-    with weights and no namesake in `source` keep theirs; the names copied are returned.
-    Shapes must agree (same variant and `width_ratio`).
+    `copy_weights_by_name(classifier, get_model(name, features_only=True))`. The head
+    (`predictions`, whose classes differ) and layers of `target` with no namesake in `source`
+    keep their weights; the names copied are returned. Other shapes must agree (same variant
+    and `width_ratio`).
     """
     copied = []
     for layer in target.layers:
-        if not layer.weights:
+        if not layer.weights or layer.name == "predictions":
             continue
         try:
             source_layer = source.get_layer(layer.name)

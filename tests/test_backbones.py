@@ -51,10 +51,11 @@ def test_unet_encoder_arguments_are_checked(kwargs, message):
 def test_drop_path_is_off_by_default_and_drops_whole_residual_branches_when_on(tmp_path):
     plain = kmc.ResNet18(**TINY)
     dropping = kmc.ResNet18(drop_path_rate=0.5, **TINY)
-    assert count_layers(plain, DropPath) == 0 and count_layers(dropping, DropPath) == 8
+    # Eight blocks at rates 0, 0.5/7, ..., 0.5: the first (rate 0) gets no layer.
+    assert count_layers(plain, DropPath) == 0 and count_layers(dropping, DropPath) == 7
     assert dropping.count_params() == plain.count_params()
     rates = [layer.rate for layer in dropping.layers if isinstance(layer, DropPath)]
-    np.testing.assert_allclose(rates, np.linspace(0, 0.5, 8))
+    np.testing.assert_allclose(rates, np.linspace(0, 0.5, 8)[1:])
     dropping.set_weights(plain.get_weights())
     images = np.random.default_rng(0).uniform(size=(4, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(dropping(images, training=False), plain(images, training=False), rtol=1e-5, atol=1e-6)
@@ -82,7 +83,7 @@ def test_densenet_drop_path_on_new_features(memory_efficient):
     model = kmc.DenseNet(
         (2, 2), 8, drop_path_rate=0.2, memory_efficient=memory_efficient, input_shape=(32, 32, 1)
     )
-    assert count_layers(model, DropPath) == 4
+    assert count_layers(model, DropPath) == 3  # four layers, the first at rate 0
     assert model.count_params() == kmc.DenseNet((2, 2), 8, input_shape=(32, 32, 1)).count_params()
 
 
