@@ -215,10 +215,14 @@ def test_two_named_copies_compose_in_one_model_from_a_preceding_layer(name):
     np.testing.assert_allclose(combined(images), expected, rtol=1e-3, atol=1e-4)
 
 
-CLASSIFIERS = sorted(name for name in GOLDEN if kmc.get_spec(name).task == "classification")
+# The cheapest variant of each family (ResNet v2's stages are its own). Stage names of every
+# variant are checked against its full-size model by the parameter-count test (model cards).
+REPRESENTATIVES = [
+    "alexnet", "bn_lenet", "densenet_d2l", "googlenet", "nin", "resnet18", "resnet50v2", "vgg11_bn",
+]
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS)
+@pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_features_only_returns_the_declared_stages_and_loads_the_classifier_weights(name, tmp_path):
     """Every classifier gives its stages; its weights file loads into the feature model."""
     tiny = GOLDEN[name][2]
@@ -264,7 +268,7 @@ def test_out_indices_without_features_only_and_models_without_stages_are_rejecte
         kmc.get_model("unet", features_only=True)
 
 
-@pytest.mark.parametrize("name", sorted(GOLDEN))
+@pytest.mark.parametrize("name", [*REPRESENTATIVES, "unet"])
 def test_the_head_can_be_replaced_and_read_before_it(name):
     tiny = GOLDEN[name][2]
     model = kmc.get_model(name, classes=3, **tiny)
@@ -278,13 +282,10 @@ def test_the_head_can_be_replaced_and_read_before_it(name):
     assert kmc.pre_logits(model).output.shape == model.get_layer("predictions").input.shape
 
 
-def test_unet_on_every_encoder_family_keeps_the_input_size():
-    families = {}
-    for name in kmc.applications.unet.encoder_names():
-        families.setdefault(kmc.get_spec(name).family, name)
-    assert set(families) == {"resnet", "densenet", "vgg", "googlenet"}
-    for encoder in families.values():
-        model = kmc.UNet(encoder=encoder, input_shape=(None, None, 3), classes=3, width_ratio=1 / 16)
-        for side in (32, 64):
-            assert model(np.zeros((1, side, side, 3), "float32")).shape == (1, side, side, 3)
-        keras.backend.clear_session()
+@pytest.mark.parametrize("encoder", ["densenet_d2l", "googlenet", "resnet18", "vgg11"])
+def test_unet_on_an_encoder_of_every_family_keeps_the_input_size(encoder):
+    assert {kmc.get_spec(name).family for name in kmc.encoder_names()} == {
+        "resnet", "densenet", "vgg", "googlenet"
+    }
+    model = kmc.UNet(encoder=encoder, input_shape=(None, None, 3), classes=3, width_ratio=1 / 16)
+    assert model(np.zeros((1, 64, 64, 3), "float32")).shape == (1, 64, 64, 3)
