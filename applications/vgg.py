@@ -148,13 +148,19 @@ _TWIN_BN = {
     "vgg16": "config D + BatchNorm (torchvision vgg16_bn)", "vgg19": "config E + BatchNorm (torchvision vgg19_bn)",
 }
 
-VGG_CONFIGS = {}
-for _name, _arch in VGG_ARCHS.items():
-    _function = "VGG" + _name[3:]
-    VGG_CONFIGS[_name] = Variant(_function, f"{_PAPER} {_TWIN[_name]}", dict(arch=_arch, batch_norm=False))
-    VGG_CONFIGS[f"{_name}_bn"] = Variant(
-        f"{_function}BN", f"{_PAPER} {_TWIN_BN[_name]}", dict(arch=_arch, batch_norm=True)
-    )
+
+def _rows(name, arch):
+    """The plain and BN rows of one configuration of Table 1."""
+    function = "VGG" + name[3:]
+    return {
+        name: Variant(function, f"{_PAPER} {_TWIN[name]}", dict(arch=arch, batch_norm=False)),
+        f"{name}_bn": Variant(
+            f"{function}BN", f"{_PAPER} {_TWIN_BN[name]}", dict(arch=arch, batch_norm=True)
+        ),
+    }
+
+
+VGG_CONFIGS = {key: row for name, arch in VGG_ARCHS.items() for key, row in _rows(name, arch).items()}
 
 _VARIANTS = register_variants(
     VGG_CONFIGS, VGG, family="vgg",

@@ -14,7 +14,7 @@ import tempfile
 
 import keras
 
-from keras_modern_cnn.features import _channels
+from keras_modern_cnn.features import channels_of
 
 
 def card(spec, model):
@@ -26,7 +26,7 @@ def card(spec, model):
         "trainable_params": int(sum(keras.ops.size(w) for w in model.trainable_weights)),
         "flops": int(flops(model)),
         "feature_info": [
-            [layer, int(_channels(model.get_layer(layer).output)), reduction]
+            [layer, int(channels_of(model.get_layer(layer).output)), reduction]
             for layer, reduction in spec.stages
         ],
     }

@@ -20,7 +20,8 @@ FeatureInfo = collections.namedtuple("FeatureInfo", ["name", "channels", "reduct
 FeatureInfo.__doc__ = "One stage output: its layer name, channel count and reduction (stride)."
 
 
-def _channels(tensor):
+def channels_of(tensor):
+    """The channel count of an image tensor under the current `image_data_format`."""
     return tensor.shape[1] if keras.config.image_data_format() == "channels_first" else tensor.shape[-1]
 
 
@@ -46,7 +47,7 @@ def feature_model(model, stages, out_indices=None):
         layer_name, reduction = stages[index]
         tensor = model.get_layer(layer_name).output
         outputs.append(tensor)
-        info.append(FeatureInfo(layer_name, int(_channels(tensor)), reduction))
+        info.append(FeatureInfo(layer_name, int(channels_of(tensor)), reduction))
     features = keras.Model(model_inputs(model), outputs, name=model.name)
     features.feature_info = tuple(info)
     return features

@@ -518,10 +518,10 @@ class HyperUNet(HyperCNN):
 
     @classmethod
     def family_space(cls):
+        encoders = ("classic", *unet.encoder_names())
         return {
             "encoder": Options(
-                ("classic", *unet.encoder_names()), "classic",
-                check=lambda name, value: check_choice(name, value, ("classic", *unet.encoder_names())),
+                encoders, "classic", check=lambda name, value: check_choice(name, value, encoders)
             ),
             "depth": _depth(2, 4, 4),
             "batch_norm": _boolean(False),
