@@ -1,20 +1,20 @@
-"""The model zoo: one module per family, each registering its variants.
+"""The model zoo: one module per family, each registering its variants from its config table.
 
 Installed as `keras_modern_cnn.applications`; every builder is also exported from the
-package root (`keras_modern_cnn.BNLeNet`).
+package root (`keras_modern_cnn.BNLeNet`). Family modules are discovered: adding a family is
+adding its module (and its golden row in tests/test_contract.py).
 """
 
-from keras_modern_cnn.applications import lenet
-from keras_modern_cnn.applications import alexnet, densenet, googlenet, nin, resnet, unet, vgg
-from keras_modern_cnn.applications.lenet import *  # noqa: F403
-from keras_modern_cnn.applications.alexnet import *  # noqa: F403
-from keras_modern_cnn.applications.vgg import *  # noqa: F403
-from keras_modern_cnn.applications.nin import *  # noqa: F403
-from keras_modern_cnn.applications.googlenet import *  # noqa: F403
-from keras_modern_cnn.applications.resnet import *  # noqa: F403
-from keras_modern_cnn.applications.densenet import *  # noqa: F403
-from keras_modern_cnn.applications.unet import *  # noqa: F403
+import importlib
+import pkgutil
 
-FAMILY_MODULES = [lenet, alexnet, vgg, nin, googlenet, resnet, densenet, unet]
+FAMILY_MODULES = [
+    importlib.import_module(f"{__name__}.{module.name}")
+    for module in pkgutil.iter_modules(__path__)
+    if not module.name.startswith("_")
+]
 
-__all__ = [name for module in FAMILY_MODULES for name in module.__all__]
+__all__ = []
+for _module in FAMILY_MODULES:
+    globals().update({name: getattr(_module, name) for name in _module.__all__})
+    __all__ += _module.__all__

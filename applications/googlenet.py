@@ -15,19 +15,20 @@ import math
 
 import keras
 
-from keras_modern_cnn.applications.alexnet import conv_relu
-from keras_modern_cnn.blocks import channel_axis, global_pool, smallest_input_size
-from keras_modern_cnn.registry import register_model
+from keras_modern_cnn.assembly import (
+    Variant,
+    image_input,
+    load_weights_if_given,
+    pooled_classifier,
+    register_variants,
+)
+from keras_modern_cnn.blocks import channel_axis, conv_relu, conv_relu_output, smallest_input_size
 from keras_modern_cnn.validation import (
     check_application_args,
     check_bool,
     check_width_ratio,
-    image_input,
-    load_weights_if_given,
     scaled_channels,
 )
-
-__all__ = ["GoogLeNet", "GoogLeNetBN"]
 
 # The seeds' table: stage -> Inception blocks (c1, (c2 reduce, c2), (c3 reduce, c3), c4);
 # a 3x3/2 max pool (padding 1) follows stages 3 and 4.
@@ -90,12 +91,6 @@ def inception_block(x, c1, c2, c3, c4, *, name, batch_norm=False, width_ratio=1.
     )
 
 
-@register_model(
-    name="googlenet",
-    family="googlenet",
-    default_input_shape=(224, 224, 3),
-    reference="d2l 7.4 GoogLeNet (Szegedy et al. 2015, true 5x5, no aux heads)",
-)
 def GoogLeNet(
     include_top=True,
     weights=None,
@@ -108,6 +103,7 @@ def GoogLeNet(
     *,
     batch_norm=False,
     width_ratio=1.0,
+    default_input_shape=(224, 224, 3),
 ):
     """GoogLeNet as in the seeds (d2l 7.4), for inputs of at least 32x32.
 
@@ -121,6 +117,8 @@ def GoogLeNet(
             `include_top=False` returns the `inception5b_concat` features.
         batch_norm: BatchNorm between every convolution and its ReLU.
         width_ratio: multiplies every convolution's channel count (Inception paths included).
+        default_input_shape: the input shape with the top when neither `input_shape` nor
+            `input_tensor` is given (keras.applications' `default_size`).
     """
     check_application_args(
         include_top=include_top, weights=weights, pooling=pooling, classes=classes,
@@ -129,7 +127,7 @@ def GoogLeNet(
     check_bool("batch_norm", batch_norm)
     width_ratio = check_width_ratio(width_ratio)
     inputs, x = image_input(
-        input_tensor=input_tensor, input_shape=input_shape, default_shape=(224, 224, 3),
+        input_tensor=input_tensor, input_shape=input_shape, default_shape=default_input_shape,
         include_top=include_top, min_size=MIN_INPUT_SIZE, require_static=False, name=name,
     )
 
@@ -156,43 +154,45 @@ def GoogLeNet(
             )
         if stage != max(INCEPTION_STAGES):
             x = _padded_max_pool(x, name=f"pool{stage}")
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = global_pool(x, pooling)
+    x = pooled_classifier(
+        x, include_top=include_top, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation,
+    )
     model = keras.Model(inputs, x, name=name)
     return load_weights_if_given(model, weights)
 
 
-@register_model(
-    name="googlenet_bn",
-    family="googlenet",
-    default_input_shape=(224, 224, 3),
-    reference="d2l 7.4 GoogLeNet + BatchNorm after every convolution (d2l 7.4 exercise 1)",
-)
-def GoogLeNetBN(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="googlenet_bn",
-    *,
-    width_ratio=1.0,
-):
-    """GoogLeNet with BatchNorm between every convolution and its ReLU."""
-    return GoogLeNet(
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-        batch_norm=True,
-        width_ratio=width_ratio,
+def googlenet_stages(batch_norm):
+    """Stage outputs: the stem convolutions (conv1, conv2), then each Inception stage's last
+    block before the pool that halves the size."""
+    return (
+        (conv_relu_output("conv1", batch_norm), 2), (conv_relu_output("conv2", batch_norm), 4),
+    ) + tuple(
+        (f"inception{list(blocks)[-1]}_concat", 2**stage) for stage, blocks in INCEPTION_STAGES.items()
     )
+
+
+GOOGLENET_CONFIGS = {
+    "googlenet": Variant("GoogLeNet", "d2l 7.4 GoogLeNet (Szegedy et al. 2015, true 5x5, no aux heads)", {}),
+    "googlenet_bn": Variant(
+        "GoogLeNetBN",
+        "d2l 7.4 GoogLeNet + BatchNorm after every convolution (d2l 7.4 exercise 1)",
+        dict(batch_norm=True),
+    ),
+}
+
+_VARIANTS = register_variants(
+    GOOGLENET_CONFIGS, GoogLeNet, family="googlenet",
+    summary="GoogLeNet as in the seeds (d2l 7.4): a 7x7/2 stem, nine Inception blocks, global\n"
+    "average pooling and `predictions`; BatchNorm between every convolution and its ReLU.",
+    paper='Szegedy et al., "Going Deeper with Convolutions", CVPR 2015 (arXiv:1409.4842).',
+    options=("width_ratio",),
+    options_doc="""\
+        width_ratio: multiplies every convolution's channel count (default 1).""",
+    min_input_size=lambda config: MIN_INPUT_SIZE,
+    stages=lambda config: googlenet_stages(config.get("batch_norm", False)),
+    exact_stages=True,
+)
+globals().update(_VARIANTS)
+
+__all__ = list(_VARIANTS)

@@ -10,25 +10,24 @@ every convolution and dense layer keeps its bias.
 
 import keras
 
-from keras_modern_cnn.blocks import batch_norm, global_pool, smallest_input_size
-from keras_modern_cnn.registry import register_model
+from keras_modern_cnn.assembly import (
+    Variant,
+    global_pool,
+    image_input,
+    load_weights_if_given,
+    register_variants,
+)
+from keras_modern_cnn.blocks import batch_norm, smallest_input_size
 from keras_modern_cnn.validation import (
     check_application_args,
     check_bool,
     check_int_sequence,
     check_width_ratio,
-    image_input,
-    load_weights_if_given,
     scaled_channels,
 )
 
-__all__ = ["LeNet", "BNLeNet"]
-
-LENET_CONFIGS = {
-    "bn_lenet": {"conv_filters": (6, 16), "dense_units": (120, 84), "batch_norm": True},
-}
-
 _FEATURE_STEPS = [(5, 1, "valid"), (2, 2, "valid"), (5, 1, "valid"), (2, 2, "valid")]
+MIN_INPUT_SIZE = smallest_input_size(_FEATURE_STEPS)
 
 
 def LeNet(
@@ -45,6 +44,7 @@ def LeNet(
     classes=10,
     classifier_activation="softmax",
     name="lenet",
+    default_input_shape=(28, 28, 1),
 ):
     """LeNet: two 5x5 conv (+BN) + sigmoid + 2x2 max-pool stages, then dense layers.
 
@@ -56,6 +56,8 @@ def LeNet(
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in `keras.applications`. The default input is
             28x28x1 and `classes` defaults to 10 (Fashion-MNIST), as in the seeds.
+        default_input_shape: the input shape with the top when neither `input_shape` nor
+            `input_tensor` is given (keras.applications' `default_size`).
     """
     check_application_args(
         include_top=include_top, weights=weights, pooling=pooling, classes=classes,
@@ -66,8 +68,8 @@ def LeNet(
     check_bool("batch_norm_layers", batch_norm_layers)
     width_ratio = check_width_ratio(width_ratio)
     inputs, x = image_input(
-        input_tensor=input_tensor, input_shape=input_shape, default_shape=(28, 28, 1),
-        include_top=include_top, min_size=smallest_input_size(_FEATURE_STEPS),
+        input_tensor=input_tensor, input_shape=input_shape, default_shape=default_input_shape,
+        include_top=include_top, min_size=MIN_INPUT_SIZE,
         require_static=include_top, name=name,
     )
 
@@ -95,37 +97,29 @@ def LeNet(
     return load_weights_if_given(model, weights)
 
 
-@register_model(
-    name="bn_lenet",
-    family="lenet",
-    default_input_shape=(28, 28, 1),
-    reference="d2l 8.5.4 BN-LeNet (seeds: Conv 6@5x5, BN, sigmoid, max-pool, ...)",
+LENET_CONFIGS = {
+    "bn_lenet": Variant(
+        "BNLeNet", "d2l 8.5.4 BN-LeNet (seeds: Conv 6@5x5, BN, sigmoid, max-pool, ...)",
+        dict(conv_filters=(6, 16), dense_units=(120, 84), batch_norm_layers=True),
+        default_input_shape=(28, 28, 1), classes=10,
+    ),
+}
+
+_VARIANTS = register_variants(
+    LENET_CONFIGS, LeNet, family="lenet",
+    summary="The seeds' BN-LeNet for 28x28 grayscale images (44,878 trainable parameters): two\n"
+    "5x5 convolution + BatchNorm + sigmoid + 2x2 max-pool stages, then dense 120-84 layers.",
+    paper="Dive into Deep Learning 8.5.4; LeCun et al. 1998; Ioffe & Szegedy, ICML 2015 "
+    "(arXiv:1502.03167).",
+    options=("width_ratio",),
+    options_doc="""\
+        width_ratio: multiplies every convolution's channel count (default 1).""",
+    min_input_size=lambda config: MIN_INPUT_SIZE,
+    # Stage outputs: each 2x2 pool (after unpadded 5x5 convolutions, so sides are smaller).
+    stages=lambda config: tuple(
+        (f"pool{index}", 2**index) for index in range(1, len(config["conv_filters"]) + 1)
+    ),
 )
-def BNLeNet(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name="bn_lenet",
-    *,
-    width_ratio=1.0,
-):
-    """The seeds' BN-LeNet for 28x28 grayscale images (44,878 trainable parameters)."""
-    config = LENET_CONFIGS["bn_lenet"]
-    return LeNet(
-        conv_filters=config["conv_filters"],
-        dense_units=config["dense_units"],
-        batch_norm_layers=config["batch_norm"],
-        width_ratio=width_ratio,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-    )
+globals().update(_VARIANTS)
+
+__all__ = ["LeNet", *_VARIANTS]

@@ -11,18 +11,20 @@ The class block has `classes` channels and is not scaled by `width_ratio`.
 
 import keras
 
-from keras_modern_cnn.applications.alexnet import check_dropout_rate, conv_relu
-from keras_modern_cnn.blocks import global_pool, smallest_input_size
-from keras_modern_cnn.registry import register_model
-from keras_modern_cnn.validation import (
-    check_application_args,
-    check_width_ratio,
+from keras_modern_cnn.assembly import (
+    Variant,
+    global_pool,
     image_input,
     load_weights_if_given,
+    register_variants,
+)
+from keras_modern_cnn.blocks import conv_relu, smallest_input_size
+from keras_modern_cnn.validation import (
+    check_application_args,
+    check_dropout_rate,
+    check_width_ratio,
     scaled_channels,
 )
-
-__all__ = ["NiN"]
 
 # The seeds' feature blocks, each followed by a 3x3/2 max pool without padding:
 # (channels, kernel, stride, padding) of the block's first convolution.
@@ -42,12 +44,6 @@ def nin_block(x, filters, kernel_size, *, strides, padding, name):
     return conv_relu(x, filters, 1, name=f"{name}_conv3")
 
 
-@register_model(
-    name="nin",
-    family="nin",
-    default_input_shape=(224, 224, 3),
-    reference="d2l 7.3 NiN (Lin et al. 2014)",
-)
 def NiN(
     include_top=True,
     weights=None,
@@ -60,6 +56,7 @@ def NiN(
     *,
     dropout_rate=0.5,
     width_ratio=1.0,
+    default_input_shape=(224, 224, 3),
 ):
     """NiN as in the seeds (d2l 7.3), for inputs of at least 67x67.
 
@@ -74,6 +71,8 @@ def NiN(
             `include_top=False` returns the features before it (`block3_pool`).
         dropout_rate: dropout before the class block (0.5; 0 disables it).
         width_ratio: multiplies the channel count of every convolution of the feature blocks.
+        default_input_shape: the input shape with the top when neither `input_shape` nor
+            `input_tensor` is given (keras.applications' `default_size`).
     """
     check_application_args(
         include_top=include_top, weights=weights, pooling=pooling, classes=classes,
@@ -82,7 +81,7 @@ def NiN(
     dropout_rate = check_dropout_rate(dropout_rate)
     width_ratio = check_width_ratio(width_ratio)
     inputs, x = image_input(
-        input_tensor=input_tensor, input_shape=input_shape, default_shape=(224, 224, 3),
+        input_tensor=input_tensor, input_shape=input_shape, default_shape=default_input_shape,
         include_top=include_top, min_size=MIN_INPUT_SIZE, require_static=False, name=name,
     )
     for index, (channels, kernel, stride, padding) in enumerate(NIN_BLOCKS, start=1):
@@ -104,3 +103,18 @@ def NiN(
         x = global_pool(x, pooling)
     model = keras.Model(inputs, x, name=name)
     return load_weights_if_given(model, weights)
+
+
+NIN_CONFIGS = {"nin": Variant("NiN", "d2l 7.3 NiN (Lin et al. 2014)", {})}
+
+_VARIANTS = register_variants(
+    NIN_CONFIGS, NiN, family="nin", summary="", paper="Lin, Chen & Yan, ICLR 2014.",
+    options=(), options_doc="", min_input_size=lambda config: MIN_INPUT_SIZE,
+    # Stage outputs: each block's pool (stride 4 convolution, then 3x3/2 pools).
+    stages=lambda config: tuple(
+        (f"block{index}_pool", 4 * 2**index) for index in range(1, len(NIN_BLOCKS) + 1)
+    ),
+)
+globals().update(_VARIANTS)
+
+__all__ = list(_VARIANTS)

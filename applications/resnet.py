@@ -10,12 +10,22 @@ Where stride and bias sit (the `stride_in` and `conv_bias` arguments):
 - torchvision twins (resnet18/34; "v1.5"): no convolution bias before BN, stride in the 3x3.
 - the seeds' d2l ResNet-18: convolutions with bias, no BN on the 1x1 shortcut
   (`conv_bias=True, shortcut_batch_norm=False`).
+
+Stochastic depth (`drop_path_rate`, Huang et al. 2016, arXiv:1603.09382) and zero-initialised
+last BatchNorm of each residual branch (`zero_init_last_bn`, Goyal et al., "Accurate, Large
+Minibatch SGD", arXiv:1706.02677) are off by default, so the twins stay exact.
 """
 
 import keras
 
-from keras_modern_cnn.blocks import batch_norm, pooled_classifier
-from keras_modern_cnn.registry import register_model
+from keras_modern_cnn.assembly import (
+    Variant,
+    image_input,
+    load_weights_if_given,
+    pooled_classifier,
+    register_variants,
+)
+from keras_modern_cnn.blocks import batch_norm, drop_path, drop_path_rates
 from keras_modern_cnn.validation import (
     check_application_args,
     check_bool,
@@ -23,27 +33,11 @@ from keras_modern_cnn.validation import (
     check_int_sequence,
     check_number,
     check_width_ratio,
-    image_input,
-    load_weights_if_given,
     scaled_channels,
 )
 
-__all__ = [
-    "ResNet",
-    "ResNet18",
-    "ResNet34",
-    "ResNet50",
-    "ResNet101",
-    "ResNet152",
-    "ResNet50V2",
-    "ResNet101V2",
-    "ResNet152V2",
-]
-
 BLOCK_TYPES = ("basic", "bottleneck", "bottleneck_v2")
 STACK_FILTERS = (64, 128, 256, 512)
-KERAS_BN = dict(epsilon=1.001e-5, momentum=0.99)  # keras.applications' BatchNormalization
-TORCH_BN = dict(epsilon=1e-5, momentum=0.9)  # torchvision / d2l
 MIN_INPUT_SIZE = 32  # five stride-2 stages
 
 
@@ -59,7 +53,10 @@ def _conv(x, filters, kernel, *, strides=1, use_bias, name):
     )(x)
 
 
-def basic_block(x, filters, *, strides, conv_shortcut, conv_bias, shortcut_batch_norm, bn, name):
+def basic_block(
+    x, filters, *, strides, conv_shortcut, conv_bias, shortcut_batch_norm, bn, drop_rate,
+    zero_init_last_bn, name,
+):
     """Two 3x3 convolutions with BN; identity or 1x1 shortcut; ReLU after the add (d2l 8.6)."""
     if conv_shortcut:
         shortcut = keras.layers.Conv2D(
@@ -73,12 +70,16 @@ def basic_block(x, filters, *, strides, conv_shortcut, conv_bias, shortcut_batch
     y = batch_norm(y, name=f"{name}_1_bn", **bn)
     y = keras.layers.Activation("relu", name=f"{name}_1_relu")(y)
     y = _conv(y, filters, 3, use_bias=conv_bias, name=f"{name}_2_conv")
-    y = batch_norm(y, name=f"{name}_2_bn", **bn)
+    y = _last_batch_norm(y, bn, zero_init_last_bn, name=f"{name}_2_bn")
+    y = drop_path(y, drop_rate, name=f"{name}_drop_path")
     y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def bottleneck_block(x, filters, *, strides, conv_shortcut, conv_bias, stride_in, bn, name):
+def bottleneck_block(
+    x, filters, *, strides, conv_shortcut, conv_bias, stride_in, bn, drop_rate,
+    zero_init_last_bn, name,
+):
     """1x1 reduce, 3x3, 1x1 expand (x4) with BN; ReLU after the add (keras.applications v1)."""
     if conv_shortcut:
         shortcut = keras.layers.Conv2D(
@@ -97,13 +98,20 @@ def bottleneck_block(x, filters, *, strides, conv_shortcut, conv_bias, stride_in
     y = batch_norm(y, name=f"{name}_2_bn", **bn)
     y = keras.layers.Activation("relu", name=f"{name}_2_relu")(y)
     y = keras.layers.Conv2D(4 * filters, 1, use_bias=conv_bias, name=f"{name}_3_conv")(y)
-    y = batch_norm(y, name=f"{name}_3_bn", **bn)
+    y = _last_batch_norm(y, bn, zero_init_last_bn, name=f"{name}_3_bn")
+    y = drop_path(y, drop_rate, name=f"{name}_drop_path")
     y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def preactivation_block(x, filters, *, strides, conv_shortcut, conv_bias, bn, name):
-    """Pre-activation bottleneck (BN, ReLU, conv), identity add with no ReLU after (v2)."""
+def preactivation_block(
+    x, filters, *, strides, conv_shortcut, conv_bias, bn, drop_rate, zero_init_last_bn, name
+):
+    """Pre-activation bottleneck (BN, ReLU, conv), identity add with no ReLU after (v2).
+
+    The branch ends in a convolution, so `zero_init_last_bn` zero-initialises that convolution
+    (as timm's pre-activation blocks do).
+    """
     preact = batch_norm(x, name=f"{name}_preact_bn", **bn)
     preact = keras.layers.Activation("relu", name=f"{name}_preact_relu")(preact)
     if conv_shortcut:
@@ -123,8 +131,39 @@ def preactivation_block(x, filters, *, strides, conv_shortcut, conv_bias, bn, na
     )(y)
     y = batch_norm(y, name=f"{name}_2_bn", **bn)
     y = keras.layers.Activation("relu", name=f"{name}_2_relu")(y)
-    y = keras.layers.Conv2D(4 * filters, 1, use_bias=conv_bias, name=f"{name}_3_conv")(y)
+    y = keras.layers.Conv2D(
+        4 * filters, 1, use_bias=conv_bias, name=f"{name}_3_conv",
+        kernel_initializer="zeros" if zero_init_last_bn else "glorot_uniform",
+    )(y)
+    y = drop_path(y, drop_rate, name=f"{name}_drop_path")
     return keras.layers.Add(name=f"{name}_out")([shortcut, y])
+
+
+def _last_batch_norm(y, bn, zero_init, *, name):
+    """The BN closing a residual branch; gamma starts at zero with `zero_init` (Goyal et al.)."""
+    return batch_norm(y, name=name, gamma_initializer="zeros" if zero_init else "ones", **bn)
+
+
+def block_strides(block_type, stack, index, depth):
+    """Stride of block `index` of stack `stack` (of four): v1 downsamples in the first block of
+    stacks 2-4; v2 (keras.applications ResNetV2) in the last block of stacks 1-3."""
+    if block_type == "bottleneck_v2":
+        return 2 if index == depth - 1 and stack < len(STACK_FILTERS) - 1 else 1
+    return 2 if index == 0 and stack > 0 else 1
+
+
+def resnet_stages(stack_depths, block_type):
+    """Stage outputs ((layer, reduction), ...): the stem, then the last output of each stack at
+    its resolution (v2: the normalised input of each downsampling block, then `post_relu`)."""
+    if block_type == "bottleneck_v2":
+        return (("conv1_conv", 2),) + tuple(
+            (f"conv{stack + 2}_block{depth}_preact_relu", 4 * 2**stack)
+            for stack, depth in enumerate(stack_depths[:-1])
+        ) + (("post_relu", 32),)
+    return (("conv1_relu", 2),) + tuple(
+        (f"conv{stack + 2}_block{depth}_out", 4 * 2**stack)
+        for stack, depth in enumerate(stack_depths)
+    )
 
 
 def ResNet(
@@ -137,6 +176,8 @@ def ResNet(
     bn_epsilon=1.001e-5,
     bn_momentum=0.99,
     width_ratio=1.0,
+    drop_path_rate=0.0,
+    zero_init_last_bn=False,
     include_top=True,
     weights=None,
     input_tensor=None,
@@ -145,8 +186,11 @@ def ResNet(
     classes=1000,
     classifier_activation="softmax",
     name="resnet",
+    default_input_shape=(224, 224, 3),
 ):
     """ResNet with four stacks of residual blocks after a 7x7/2 stem and a 3x3/2 max pool.
+
+    Reference: He et al. 2016 (arXiv:1512.03385, v1; arXiv:1603.05027, v2).
 
     Args:
         stack_depths: blocks per stack, e.g. (3, 4, 6, 3) for ResNet-50.
@@ -158,10 +202,18 @@ def ResNet(
             yes, d2l no).
         bn_epsilon, bn_momentum: of every BatchNorm (keras.applications: 1.001e-5, 0.99).
         width_ratio: multiplies every convolution's channel count.
+        drop_path_rate: stochastic depth (Huang et al. 2016): the residual branch of block i of
+            n is dropped per example with probability drop_path_rate * i / (n - 1) while
+            training (a `DropPath` layer `{block}_drop_path`); 0 (default) adds no layer.
+        zero_init_last_bn: start the last BatchNorm's gamma of every residual branch at zero
+            (v2: the last convolution's kernel), so every block starts as the identity
+            (Goyal et al. 2017).
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in `keras.applications` (224x224x3, 1000 classes).
+        default_input_shape: the input shape with the top when neither `input_shape` nor
+            `input_tensor` is given (keras.applications' `default_size`).
     """
-    stack_depths = check_int_sequence("stack_depths", stack_depths, length=4)
+    stack_depths = check_int_sequence("stack_depths", stack_depths, length=len(STACK_FILTERS))
     check_choice("block_type", block_type, BLOCK_TYPES)
     check_bool("conv_bias", conv_bias)
     check_choice("stride_in", stride_in, ("1x1", "3x3"))
@@ -171,12 +223,16 @@ def ResNet(
         momentum=float(check_number("bn_momentum", bn_momentum, low=0.0, high=1.0, high_open=True)),
     )
     width_ratio = check_width_ratio(width_ratio)
+    drop_path_rate = float(
+        check_number("drop_path_rate", drop_path_rate, low=0.0, high=1.0, high_open=True)
+    )
+    check_bool("zero_init_last_bn", zero_init_last_bn)
     check_application_args(
         include_top=include_top, weights=weights, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name,
     )
     inputs, x = image_input(
-        input_tensor=input_tensor, input_shape=input_shape, default_shape=(224, 224, 3),
+        input_tensor=input_tensor, input_shape=input_shape, default_shape=default_input_shape,
         include_top=include_top, min_size=MIN_INPUT_SIZE, require_static=False, name=name,
     )
     preact = block_type == "bottleneck_v2"
@@ -190,31 +246,25 @@ def ResNet(
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
+    drop_rates = iter(drop_path_rates(drop_path_rate, sum(stack_depths)))
     for stack, (depth, base_filters) in enumerate(zip(stack_depths, STACK_FILTERS)):
         filters = scaled_channels(base_filters, width_ratio)
-        stack_name = f"conv{stack + 2}"
         for index in range(depth):
-            block_name = f"{stack_name}_block{index + 1}"
+            common = dict(
+                strides=block_strides(block_type, stack, index, depth), conv_bias=conv_bias,
+                bn=bn, drop_rate=next(drop_rates), zero_init_last_bn=zero_init_last_bn,
+                name=f"conv{stack + 2}_block{index + 1}",
+            )
             if preact:
-                # v2 downsamples in the last block of a stack (keras.applications ResNetV2).
-                last_stack = stack == len(stack_depths) - 1
-                strides = 2 if index == depth - 1 and not last_stack else 1
-                x = preactivation_block(
-                    x, filters, strides=strides, conv_shortcut=index == 0,
-                    conv_bias=conv_bias, bn=bn, name=block_name,
-                )
+                x = preactivation_block(x, filters, conv_shortcut=index == 0, **common)
             elif block_type == "bottleneck":
-                strides = 2 if index == 0 and stack > 0 else 1
                 x = bottleneck_block(
-                    x, filters, strides=strides, conv_shortcut=index == 0, conv_bias=conv_bias,
-                    stride_in=stride_in, bn=bn, name=block_name,
+                    x, filters, conv_shortcut=index == 0, stride_in=stride_in, **common
                 )
             else:
-                strides = 2 if index == 0 and stack > 0 else 1
                 x = basic_block(
-                    x, filters, strides=strides, conv_shortcut=strides > 1,
-                    conv_bias=conv_bias, shortcut_batch_norm=shortcut_batch_norm, bn=bn,
-                    name=block_name,
+                    x, filters, conv_shortcut=common["strides"] > 1,
+                    shortcut_batch_norm=shortcut_batch_norm, **common,
                 )
     if preact:
         x = batch_norm(x, name="post_bn", **bn)
@@ -227,44 +277,46 @@ def ResNet(
     return load_weights_if_given(model, weights)
 
 
-def _variant(registry_name, function_name, stack_depths, block_type, reference, twin_options):
-    """Define and register a thin keras.applications-signature builder for one variant."""
-
-    def builder(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=registry_name,
-        *,
-        width_ratio=1.0,
-    ):
-        return ResNet(
-            stack_depths, block_type, width_ratio=width_ratio, include_top=include_top,
-            weights=weights, input_tensor=input_tensor, input_shape=input_shape,
-            pooling=pooling, classes=classes, classifier_activation=classifier_activation,
-            name=name, **twin_options,
-        )
-
-    builder.__name__ = builder.__qualname__ = function_name
-    builder.__doc__ = f"{function_name}: twin of {reference}."
-    return register_model(
-        name=registry_name, family="resnet", default_input_shape=(224, 224, 3),
-        reference=reference,
-    )(builder)
-
-
 _TORCHVISION = dict(conv_bias=False, stride_in="3x3", bn_epsilon=1e-5, bn_momentum=0.9)
 _KERAS = dict(conv_bias=True, stride_in="1x1", bn_epsilon=1.001e-5, bn_momentum=0.99)
 
-ResNet18 = _variant("resnet18", "ResNet18", (2, 2, 2, 2), "basic", "torchvision resnet18 (He et al. 2016)", _TORCHVISION)
-ResNet34 = _variant("resnet34", "ResNet34", (3, 4, 6, 3), "basic", "torchvision resnet34 (He et al. 2016)", _TORCHVISION)
-ResNet50 = _variant("resnet50", "ResNet50", (3, 4, 6, 3), "bottleneck", "keras.applications.ResNet50", _KERAS)
-ResNet101 = _variant("resnet101", "ResNet101", (3, 4, 23, 3), "bottleneck", "keras.applications.ResNet101", _KERAS)
-ResNet152 = _variant("resnet152", "ResNet152", (3, 8, 36, 3), "bottleneck", "keras.applications.ResNet152", _KERAS)
-ResNet50V2 = _variant("resnet50v2", "ResNet50V2", (3, 4, 6, 3), "bottleneck_v2", "keras.applications.ResNet50V2", _KERAS)
-ResNet101V2 = _variant("resnet101v2", "ResNet101V2", (3, 4, 23, 3), "bottleneck_v2", "keras.applications.ResNet101V2", _KERAS)
-ResNet152V2 = _variant("resnet152v2", "ResNet152V2", (3, 8, 36, 3), "bottleneck_v2", "keras.applications.ResNet152V2", _KERAS)
+
+def _row(function_name, stack_depths, block_type, reference, twin):
+    return Variant(
+        function_name, reference,
+        dict(stack_depths=stack_depths, block_type=block_type, **twin),
+    )
+
+
+RESNET_CONFIGS = {
+    "resnet18": _row("ResNet18", (2, 2, 2, 2), "basic", "torchvision resnet18 (He et al. 2016)", _TORCHVISION),
+    "resnet34": _row("ResNet34", (3, 4, 6, 3), "basic", "torchvision resnet34 (He et al. 2016)", _TORCHVISION),
+    "resnet50": _row("ResNet50", (3, 4, 6, 3), "bottleneck", "keras.applications.ResNet50", _KERAS),
+    "resnet101": _row("ResNet101", (3, 4, 23, 3), "bottleneck", "keras.applications.ResNet101", _KERAS),
+    "resnet152": _row("ResNet152", (3, 8, 36, 3), "bottleneck", "keras.applications.ResNet152", _KERAS),
+    "resnet50v2": _row("ResNet50V2", (3, 4, 6, 3), "bottleneck_v2", "keras.applications.ResNet50V2", _KERAS),
+    "resnet101v2": _row("ResNet101V2", (3, 4, 23, 3), "bottleneck_v2", "keras.applications.ResNet101V2", _KERAS),
+    "resnet152v2": _row("ResNet152V2", (3, 8, 36, 3), "bottleneck_v2", "keras.applications.ResNet152V2", _KERAS),
+}
+
+_VARIANTS = register_variants(
+    RESNET_CONFIGS, ResNet, family="resnet",
+    summary="A residual network: a 7x7/2 stem, a 3x3/2 max pool, four stacks of residual\n"
+    "blocks, global average pooling and `predictions`.",
+    paper='He et al., "Deep Residual Learning for Image Recognition", CVPR 2016 '
+    "(arXiv:1512.03385);\n    He et al., \"Identity Mappings in Deep Residual Networks\", "
+    "ECCV 2016 (arXiv:1603.05027).",
+    options=("width_ratio", "drop_path_rate", "zero_init_last_bn"),
+    options_doc="""\
+        width_ratio: multiplies every convolution's channel count (default 1).
+        drop_path_rate: stochastic depth (Huang et al. 2016), linear in depth up to this
+            probability; 0 (default) adds no layer.
+        zero_init_last_bn: start every residual branch's last BN gamma at zero (Goyal et al.
+            2017); default False.""",
+    min_input_size=lambda config: MIN_INPUT_SIZE,
+    stages=lambda config: resnet_stages(config["stack_depths"], config["block_type"]),
+    exact_stages=True,
+)
+globals().update(_VARIANTS)
+
+__all__ = ["ResNet", *_VARIANTS]

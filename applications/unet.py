@@ -6,23 +6,40 @@ Segmentation", MICCAI 2015 (arXiv:1505.04597).
 Deliberate deviation from the paper: convolutions are "same"-padded (the paper's are unpadded
 and crop the skips), so the output has the input's spatial size; this is how U-Net is used
 today and what the seeds' segmentation chapter expects.
+
+`UNet(encoder="resnet34")` replaces the classic encoder by a registered classifier's stages
+(`keras_modern_cnn.features`), as the U-Nets of Yakubovskiy's segmentation_models and
+Iglovikov & Shvets' TernausNet (arXiv:1801.05746) do: the deepest stage feeds a decoder of
+2x2 transposed convolutions, each followed by the concatenated encoder stage of the same
+resolution (where one exists) and two 3x3 convolutions. Encoder layers keep the
+classifier's names, so a trained classifier's weights copy in with
+`keras_modern_cnn.features.copy_weights_by_name(classifier, unet)`.
 """
+
+import math
 
 import keras
 
-from keras_modern_cnn.blocks import batch_norm, channel_axis, global_pool
-from keras_modern_cnn.registry import register_model
+from keras_modern_cnn.assembly import (
+    Variant,
+    global_pool,
+    image_input,
+    load_weights_if_given,
+    register_variants,
+)
+from keras_modern_cnn.blocks import batch_norm, channel_axis
+from keras_modern_cnn.registry import get_spec, list_models
 from keras_modern_cnn.validation import (
     check_application_args,
     check_bool,
+    check_int_sequence,
     check_positive_int,
     check_width_ratio,
-    image_input,
-    load_weights_if_given,
     scaled_channels,
 )
 
-__all__ = ["UNet"]
+CLASSIC_DEPTH = 4
+CLASSIC_BASE_FILTERS = 64
 
 
 def double_conv(x, filters, *, batch_norm_layers, name):
@@ -37,13 +54,33 @@ def double_conv(x, filters, *, batch_norm_layers, name):
     return x
 
 
-@register_model(
-    name="unet",
-    family="unet",
-    task="segmentation",
-    default_input_shape=(256, 256, 1),
-    reference="Ronneberger et al. 2015 U-Net (same padding, 64 base filters, depth 4)",
-)
+def encoder_names():
+    """Registered models whose stages can feed a U-Net decoder (`ModelSpec.exact_stages`)."""
+    return [name for name in list_models(task="classification") if get_spec(name).exact_stages]
+
+
+def _check_encoder(encoder, depth, base_filters, decoder_filters):
+    """The encoder's stages, ((layer, reduction), ...), after checking the arguments that go with it."""
+    if not isinstance(encoder, str) or encoder.lower() not in encoder_names():
+        raise ValueError(
+            "`encoder` must be None (the classic U-Net encoder) or the name of a registered "
+            f"classifier with exact stage features: {', '.join(encoder_names())}. "
+            f"Received: encoder={encoder!r}"
+        )
+    for argument, value in (("depth", depth), ("base_filters", base_filters)):
+        if value is not None:
+            raise ValueError(
+                f"`{argument}` shapes the classic encoder; with `encoder` the stages come from "
+                f"the encoder. Received: {argument}={value!r}, encoder={encoder!r}"
+            )
+    stages = get_spec(encoder).stages
+    steps = int(math.log2(stages[-1][1]))
+    if decoder_filters is None:
+        decoder_filters = tuple(16 * 2**step for step in reversed(range(steps)))
+    decoder_filters = check_int_sequence("decoder_filters", decoder_filters, length=steps)
+    return stages, decoder_filters
+
+
 def UNet(
     include_top=True,
     weights=None,
@@ -54,43 +91,88 @@ def UNet(
     classifier_activation="softmax",
     name="unet",
     *,
-    depth=4,
-    base_filters=64,
+    encoder=None,
+    depth=None,
+    base_filters=None,
+    decoder_filters=None,
     batch_norm=False,
     width_ratio=1.0,
+    default_input_shape=(256, 256, 1),
 ):
-    """U-Net with `depth` 2x2 max-pool downsamplings and 2x2 transposed-conv upsamplings.
+    """U-Net: the classic encoder (`depth` 2x2 max-pool downsamplings) or a registered
+    classifier's stages (`encoder`), and a decoder of 2x2 transposed-conv upsamplings.
 
     Args:
         include_top: end with the 1x1 convolution to `classes` channels; `False` returns the
             last decoder features (with `pooling`, a pooled vector).
+        weights: `None` (random initialization) or the path of a weights file to load.
+        input_tensor, input_shape: as in `keras.applications`; sides must be multiples of
+            2**depth (classic) or of the encoder's largest reduction (32); `(None, None, C)`
+            builds for any such size.
+        pooling: with `include_top=False`: None, "avg" or "max".
         classes, classifier_activation: output channels and their activation (per pixel).
-        depth: number of downsamplings (4 in the paper); input sides must be multiples of
-            2**depth.
-        base_filters: channels of the first level (64 in the paper), doubled per level.
-        batch_norm: BatchNorm after every 3x3 convolution (then without conv bias).
-        width_ratio: multiplies every convolution's channel count.
-        weights, input_tensor, input_shape, pooling, name: as in `keras.applications`.
+        name: the model's name.
+        encoder: None (classic) or a name of `encoder_names()` (e.g. "resnet34", "vgg16",
+            "densenet121", "googlenet"), built without its head, `width_ratio` forwarded.
+        depth: classic encoder only: number of downsamplings (default 4, the paper's).
+        base_filters: classic encoder only: channels of the first level (default 64), doubled
+            per level.
+        decoder_filters: with `encoder`: channels of each upsampling step, deepest first
+            (default (256, 128, 64, 32, 16) for a stride-32 encoder).
+        batch_norm: BatchNorm after every 3x3 convolution of the U-Net's own blocks (then
+            without conv bias).
+        width_ratio: multiplies every convolution's channel count (the encoder's too).
+        default_input_shape: the input shape with the top when neither `input_shape` nor
+            `input_tensor` is given.
     """
     check_application_args(
         include_top=include_top, weights=weights, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name,
     )
-    depth = check_positive_int("depth", depth)
-    base_filters = check_positive_int("base_filters", base_filters)
     batch_norm_layers = check_bool("batch_norm", batch_norm)
     width_ratio = check_width_ratio(width_ratio)
-    multiple = 2**depth
+    if encoder is None:
+        if decoder_filters is not None:
+            raise ValueError(
+                "`decoder_filters` shapes the decoder on an `encoder`; the classic U-Net mirrors "
+                f"its encoder (`base_filters`). Received: decoder_filters={decoder_filters!r}"
+            )
+        depth = check_positive_int("depth", CLASSIC_DEPTH if depth is None else depth)
+        base_filters = check_positive_int(
+            "base_filters", CLASSIC_BASE_FILTERS if base_filters is None else base_filters
+        )
+        multiple = 2**depth
+    else:
+        stages, decoder_filters = _check_encoder(encoder, depth, base_filters, decoder_filters)
+        multiple = stages[-1][1]
     inputs, x = image_input(
-        input_tensor=input_tensor, input_shape=input_shape, default_shape=(256, 256, 1),
+        input_tensor=input_tensor, input_shape=input_shape, default_shape=default_input_shape,
         include_top=include_top, min_size=multiple, require_static=False, name=name,
     )
     spatial = x.shape[2:] if channel_axis() == 1 else x.shape[1:-1]
     if any(side is not None and side % multiple for side in spatial):
+        what = f"depth={depth}" if encoder is None else f"encoder={encoder!r}"
         raise ValueError(
-            f"U-Net with depth={depth} needs input height and width divisible by "
-            f"2**depth = {multiple}. Received: input_shape={tuple(x.shape[1:])}"
+            f"U-Net with {what} needs input height and width divisible by "
+            f"{'2**depth' if encoder is None else 'its largest reduction'} = {multiple}. "
+            f"Received: input_shape={tuple(x.shape[1:])}"
         )
+    if encoder is None:
+        x = _classic(x, depth, base_filters, batch_norm_layers, width_ratio)
+    else:
+        x = _on_encoder(x, encoder, stages, decoder_filters, batch_norm_layers, width_ratio)
+    if include_top:
+        x = keras.layers.Conv2D(
+            classes, 1, activation=classifier_activation, name="predictions"
+        )(x)
+    else:
+        x = global_pool(x, pooling)
+    model = keras.Model(inputs, x, name=name)
+    return load_weights_if_given(model, weights)
+
+
+def _classic(x, depth, base_filters, batch_norm_layers, width_ratio):
+    """Ronneberger et al.'s encoder and its mirrored decoder."""
     skips = []
     for level in range(depth):
         filters = scaled_channels(base_filters * 2**level, width_ratio)
@@ -108,11 +190,42 @@ def UNet(
             [skips[level], x]
         )
         x = double_conv(x, filters, batch_norm_layers=batch_norm_layers, name=f"up{level + 1}")
-    if include_top:
-        x = keras.layers.Conv2D(
-            classes, 1, activation=classifier_activation, name="predictions"
-        )(x)
-    else:
-        x = global_pool(x, pooling)
-    model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights)
+    return x
+
+
+def _on_encoder(x, encoder, stages, decoder_filters, batch_norm_layers, width_ratio):
+    """The encoder's stages in this graph (its layers keep their names), then the decoder."""
+    backbone = get_spec(encoder).builder(
+        include_top=False, input_tensor=x, width_ratio=width_ratio
+    )
+    skips = {reduction: backbone.get_layer(layer).output for layer, reduction in stages[:-1]}
+    x = backbone.get_layer(stages[-1][0]).output
+    for step, filters in enumerate(decoder_filters):
+        reduction = stages[-1][1] // 2 ** (step + 1)
+        filters = scaled_channels(filters, width_ratio)
+        x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"decoder{reduction}_upconv")(x)
+        if reduction in skips:
+            x = keras.layers.Concatenate(axis=channel_axis(), name=f"decoder{reduction}_concat")(
+                [skips[reduction], x]
+            )
+        x = double_conv(
+            x, filters, batch_norm_layers=batch_norm_layers, name=f"decoder{reduction}"
+        )
+    return x
+
+
+UNET_CONFIGS = {
+    "unet": Variant(
+        "UNet", "Ronneberger et al. 2015 U-Net (same padding, 64 base filters, depth 4)", {},
+        default_input_shape=(256, 256, 1), classes=2,
+    ),
+}
+
+_VARIANTS = register_variants(
+    UNET_CONFIGS, UNet, family="unet", task="segmentation", summary="", paper="",
+    options=(), options_doc="", min_input_size=lambda config: 2**CLASSIC_DEPTH,
+    stages=lambda config: (),
+)
+globals().update(_VARIANTS)
+
+__all__ = ["encoder_names", *_VARIANTS]

@@ -16,25 +16,25 @@ import numbers
 
 import keras
 
-from keras_modern_cnn.applications.alexnet import check_dropout_rate, conv_relu, dense_head
-from keras_modern_cnn.blocks import global_pool, smallest_input_size
-from keras_modern_cnn.registry import register_model
+from keras_modern_cnn.assembly import (
+    Variant,
+    dense_classifier,
+    image_input,
+    load_weights_if_given,
+    register_variants,
+)
+from keras_modern_cnn.blocks import conv_relu, conv_relu_output, smallest_input_size
 from keras_modern_cnn.validation import (
     check_application_args,
     check_bool,
+    check_dropout_rate,
     check_int_sequence,
     check_width_ratio,
-    image_input,
-    load_weights_if_given,
     scaled_channels,
 )
 
-__all__ = [
-    "VGG", "VGG11", "VGG11BN", "VGG13", "VGG13BN", "VGG16", "VGG16BN", "VGG19", "VGG19BN",
-]
-
 # ((number of convolutions, channels), ...) per block: the paper's Table 1.
-VGG_CONFIGS = {
+VGG_ARCHS = {
     "vgg11": ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)),  # A, the seeds' `conv_arch`
     "vgg13": ((2, 64), (2, 128), (2, 256), (2, 512), (2, 512)),  # B
     "vgg16": ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)),  # D
@@ -73,6 +73,7 @@ def VGG(
     classes=1000,
     classifier_activation="softmax",
     name="vgg",
+    default_input_shape=(224, 224, 3),
 ):
     """VGG from the seeds' `conv_arch`: one block of 3x3 convolutions + 2x2 pool per pair.
 
@@ -92,6 +93,8 @@ def VGG(
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in `keras.applications`. The default input is
             224x224x3 with 1000 classes; the minimum side is 2**len(arch) (32 for 5 blocks).
+        default_input_shape: the input shape with the top when neither `input_shape` nor
+            `input_tensor` is given (keras.applications' `default_size`).
     """
     arch = check_arch(arch)
     check_application_args(
@@ -102,10 +105,9 @@ def VGG(
     dense_units = check_int_sequence("dense_units", dense_units)
     dropout_rate = check_dropout_rate(dropout_rate)
     width_ratio = check_width_ratio(width_ratio)
-    steps = [(3, 1, "same"), (2, 2, "valid")] * len(arch)
     inputs, x = image_input(
-        input_tensor=input_tensor, input_shape=input_shape, default_shape=(224, 224, 3),
-        include_top=include_top, min_size=smallest_input_size(steps), require_static=include_top,
+        input_tensor=input_tensor, input_shape=input_shape, default_shape=default_input_shape,
+        include_top=include_top, min_size=min_input_size(arch), require_static=include_top,
         name=name,
     )
     for block, (num_convs, channels) in enumerate(arch, start=1):
@@ -115,151 +117,66 @@ def VGG(
                 bias_with_batch_norm=True, name=f"block{block}_conv{conv}",
             )
         x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
-    if include_top:
-        x = dense_head(
-            x, dense_units=dense_units, dropout_rate=dropout_rate, classes=classes,
-            classifier_activation=classifier_activation,
-        )
-    else:
-        x = global_pool(x, pooling)
+    x = dense_classifier(
+        x, include_top=include_top, pooling=pooling, dense_units=dense_units,
+        dropout_rate=dropout_rate, classes=classes, classifier_activation=classifier_activation,
+    )
     model = keras.Model(inputs, x, name=name)
     return load_weights_if_given(model, weights)
 
 
+def min_input_size(arch):
+    """2**len(arch): every 2x2/2 pool must see at least one pixel."""
+    return smallest_input_size([(3, 1, "same"), (2, 2, "valid")] * len(arch))
+
+
+def vgg_stages(arch, batch_norm):
+    """Stage outputs: each block's last convolution (before its pool), then the last pool."""
+    return tuple(
+        (conv_relu_output(f"block{block}_conv{num_convs}", batch_norm), 2 ** (block - 1))
+        for block, (num_convs, _) in enumerate(arch, start=1)
+    ) + ((f"block{len(arch)}_pool", 2 ** len(arch)),)
+
+
 _PAPER = "Simonyan & Zisserman 2015"
+_TWIN = {
+    "vgg11": "config A (torchvision vgg11; d2l 7.2 VGG-11)", "vgg13": "config B (torchvision vgg13)",
+    "vgg16": "config D (keras.applications VGG16)", "vgg19": "config E (keras.applications VGG19)",
+}
+_TWIN_BN = {
+    "vgg11": "config A + BatchNorm (torchvision vgg11_bn)", "vgg13": "config B + BatchNorm (torchvision vgg13_bn)",
+    "vgg16": "config D + BatchNorm (torchvision vgg16_bn)", "vgg19": "config E + BatchNorm (torchvision vgg19_bn)",
+}
 
 
-@register_model(
-    name="vgg11", family="vgg", default_input_shape=(224, 224, 3),
-    reference=f"{_PAPER} config A (torchvision vgg11; d2l 7.2 VGG-11)",
+def _rows(name, arch):
+    """The plain and BN rows of one configuration of Table 1."""
+    function = "VGG" + name[3:]
+    return {
+        name: Variant(function, f"{_PAPER} {_TWIN[name]}", dict(arch=arch, batch_norm=False)),
+        f"{name}_bn": Variant(
+            f"{function}BN", f"{_PAPER} {_TWIN_BN[name]}", dict(arch=arch, batch_norm=True)
+        ),
+    }
+
+
+VGG_CONFIGS = {key: row for name, arch in VGG_ARCHS.items() for key, row in _rows(name, arch).items()}
+
+_VARIANTS = register_variants(
+    VGG_CONFIGS, VGG, family="vgg",
+    summary="VGG: blocks of 3x3 \"same\" convolutions (BatchNorm between each and its ReLU in the\n"
+    "BN variants), each closed by a 2x2/2 max pool; two dense 4096 layers with dropout 0.5.",
+    paper='Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image '
+    'Recognition",\n    ICLR 2015 (arXiv:1409.1556), Table 1.',
+    options=("dense_units", "dropout_rate", "width_ratio"),
+    options_doc="""\
+        dense_units: sizes of the hidden dense layers (default (4096, 4096)).
+        dropout_rate: dropout after each hidden dense layer (0.5; 0 disables it).
+        width_ratio: multiplies every convolution's channel count (default 1).""",
+    min_input_size=lambda config: min_input_size(config["arch"]),
+    stages=lambda config: vgg_stages(config["arch"], config["batch_norm"]),
+    exact_stages=True,
 )
-def VGG11(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-          classes=1000, classifier_activation="softmax", name="vgg11", *,
-          dense_units=(4096, 4096), width_ratio=1.0):
-    """VGG-11 (configuration A; the seeds' VGG-11)."""
-    return VGG(
-        VGG_CONFIGS["vgg11"], batch_norm=False,
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
-        width_ratio=width_ratio,
-    )
+globals().update(_VARIANTS)
 
-
-@register_model(
-    name="vgg11_bn", family="vgg", default_input_shape=(224, 224, 3),
-    reference=f"{_PAPER} config A + BatchNorm (torchvision vgg11_bn)",
-)
-def VGG11BN(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-            classes=1000, classifier_activation="softmax", name="vgg11_bn", *,
-            dense_units=(4096, 4096), width_ratio=1.0):
-    """VGG-11 with BatchNorm after every convolution."""
-    return VGG(
-        VGG_CONFIGS["vgg11"], batch_norm=True,
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
-        width_ratio=width_ratio,
-    )
-
-
-@register_model(
-    name="vgg13", family="vgg", default_input_shape=(224, 224, 3),
-    reference=f"{_PAPER} config B (torchvision vgg13)",
-)
-def VGG13(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-          classes=1000, classifier_activation="softmax", name="vgg13", *,
-          dense_units=(4096, 4096), width_ratio=1.0):
-    """VGG-13 (configuration B)."""
-    return VGG(
-        VGG_CONFIGS["vgg13"], batch_norm=False,
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
-        width_ratio=width_ratio,
-    )
-
-
-@register_model(
-    name="vgg13_bn", family="vgg", default_input_shape=(224, 224, 3),
-    reference=f"{_PAPER} config B + BatchNorm (torchvision vgg13_bn)",
-)
-def VGG13BN(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-            classes=1000, classifier_activation="softmax", name="vgg13_bn", *,
-            dense_units=(4096, 4096), width_ratio=1.0):
-    """VGG-13 with BatchNorm after every convolution."""
-    return VGG(
-        VGG_CONFIGS["vgg13"], batch_norm=True,
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
-        width_ratio=width_ratio,
-    )
-
-
-@register_model(
-    name="vgg16", family="vgg", default_input_shape=(224, 224, 3),
-    reference=f"{_PAPER} config D (keras.applications VGG16)",
-)
-def VGG16(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-          classes=1000, classifier_activation="softmax", name="vgg16", *,
-          dense_units=(4096, 4096), width_ratio=1.0):
-    """VGG-16 (configuration D), the twin of `keras.applications.VGG16`."""
-    return VGG(
-        VGG_CONFIGS["vgg16"], batch_norm=False,
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
-        width_ratio=width_ratio,
-    )
-
-
-@register_model(
-    name="vgg16_bn", family="vgg", default_input_shape=(224, 224, 3),
-    reference=f"{_PAPER} config D + BatchNorm (torchvision vgg16_bn)",
-)
-def VGG16BN(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-            classes=1000, classifier_activation="softmax", name="vgg16_bn", *,
-            dense_units=(4096, 4096), width_ratio=1.0):
-    """VGG-16 with BatchNorm after every convolution."""
-    return VGG(
-        VGG_CONFIGS["vgg16"], batch_norm=True,
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
-        width_ratio=width_ratio,
-    )
-
-
-@register_model(
-    name="vgg19", family="vgg", default_input_shape=(224, 224, 3),
-    reference=f"{_PAPER} config E (keras.applications VGG19)",
-)
-def VGG19(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-          classes=1000, classifier_activation="softmax", name="vgg19", *,
-          dense_units=(4096, 4096), width_ratio=1.0):
-    """VGG-19 (configuration E), the twin of `keras.applications.VGG19`."""
-    return VGG(
-        VGG_CONFIGS["vgg19"], batch_norm=False,
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
-        width_ratio=width_ratio,
-    )
-
-
-@register_model(
-    name="vgg19_bn", family="vgg", default_input_shape=(224, 224, 3),
-    reference=f"{_PAPER} config E + BatchNorm (torchvision vgg19_bn)",
-)
-def VGG19BN(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-            classes=1000, classifier_activation="softmax", name="vgg19_bn", *,
-            dense_units=(4096, 4096), width_ratio=1.0):
-    """VGG-19 with BatchNorm after every convolution."""
-    return VGG(
-        VGG_CONFIGS["vgg19"], batch_norm=True,
-        include_top=include_top, weights=weights, input_tensor=input_tensor,
-        input_shape=input_shape, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, name=name, dense_units=dense_units,
-        width_ratio=width_ratio,
-    )
+__all__ = ["VGG", *_VARIANTS]

@@ -8,7 +8,7 @@ import contextlib
 
 import keras
 
-from keras_modern_cnn.layers import BatchNorm
+from keras_modern_cnn.layers import BatchNorm, DropPath
 from keras_modern_cnn.validation import check_choice
 
 BATCH_NORM_IMPLEMENTATIONS = ("keras_modern_cnn", "keras")
@@ -98,21 +98,47 @@ def conv_bn_act(
     return x
 
 
-def global_pool(x, pooling, *, name="avg_pool"):
-    """keras.applications' `pooling` for `include_top=False`: None, "avg" or "max"."""
-    if pooling == "avg":
-        return keras.layers.GlobalAveragePooling2D(name=name)(x)
-    if pooling == "max":
-        return keras.layers.GlobalMaxPooling2D(name=name.replace("avg", "max"))(x)
-    return x
+def conv_relu(
+    x, filters, kernel_size, *, name, batch_norm=False, strides=1, padding="same",
+    bias_with_batch_norm=False,
+):
+    """Convolution + ReLU (the unit of AlexNet, VGG, NiN and GoogLeNet), BN between them if asked.
+
+    The convolution is always named `name`, so plain and BN variants share weight names;
+    BN and ReLU are `{name}_bn` and `{name}_relu`. Before BN the convolution has no bias
+    unless `bias_with_batch_norm` (torchvision's VGG-BN keeps it).
+    """
+    if not batch_norm:
+        return keras.layers.Conv2D(
+            filters, kernel_size, strides=strides, padding=padding, activation="relu", name=name
+        )(x)
+    x = keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding=padding, use_bias=bias_with_batch_norm,
+        name=name,
+    )(x)
+    x = make_batch_norm(name=f"{name}_bn")(x)
+    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def pooled_classifier(x, *, include_top, pooling, classes, classifier_activation):
-    """Global average pooling + dense `predictions` (top), or the requested pooling only."""
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    return global_pool(x, pooling)
+def conv_relu_output(name, batch_norm):
+    """The layer name of `conv_relu(..., name=name, batch_norm=batch_norm)`'s output."""
+    return f"{name}_relu" if batch_norm else name
+
+
+def drop_path_rates(drop_path_rate, num_blocks):
+    """Stochastic depth's linear decay rule (Huang et al. 2016): block i of n drops with
+    probability drop_path_rate * i / (n - 1), from 0 at the first block to the rate at the last."""
+    if num_blocks == 1:
+        return [float(drop_path_rate)]
+    return [drop_path_rate * index / (num_blocks - 1) for index in range(num_blocks)]
+
+
+def drop_path(x, rate, *, name):
+    """`DropPath(rate)` on `x`, named `name`; no layer at all when `rate` is 0 (so models built
+    without stochastic depth keep their layers and parameter counts)."""
+    if rate == 0:
+        return x
+    return DropPath(rate, name=name)(x)
 
 
 def smallest_input_size(steps):

@@ -1,13 +1,23 @@
 """The model registry: every registered builder, with what tests and the CLI need to know.
 
-Builders register themselves with `@register_model(...)`; `list_models("resnet*")` and
-`get_model("resnet50", classes=10)` give access by name, as timm and torchvision do.
+Builders register themselves with `@register_model(...)` (family modules through
+`keras_modern_cnn.assembly.register_variants`, from their config table); `list_models("resnet*")`
+and `get_model("resnet50", classes=10)` give access by name, as timm and torchvision do;
+`get_model("resnet50", features_only=True, out_indices=(1, 2))` gives stage outputs (timm's
+`features_only`), and `get_model_meta("resnet50")` the model card.
 """
 
 import dataclasses
 import fnmatch
+import json
+import pathlib
 
-from keras_modern_cnn.validation import check_choice
+from keras_modern_cnn.features import FeatureInfo, feature_model
+from keras_modern_cnn.validation import check_bool, check_choice
+
+# Model cards: what a registered model costs, computed from the built full-size model by
+# `python -m keras_modern_cnn.cards` (a contract test checks every entry against the model).
+CARDS_PATH = pathlib.Path(__file__).with_name("model_cards.json")
 
 TASKS = ("classification", "segmentation")
 
@@ -23,6 +33,11 @@ class ModelSpec:
         task: "classification" or "segmentation".
         default_input_shape: channels-last input shape the builder uses by default.
         reference: the paper or library the variant reproduces exactly.
+        min_input_size: smallest input side the builder accepts (None: not declared).
+        stages: ((layer name, reduction), ...): the stage outputs `features_only` returns,
+            from input to output; empty for models without stage features.
+        exact_stages: stage sides are exactly input side / reduction for inputs divisible
+            by the largest reduction, so a U-Net decoder can use them as skips.
     """
 
     name: str
@@ -31,13 +46,19 @@ class ModelSpec:
     task: str
     default_input_shape: tuple
     reference: str
+    min_input_size: int = None
+    stages: tuple = ()
+    exact_stages: bool = False
 
 
 _REGISTRY = {}
 
 
-def register_model(*, name, family, default_input_shape, reference, task="classification"):
-    """Decorator registering a builder under `name`. Duplicate names raise."""
+def register_model(
+    *, name, family, default_input_shape, reference, task="classification", min_input_size=None,
+    stages=(), exact_stages=False,
+):
+    """Decorator registering a builder under `name` (see `ModelSpec`). Duplicate names raise."""
     check_choice("task", task, TASKS)
 
     def decorator(builder):
@@ -54,6 +75,9 @@ def register_model(*, name, family, default_input_shape, reference, task="classi
             task=task,
             default_input_shape=tuple(default_input_shape),
             reference=reference,
+            min_input_size=min_input_size,
+            stages=tuple((str(layer), int(reduction)) for layer, reduction in stages),
+            exact_stages=exact_stages,
         )
         return builder
 
@@ -92,9 +116,79 @@ def get_spec(name):
     return _REGISTRY[key]
 
 
-def get_model(model_name, /, **kwargs):
+def get_model(model_name, /, *, features_only=False, out_indices=None, **kwargs):
     """Build the registered model `model_name`, forwarding keyword arguments to its builder.
 
     `get_model("resnet50", classes=10, name="backbone")`: keyword `name` is the Keras model's.
+
+    Args:
+        features_only: return the stage outputs instead of the classifier (timm's
+            `features_only`): a functional model with one output per selected stage, built
+            with `include_top=False` (so `classes`, `pooling` and `classifier_activation` do
+            not apply). Its `feature_info` attribute lists a `FeatureInfo(name, channels,
+            reduction)` per output. Layer names are the classifier's, so its weights copy in
+            by name (`keras_modern_cnn.features.copy_weights_by_name`).
+        out_indices: indices into the model's stages (`get_spec(name).stages`, input to
+            output; `get_model_meta(name)["feature_info"]` lists them); negative indices count
+            from the last stage as in Python. Default: every stage.
     """
-    return get_spec(model_name).builder(**kwargs)
+    spec = get_spec(model_name)
+    check_bool("features_only", features_only)
+    if not features_only:
+        if out_indices is not None:
+            raise ValueError(
+                "`out_indices` selects stages of a `features_only=True` model. "
+                f"Received: out_indices={out_indices!r}, features_only=False"
+            )
+        return spec.builder(**kwargs)
+    if not spec.stages:
+        raise ValueError(
+            f"{spec.name!r} declares no stage features; models with features: "
+            f"{', '.join(name for name in sorted(_REGISTRY) if _REGISTRY[name].stages)}. "
+            f"Received: name={model_name!r}, features_only=True"
+        )
+    for argument in ("include_top", "pooling", "classes", "classifier_activation"):
+        if argument in kwargs:
+            raise ValueError(
+                f"`{argument}` does not apply with `features_only=True` (the feature model "
+                f"has no head). Received: {argument}={kwargs[argument]!r}"
+            )
+    model = spec.builder(include_top=False, **kwargs)
+    return feature_model(model, spec.stages, out_indices)
+
+
+def get_model_meta(model_name):
+    """The model card of a registered model, read without building it.
+
+    Returns a dict: `name`, `family`, `task`, `reference`, `default_input_shape`,
+    `min_input_size`, `params` (Keras `count_params()`, BN moving statistics included),
+    `trainable_params`, `params_torchvision` (torchvision's convention: parameters without
+    BN buffers, i.e. the trainable ones), `gflops` (forward, per image, at the default input:
+    `keras_modern_cnn.utils.flops`), `feature_info` (a list of `FeatureInfo` at the default
+    input; see `get_model(name, features_only=True)`) and `recipe` (the d2l training recipe
+    where the book trains the model, else None).
+    """
+    from keras_modern_cnn.recipes import D2L_RECIPES, get_recipe
+
+    spec = get_spec(model_name)
+    cards = json.loads(CARDS_PATH.read_text())
+    if spec.name not in cards:
+        raise ValueError(
+            f"No model card for {spec.name!r}: regenerate them with `python -m "
+            f"keras_modern_cnn.cards`. Received: name={model_name!r}"
+        )
+    card = cards[spec.name]
+    return {
+        "name": spec.name,
+        "family": spec.family,
+        "task": spec.task,
+        "reference": spec.reference,
+        "default_input_shape": spec.default_input_shape,
+        "min_input_size": spec.min_input_size,
+        "params": card["params"],
+        "trainable_params": card["trainable_params"],
+        "params_torchvision": card["trainable_params"],
+        "gflops": card["flops"] / 1e9,
+        "feature_info": [FeatureInfo(*info) for info in card["feature_info"]],
+        "recipe": get_recipe("d2l", spec.name) if spec.name in D2L_RECIPES else None,
+    }

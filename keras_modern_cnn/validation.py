@@ -65,6 +65,37 @@ def check_int_sequence(name, value, *, minimum=1, length=None):
     return tuple(int(v) for v in value)
 
 
+def check_dropout_rate(dropout_rate, name="dropout_rate"):
+    """A dropout-like probability in [0, 1)."""
+    return float(check_number(name, dropout_rate, low=0.0, high=1.0, high_open=True))
+
+
+def check_out_indices(out_indices, num_stages):
+    """Stage indices for `features_only`: a non-empty sequence of distinct integers in
+    [-num_stages, num_stages), negative counting from the last stage as in Python; returns
+    them non-negative and in the order given."""
+    valid = isinstance(out_indices, (list, tuple)) and len(out_indices) > 0 and all(
+        isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in out_indices
+    )
+    if not valid:
+        raise ValueError(
+            "`out_indices` must be a non-empty tuple of integer stage indices. "
+            f"Received: out_indices={out_indices!r}"
+        )
+    if any(not -num_stages <= i < num_stages for i in out_indices):
+        raise ValueError(
+            f"`out_indices` must lie in [-{num_stages}, {num_stages - 1}]: this model has "
+            f"{num_stages} stages. Received: out_indices={tuple(out_indices)!r}"
+        )
+    resolved = tuple(int(i) % num_stages for i in out_indices)
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(
+            "`out_indices` names a stage twice (negative indices count from the last stage). "
+            f"Received: out_indices={tuple(out_indices)!r}"
+        )
+    return resolved
+
+
 def check_width_ratio(width_ratio):
     return float(check_number("width_ratio", width_ratio, low=0.0, low_open=True, high=16.0))
 
@@ -117,7 +148,7 @@ def check_application_args(
         raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
 
 
-def _spatial_and_channels(shape):
+def spatial_and_channels(shape):
     """Split a (H, W, C) or (C, H, W) shape by the current image data format."""
     if keras.config.image_data_format() == "channels_first":
         return tuple(shape[1:]), shape[0]
@@ -137,7 +168,7 @@ def check_input_shape(input_shape, *, min_size, require_static, spatial_rank=2):
             f"`input_shape` must be a tuple of {expected} positive integers (or None for a "
             f"flexible spatial size), without the batch axis. Received: input_shape={input_shape!r}"
         )
-    spatial, channels = _spatial_and_channels(tuple(input_shape))
+    spatial, channels = spatial_and_channels(tuple(input_shape))
     if channels is None:
         raise ValueError(
             "The channel dimension of `input_shape` must be known. "
@@ -161,71 +192,3 @@ def check_input_shape(input_shape, *, min_size, require_static, spatial_rank=2):
             stacklevel=3,
         )
     return tuple(input_shape)
-
-
-def image_input(
-    *, input_tensor, input_shape, default_shape, include_top, min_size, require_static, name
-):
-    """Resolve `input_tensor`/`input_shape` as keras.applications does.
-
-    Returns `(model_inputs, x)`: the tensors the functional `keras.Model` starts from, and
-    the tensor the first layer consumes.
-    """
-    if input_tensor is not None:
-        if not hasattr(input_tensor, "shape") or len(input_tensor.shape) != len(default_shape) + 1:
-            raise ValueError(
-                f"`input_tensor` must be a tensor of rank {len(default_shape) + 1} "
-                "(batch included). Received: "
-                f"input_tensor={getattr(input_tensor, 'shape', input_tensor)!r}"
-            )
-        tensor_shape = tuple(input_tensor.shape[1:])
-        if input_shape is not None and tuple(input_shape) != tensor_shape:
-            raise ValueError(
-                "`input_shape` and the shape of `input_tensor` disagree. "
-                f"Received: input_shape={tuple(input_shape)!r}, input_tensor.shape={tensor_shape!r}"
-            )
-        check_input_shape(
-            tensor_shape,
-            min_size=min_size,
-            require_static=require_static,
-            spatial_rank=len(default_shape) - 1,
-        )
-        if keras.backend.is_keras_tensor(input_tensor):
-            sources = keras.utils.get_source_inputs(input_tensor)
-            return (sources[0] if len(sources) == 1 else sources), input_tensor
-        x = keras.Input(tensor=input_tensor, shape=tensor_shape, name=f"{name}_input")
-        return x, x
-    if input_shape is None:
-        if include_top:
-            input_shape = default_shape
-        else:
-            spatial, channels = _spatial_and_channels(default_shape)
-            flexible = (None,) * len(spatial)
-            input_shape = (
-                (channels, *flexible)
-                if keras.config.image_data_format() == "channels_first"
-                else (*flexible, channels)
-            )
-    shape = check_input_shape(
-        input_shape,
-        min_size=min_size,
-        require_static=require_static,
-        spatial_rank=len(default_shape) - 1,
-    )
-    x = keras.Input(shape=shape, name=f"{name}_input")
-    return x, x
-
-
-def load_weights_if_given(model, weights):
-    """Load a weights file, turning a shape mismatch into a message that names the file."""
-    if weights is None:
-        return model
-    try:
-        model.load_weights(weights)
-    except ValueError as error:
-        raise ValueError(
-            f"Could not load `weights` into {model.name!r}: the file does not match this "
-            f"architecture (check `classes`, `include_top` and the variant). Received: "
-            f"weights={str(weights)!r}. Cause: {error}"
-        ) from None
-    return model

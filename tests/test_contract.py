@@ -6,11 +6,15 @@ trainable count torchvision reports), plus the keyword arguments of a tiny confi
 for forward passes. Full-size models are only built, never run.
 """
 
+import json
+
 import keras
 import numpy as np
 import pytest
 
 import keras_modern_cnn as kmc
+from keras_modern_cnn.cards import card
+from keras_modern_cnn.registry import CARDS_PATH
 
 # name: (total, trainable, tiny builder kwargs). Keep rows grouped by family.
 GOLDEN = {
@@ -73,6 +77,14 @@ def test_full_size_parameter_counts_equal_the_reference(name):
     total, trainable, _ = GOLDEN[name]
     model = kmc.get_model(name)
     assert (model.count_params(), trainable_count(model)) == (total, trainable)
+    # The model card, read without a build, is the built model's (counts, FLOPs, stages).
+    assert json.loads(CARDS_PATH.read_text())[name] == card(kmc.get_spec(name), model)
+    meta = kmc.get_model_meta(name)
+    assert (meta["params"], meta["trainable_params"], meta["params_torchvision"]) == (
+        total, trainable, trainable
+    )
+    assert tuple(model.input.shape[1:]) == meta["default_input_shape"]
+    assert [info.name for info in meta["feature_info"]] == [s[0] for s in kmc.get_spec(name).stages]
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
@@ -201,3 +213,79 @@ def test_two_named_copies_compose_in_one_model_from_a_preceding_layer(name):
     # `first` starts at the raw input (its model includes the preceding layer).
     expected = (np.asarray(first(images)) + np.asarray(second(images * 2))) / 2
     np.testing.assert_allclose(combined(images), expected, rtol=1e-3, atol=1e-4)
+
+
+# The cheapest variant of each family (ResNet v2's stages are its own). Stage names of every
+# variant are checked against its full-size model by the parameter-count test (model cards).
+REPRESENTATIVES = [
+    "alexnet", "bn_lenet", "densenet_d2l", "googlenet", "nin", "resnet18", "resnet50v2", "vgg11_bn",
+]
+
+
+@pytest.mark.parametrize("name", REPRESENTATIVES)
+def test_features_only_returns_the_declared_stages_and_loads_the_classifier_weights(name, tmp_path):
+    """Every classifier gives its stages; its weights file loads into the feature model."""
+    tiny = GOLDEN[name][2]
+    spec = kmc.get_spec(name)
+    classifier = kmc.get_model(name, classes=3, **tiny)
+    features = kmc.get_model(name, features_only=True, **tiny)
+    assert len(features.outputs) == len(spec.stages) == len(features.feature_info)
+    side = tiny["input_shape"][0]
+    for output, info, (layer, reduction) in zip(features.outputs, features.feature_info, spec.stages):
+        assert (info.name, info.reduction) == (layer, reduction)
+        assert info.channels == output.shape[-1]
+        if spec.exact_stages:
+            assert output.shape[1:3] == (side // reduction, side // reduction)
+    classifier.save_weights(tmp_path / "classifier.weights.h5")
+    features.load_weights(tmp_path / "classifier.weights.h5")
+    for layer in features.layers:
+        for ours, theirs in zip(layer.weights, classifier.get_layer(layer.name).weights):
+            np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    last = kmc.get_model(name, features_only=True, out_indices=(-1,), **tiny)
+    assert [info.name for info in last.feature_info] == [spec.stages[-1][0]]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(out_indices=(0, -5)), r"names a stage twice.*Received: out_indices=\(0, -5\)"),
+        (dict(out_indices=(5,)), r"lie in \[-5, 4\].*Received: out_indices=\(5,\)"),
+        (dict(out_indices=(-6,)), r"Received: out_indices=\(-6,\)"),
+        (dict(out_indices=()), r"non-empty.*Received: out_indices=\(\)"),
+        (dict(out_indices=(1.0,)), r"integer.*Received: out_indices=\(1.0,\)"),
+        (dict(pooling="avg"), r"does not apply.*Received: pooling='avg'"),
+    ],
+)
+def test_bad_stage_selections_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kmc.get_model("resnet18", features_only=True, input_shape=(32, 32, 3), **kwargs)
+
+
+def test_out_indices_without_features_only_and_models_without_stages_are_rejected():
+    with pytest.raises(ValueError, match=r"features_only=True.*Received: out_indices=\(1,\)"):
+        kmc.get_model("resnet18", out_indices=(1,))
+    with pytest.raises(ValueError, match="declares no stage features.*Received: name='unet'"):
+        kmc.get_model("unet", features_only=True)
+
+
+@pytest.mark.parametrize("name", [*REPRESENTATIVES, "unet"])
+def test_the_head_can_be_replaced_and_read_before_it(name):
+    tiny = GOLDEN[name][2]
+    model = kmc.get_model(name, classes=3, **tiny)
+    if name == "nin":
+        with pytest.raises(ValueError, match="class block is its head.*Received: model='nin'"):
+            kmc.replace_head(model, 5)
+        return
+    replaced = kmc.replace_head(model, 5, classifier_activation=None)
+    assert replaced.output.shape[-1] == 5 and replaced.layers[-1].name == "predictions"
+    assert replaced.get_layer(model.layers[1].name) is model.layers[1]  # the body is shared
+    assert kmc.pre_logits(model).output.shape == model.get_layer("predictions").input.shape
+
+
+@pytest.mark.parametrize("encoder", ["densenet_d2l", "googlenet", "resnet18", "vgg11"])
+def test_unet_on_an_encoder_of_every_family_keeps_the_input_size(encoder):
+    assert {kmc.get_spec(name).family for name in kmc.encoder_names()} == {
+        "resnet", "densenet", "vgg", "googlenet"
+    }
+    model = kmc.UNet(encoder=encoder, input_shape=(None, None, 3), classes=3, width_ratio=1 / 16)
+    assert model(np.zeros((1, 64, 64, 3), "float32")).shape == (1, 64, 64, 3)

@@ -33,11 +33,15 @@ FAMILY_DEFAULTS = {
     "vgg": {"variant": "vgg11", "batch_norm": False, "dense_units": 4096},
     "nin": {"dropout_rate": 0.5},
     "googlenet": {"batch_norm": False},
-    "resnet": {"block_type": "basic", **{f"stack_depth_{i}": 2 for i in range(1, 5)}},
+    "resnet": {
+        "block_type": "basic", **{f"stack_depth_{i}": 2 for i in range(1, 5)},
+        "drop_path_rate": 0.0, "zero_init_last_bn": False,
+    },
     "densenet": {
         **{f"block_depth_{i}": 4 for i in range(1, 5)}, "growth_rate": 32, "bottleneck": False,
+        "drop_path_rate": 0.0,
     },
-    "unet": {"depth": 4, "batch_norm": False},
+    "unet": {"encoder": "classic", "depth": 4, "batch_norm": False},
 }
 # Smallest inputs and cheap fixed dimensions so that every family builds in about a second.
 TINY = {

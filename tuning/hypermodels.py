@@ -36,6 +36,7 @@ from keras_tuner.errors import FailedTrialError
 from keras_modern_cnn.applications import (
     alexnet, densenet, googlenet, lenet, nin, resnet, unet, vgg,
 )
+from keras_modern_cnn.registry import get_spec
 from keras_modern_cnn.training import OPTIMIZERS, make_optimizer
 from keras_modern_cnn.validation import (
     POOLING_CHOICES,
@@ -121,6 +122,10 @@ def _boolean(default):
 
 def _depth(low, high, default):
     return Range(low, high, default, check=check_positive_int, integer=True)
+
+
+def _drop_path_rate():
+    return Range(0.0, 0.3, 0.0, check=_dropout_rate, step=0.1)
 
 
 def _units(values, default):
@@ -404,14 +409,14 @@ class HyperVGG(HyperCNN):
     @classmethod
     def family_space(cls):
         return {
-            "variant": Options(tuple(vgg.VGG_CONFIGS), "vgg11"),
+            "variant": Options(tuple(vgg.VGG_ARCHS), "vgg11"),
             "batch_norm": _boolean(False),
             "dense_units": _units((256, 1024, 4096), 4096),
         }
 
     def build_network(self, values, **arguments):
         return vgg.VGG(
-            vgg.VGG_CONFIGS[values["variant"]], batch_norm=values["batch_norm"],
+            vgg.VGG_ARCHS[values["variant"]], batch_norm=values["batch_norm"],
             dense_units=(values["dense_units"],) * 2, name=values["variant"], **arguments,
         )
 
@@ -445,9 +450,11 @@ class HyperGoogLeNet(HyperCNN):
 
 
 class HyperResNet(HyperCNN):
-    """ResNet (d2l 8.6): block type and the depth of each of the four stacks.
+    """ResNet (d2l 8.6): block type, the depth of each of the four stacks, stochastic depth
+    (`drop_path_rate`, Huang et al. 2016) and zero-initialised last BN (Goyal et al. 2017).
 
-    Defaults: basic blocks, (2, 2, 2, 2) (ResNet-18); depths 1..6 reach ResNet-34/50's (3, 4, 6, 3).
+    Defaults: basic blocks, (2, 2, 2, 2) (ResNet-18); depths 1..6 reach ResNet-34/50's (3, 4, 6, 3);
+    regularisation off.
     """
 
     family = "resnet"
@@ -458,17 +465,23 @@ class HyperResNet(HyperCNN):
         return {
             "block_type": Options(resnet.BLOCK_TYPES, "basic"),
             **{f"stack_depth_{stack}": _depth(1, 6, 2) for stack in range(1, 5)},
+            "drop_path_rate": _drop_path_rate(),
+            "zero_init_last_bn": _boolean(False),
         }
 
     def build_network(self, values, **arguments):
         depths = tuple(values[f"stack_depth_{stack}"] for stack in range(1, 5))
-        return resnet.ResNet(depths, values["block_type"], name="resnet", **arguments)
+        return resnet.ResNet(
+            depths, values["block_type"], drop_path_rate=values["drop_path_rate"],
+            zero_init_last_bn=values["zero_init_last_bn"], name="resnet", **arguments,
+        )
 
 
 class HyperDenseNet(HyperCNN):
-    """DenseNet (d2l 8.7): convolutions per dense block, growth rate, bottleneck (DenseNet-B).
+    """DenseNet (d2l 8.7): convolutions per dense block, growth rate, bottleneck (DenseNet-B),
+    stochastic depth (`drop_path_rate`).
 
-    Defaults: the d2l model (4, 4, 4, 4), growth rate 32, no bottleneck.
+    Defaults: the d2l model (4, 4, 4, 4), growth rate 32, no bottleneck, no stochastic depth.
     """
 
     family = "densenet"
@@ -480,20 +493,24 @@ class HyperDenseNet(HyperCNN):
             **{f"block_depth_{block}": _depth(1, 12, 4) for block in range(1, 5)},
             "growth_rate": _units((12, 16, 24, 32), 32),
             "bottleneck": _boolean(False),
+            "drop_path_rate": _drop_path_rate(),
         }
 
     def build_network(self, values, **arguments):
         blocks = tuple(values[f"block_depth_{block}"] for block in range(1, 5))
         return densenet.DenseNet(
-            blocks, values["growth_rate"], bottleneck=values["bottleneck"], name="densenet",
-            **arguments,
+            blocks, values["growth_rate"], bottleneck=values["bottleneck"],
+            drop_path_rate=values["drop_path_rate"], name="densenet", **arguments,
         )
 
 
 class HyperUNet(HyperCNN):
-    """U-Net (Ronneberger et al. 2015): number of downsamplings, BatchNorm; per-pixel labels.
+    """U-Net (Ronneberger et al. 2015): the encoder ("classic", or a registered classifier of
+    `unet.encoder_names()`), the classic encoder's number of downsamplings, BatchNorm;
+    per-pixel labels.
 
-    A depth whose 2**depth does not divide the input side fails that trial.
+    `depth` shapes the classic encoder only (an encoder brings its own stages). A depth whose
+    2**depth (or an encoder whose stride 32) does not divide the input side fails that trial.
     """
 
     family = "unet"
@@ -501,11 +518,23 @@ class HyperUNet(HyperCNN):
 
     @classmethod
     def family_space(cls):
-        return {"depth": _depth(2, 4, 4), "batch_norm": _boolean(False)}
+        encoders = ("classic", *unet.encoder_names())
+        return {
+            "encoder": Options(
+                encoders, "classic", check=lambda name, value: check_choice(name, value, encoders)
+            ),
+            "depth": _depth(2, 4, 4),
+            "batch_norm": _boolean(False),
+        }
 
     def build_network(self, values, **arguments):
+        if values["encoder"] == "classic":
+            return unet.UNet(
+                depth=values["depth"], batch_norm=values["batch_norm"], name="unet", **arguments
+            )
         return unet.UNet(
-            depth=values["depth"], batch_norm=values["batch_norm"], name="unet", **arguments
+            encoder=get_spec(values["encoder"]).name, batch_norm=values["batch_norm"],
+            name="unet", **arguments,
         )
 
 

@@ -1,0 +1,313 @@
+"""Model assembly shared by every family of the zoo: the input, the heads, the weights file,
+and the thin registered variants generated from a family's config table.
+
+A family module holds one config table (`{registry name: Variant(...)}`), one generic builder
+and `register_variants(...)`, which turns each row into a keras.applications-signature
+function (`ResNet50(include_top=True, weights=None, ...)`) with a shared, complete docstring
+(keras.applications' `BASE_DOCSTRING` pattern) and registers it with its metadata.
+"""
+
+import dataclasses
+import inspect
+import textwrap
+
+import keras
+
+from keras_modern_cnn.registry import register_model
+from keras_modern_cnn.validation import check_input_shape, spatial_and_channels
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One row of a family's config table.
+
+    Attributes:
+        function_name: the public builder's name (e.g. "ResNet50").
+        reference: what the variant reproduces exactly (shown in the README's model table).
+        config: the generic builder's architecture arguments for this variant.
+        default_input_shape: channels-last input shape with the top (keras.applications'
+            `default_size`), passed to the generic builder as `default_input_shape`.
+        classes: default number of classes.
+    """
+
+    function_name: str
+    reference: str
+    config: dict
+    default_input_shape: tuple = (224, 224, 3)
+    classes: int = 1000
+
+
+# The keras.applications arguments, documented once for every builder of the zoo.
+APPLICATION_ARGS_DOC = """\
+        include_top: whether to end with the classifier (`predictions`); `False` returns the
+            last feature map, pooled by `pooling`.
+        weights: `None` (random initialization) or the path of a weights file to load. No
+            pretrained weights ship and nothing is downloaded.
+        input_tensor: optional Keras tensor (e.g. the output of `keras.Input` or of a layer)
+            to use as the model's input.
+        input_shape: optional input shape without the batch axis (channels last unless the
+            image data format is "channels_first"). Default: {default_input} with the top,
+            any spatial size without it; sides of at least {min_size}.
+        pooling: with `include_top=False`: `None` (the 4D feature map), "avg" or "max"
+            (global pooling to a vector).
+        classes: number of classes (default {classes}).
+        classifier_activation: activation of `predictions`: "softmax" (default), `None`
+            for logits, or any Keras activation name or callable.
+        name: the model's name (default "{name}"), so two copies can live in one model."""
+
+VARIANT_DOCSTRING = """\
+Instantiates {function_name}: {reference}.
+
+{summary}
+
+Reference:
+    {paper}
+
+Args:
+{application_args}
+{options}
+
+Returns:
+    A functional `keras.Model`. `keras_modern_cnn.get_model({name!r}, features_only=True)`
+    returns its stage outputs instead (see `keras_modern_cnn.features`).
+"""
+
+_APPLICATION_PARAMETERS = (
+    "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
+    "classifier_activation", "name",
+)
+
+
+def register_variants(
+    configs,
+    builder,
+    *,
+    family,
+    summary,
+    paper,
+    options,
+    options_doc,
+    min_input_size,
+    stages,
+    exact_stages=False,
+    task="classification",
+):
+    """Generate and register one thin builder per row of `configs`; returns them by name.
+
+    Args:
+        configs: `{registry name: Variant}`, the family's config table.
+        builder: the family's generic builder; it takes the row's `config`, the standard
+            arguments, `default_input_shape` and the `options`, all by keyword.
+        family, task: registry metadata.
+        summary, paper: the docstring's description and reference lines.
+        options: names of the generic builder's keyword arguments a variant also accepts
+            (e.g. "width_ratio"); their defaults are the generic builder's.
+        options_doc: the docstring lines of `options` (Google style, 8-space indent).
+        min_input_size: `callable(config)` giving the smallest input side of a row.
+        stages: `callable(config)` giving the row's stage outputs, ((layer name, reduction), ...)
+            from input to output (see `keras_modern_cnn.features`).
+        exact_stages: every stage's side is exactly the input side / its reduction for inputs
+            divisible by the largest reduction (what a U-Net decoder needs).
+    """
+    signature = inspect.signature(builder)
+    variants = {}
+    for registry_name, row in configs.items():
+        size = min_input_size(row.config)
+        metadata = dict(
+            name=registry_name, family=family, task=task,
+            default_input_shape=row.default_input_shape, reference=row.reference,
+            min_input_size=size, stages=stages(row.config), exact_stages=exact_stages,
+        )
+        if row.function_name == builder.__name__:
+            # The family's one architecture: its generic builder has the standard signature
+            # and is registered itself (e.g. NiN, or AlexNet beside AlexNetBN).
+            defaults = {p: signature.parameters[p].default for p in ("name", "classes", "default_input_shape")}
+            if row.config or defaults != dict(
+                name=registry_name, classes=row.classes, default_input_shape=row.default_input_shape
+            ):
+                raise ValueError(
+                    f"Row {registry_name!r} registers {builder.__name__} itself, so its config "
+                    f"must be empty and its defaults the builder's. Received: {row!r}"
+                )
+            variants[row.function_name] = register_model(**metadata)(builder)
+            continue
+        clash = set(options) & set(row.config)
+        if clash:
+            raise ValueError(
+                f"Variant {registry_name!r} fixes {sorted(clash)}, which are also options of "
+                f"every variant. Received: options={tuple(options)!r}"
+            )
+        variant = _make_variant(registry_name, row, builder, options)
+        parameters = [
+            inspect.Parameter(
+                parameter, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=_variant_default(parameter, registry_name, row, signature),
+            )
+            for parameter in _APPLICATION_PARAMETERS
+        ] + [
+            inspect.Parameter(
+                option, inspect.Parameter.KEYWORD_ONLY, default=signature.parameters[option].default
+            )
+            for option in options
+        ]
+        variant.__signature__ = inspect.Signature(parameters)
+        variant.__doc__ = VARIANT_DOCSTRING.format(
+            function_name=row.function_name, reference=row.reference, summary=summary,
+            paper=paper, name=registry_name,
+            application_args=_indent(APPLICATION_ARGS_DOC.format(
+                default_input="x".join(map(str, row.default_input_shape)), min_size=size,
+                classes=row.classes, name=registry_name,
+            )),
+            options=_indent(options_doc),
+        )
+        variant.__module__ = builder.__module__
+        variants[row.function_name] = register_model(**metadata)(variant)
+    return variants
+
+
+def _indent(lines):
+    return textwrap.indent(textwrap.dedent(lines), "    ")
+
+
+def _variant_default(parameter, registry_name, row, signature):
+    if parameter == "name":
+        return registry_name
+    if parameter == "classes":
+        return row.classes
+    return signature.parameters[parameter].default
+
+
+def _make_variant(registry_name, row, builder, options):
+    def variant(
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=row.classes,
+        classifier_activation="softmax",
+        name=registry_name,
+        **kwargs,
+    ):
+        unknown = sorted(set(kwargs) - set(options))
+        if unknown:
+            raise TypeError(
+                f"{row.function_name}() got an unexpected keyword argument {unknown[0]!r}; its "
+                f"options are {', '.join(options)}"
+            )
+        return builder(
+            **row.config,
+            default_input_shape=row.default_input_shape,
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name,
+            **kwargs,
+        )
+
+    variant.__name__ = variant.__qualname__ = row.function_name
+    return variant
+
+
+def image_input(
+    *, input_tensor, input_shape, default_shape, include_top, min_size, require_static, name
+):
+    """Resolve `input_tensor`/`input_shape` as keras.applications does.
+
+    Returns `(model_inputs, x)`: the tensors the functional `keras.Model` starts from, and
+    the tensor the first layer consumes.
+    """
+    if input_tensor is not None:
+        if not hasattr(input_tensor, "shape") or len(input_tensor.shape) != len(default_shape) + 1:
+            raise ValueError(
+                f"`input_tensor` must be a tensor of rank {len(default_shape) + 1} "
+                "(batch included). Received: "
+                f"input_tensor={getattr(input_tensor, 'shape', input_tensor)!r}"
+            )
+        tensor_shape = tuple(input_tensor.shape[1:])
+        if input_shape is not None and tuple(input_shape) != tensor_shape:
+            raise ValueError(
+                "`input_shape` and the shape of `input_tensor` disagree. "
+                f"Received: input_shape={tuple(input_shape)!r}, input_tensor.shape={tensor_shape!r}"
+            )
+        check_input_shape(
+            tensor_shape,
+            min_size=min_size,
+            require_static=require_static,
+            spatial_rank=len(default_shape) - 1,
+        )
+        if keras.backend.is_keras_tensor(input_tensor):
+            sources = keras.utils.get_source_inputs(input_tensor)
+            return (sources[0] if len(sources) == 1 else sources), input_tensor
+        x = keras.Input(tensor=input_tensor, shape=tensor_shape, name=f"{name}_input")
+        return x, x
+    if input_shape is None:
+        if include_top:
+            input_shape = default_shape
+        else:
+            spatial, channels = spatial_and_channels(default_shape)
+            flexible = (None,) * len(spatial)
+            input_shape = (
+                (channels, *flexible)
+                if keras.config.image_data_format() == "channels_first"
+                else (*flexible, channels)
+            )
+    shape = check_input_shape(
+        input_shape,
+        min_size=min_size,
+        require_static=require_static,
+        spatial_rank=len(default_shape) - 1,
+    )
+    x = keras.Input(shape=shape, name=f"{name}_input")
+    return x, x
+
+
+def load_weights_if_given(model, weights):
+    """Load a weights file, turning a shape mismatch into a message that names the file."""
+    if weights is None:
+        return model
+    try:
+        model.load_weights(weights)
+    except ValueError as error:
+        raise ValueError(
+            f"Could not load `weights` into {model.name!r}: the file does not match this "
+            f"architecture (check `classes`, `include_top` and the variant). Received: "
+            f"weights={str(weights)!r}. Cause: {error}"
+        ) from None
+    return model
+
+
+def global_pool(x, pooling, *, name="avg_pool"):
+    """keras.applications' `pooling` for `include_top=False`: None, "avg" or "max"."""
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name=name)(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name=name.replace("avg", "max"))(x)
+    return x
+
+
+def pooled_classifier(x, *, include_top, pooling, classes, classifier_activation):
+    """Global average pooling + dense `predictions` (top), or the requested pooling only."""
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    return global_pool(x, pooling)
+
+
+def dense_classifier(
+    x, *, include_top, pooling, dense_units, dropout_rate, classes, classifier_activation
+):
+    """Flatten, dense+ReLU layers `fc1, fc2, ...` each followed by dropout, then `predictions`
+    (top: LeNet-style AlexNet and VGG heads); without the top, the requested pooling only."""
+    if not include_top:
+        return global_pool(x, pooling)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for index, units in enumerate(dense_units, start=1):
+        x = keras.layers.Dense(units, activation="relu", name=f"fc{index}")(x)
+        if dropout_rate:
+            x = keras.layers.Dropout(dropout_rate, name=f"fc{index}_dropout")(x)
+    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
