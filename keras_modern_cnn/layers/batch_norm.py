@@ -1,13 +1,54 @@
 """Batch normalization as formulated in Dive into Deep Learning, section 8.5.
 
 Reference: Ioffe & Szegedy, "Batch Normalization: Accelerating Deep Network Training by
-Reducing Internal Covariate Shift", ICML 2015 (arXiv:1502.03167).
+Reducing Internal Covariate Shift", ICML 2015 (arXiv:1502.03167); batch renormalization:
+Ioffe, "Batch Renormalization: Towards Reducing Minibatch Dependence in Batch-Normalized
+Models", NeurIPS 2017 (arXiv:1702.03275).
 """
+
+import math
 
 import keras
 from keras import constraints, initializers, ops, regularizers
 
 from keras_modern_cnn.validation import check_bool, check_number
+
+RENORM_CLIPPING_KEYS = ("rmax", "rmin", "dmax")
+
+
+def _check_renorm_clipping(renorm_clipping, renorm):
+    """`renorm_clipping` as Keras reads it: a dict of optional "rmax", "rmin", "dmax" floats."""
+    if renorm_clipping is None:
+        return {} if renorm else None
+    received = f"Received: renorm_clipping={renorm_clipping!r}"
+    if not renorm:
+        raise ValueError(f"`renorm_clipping` applies only with `renorm=True`. {received}")
+    if not isinstance(renorm_clipping, dict):
+        raise ValueError(f"`renorm_clipping` must be a dict. {received}")
+    invalid = sorted(set(renorm_clipping) - set(RENORM_CLIPPING_KEYS), key=str)
+    if invalid:
+        raise ValueError(
+            f"Received invalid keys for `renorm_clipping`: {invalid}; supported keys are "
+            f"{', '.join(repr(k) for k in RENORM_CLIPPING_KEYS)}. {received}"
+        )
+    clipping = {
+        key: float(check_number(f"renorm_clipping['{key}']", value))
+        for key, value in renorm_clipping.items()
+    }
+    if clipping.get("rmax", math.inf) < clipping.get("rmin", -math.inf):
+        raise ValueError(f"rmax should be greater than rmin in `renorm_clipping`. {received}")
+    if clipping.get("dmax", 0.0) < 0:
+        raise ValueError(f"dmax should be non-negative in `renorm_clipping`. {received}")
+    return clipping
+
+
+def _statistics_dtype(dtype):
+    """float64 inputs keep float64 statistics (as Keras); every other dtype uses float32."""
+    return "float64" if keras.backend.standardize_dtype(dtype) == "float64" else "float32"
+
+
+def _as(value, dtype):
+    return value if keras.backend.standardize_dtype(value.dtype) == dtype else ops.cast(value, dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_modern_cnn")
@@ -15,15 +56,28 @@ class BatchNorm(keras.layers.Layer):
     """Per-channel batch normalization: `BN(x) = gamma * (x - mu_B) / sigma_B + beta`.
 
     Statistics are taken per channel (`axis`) over every other axis: the batch for dense
-    inputs, batch, height and width for convolutional ones.
+    inputs, batch, height and width for convolutional ones. Arguments, weights and behaviour
+    follow `keras.layers.BatchNormalization` (its own test suite passes against this layer,
+    tests/test_batch_norm_keras_suite.py); only the defaults differ (d2l's momentum and epsilon).
 
-    - `training=True` (and `trainable=True`) normalises with the minibatch mean and biased
-      variance and updates `moving = momentum * moving + (1 - momentum) * batch`.
-    - `training=False`/`None`, or `trainable=False` (the Keras 3 fine-tuning convention),
-      normalises with the moving statistics and updates nothing.
+    - `training=True` (and `trainable=True`, `frozen=False`) normalises with the minibatch mean
+      and biased variance and updates `moving = momentum * moving + (1 - momentum) * batch`.
+    - `training=False`/`None`, `trainable=False` (the Keras 3 fine-tuning convention) or
+      `frozen=True` normalises with the moving statistics and updates nothing.
 
-    Statistics are always computed in float32: float16/bfloat16 inputs give outputs of the
-    same dtype while the variables stay float32.
+    Dtypes: statistics and the normalisation run in float32 under every dtype policy (float64
+    for float64 inputs); outputs come out in the layer's compute dtype and the variables in
+    its variable dtype (float16 under "float16", float32 under "mixed_float16"), as in Keras.
+    Integer inputs are normalised as floats.
+
+    Masks (from `keras.layers.Masking` or `mask=`, one dimension less than the inputs): masked
+    positions are left out of the batch statistics; the mask is passed on unchanged.
+
+    Edge cases: a training call on an empty batch (a zero-sized static dimension) returns the
+    empty output and leaves the moving statistics unchanged (Keras's layer turns them into NaN);
+    rank-1 inputs are rejected when building. A NaN or Inf in a channel of a training batch makes
+    that channel's outputs and moving statistics NaN (Inf for the mean of +-Inf data), exactly as
+    Keras's layer does; in inference only the non-finite elements themselves are affected.
 
     One `keras.ops` path on every backend: one pass over the data for the statistics (shifted
     so float32 stays accurate far from zero), then one multiply-add. A TensorFlow path through
@@ -42,7 +96,18 @@ class BatchNorm(keras.layers.Layer):
         moving_variance_initializer: initializers (moving variance starts at 1).
         beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint: as in Keras.
         synchronized: aggregate statistics across replicas under `tf.distribute`
-            (TensorFlow backend only).
+            (TensorFlow backend only; ignored for masked calls, as in Keras).
+        renorm: batch renormalization (Ioffe 2017): in training, the normalised batch is
+            corrected by `r = sigma_B / sigma`, `d = (mu_B - mu) / sigma` (constants for the
+            gradient) from the moving `renorm_mean`/`renorm_stddev`, so training sees the
+            statistics inference will use; adds `moving_stddev`, `renorm_mean`,
+            `renorm_stddev`. Inference is unchanged.
+        renorm_clipping: with `renorm`, a dict of optional "rmax", "rmin", "dmax": `r` is
+            clipped to [rmin, rmax] and `d` to [-dmax, dmax] (missing: unclipped).
+        renorm_momentum: momentum of `renorm_mean`/`renorm_stddev`, in [0, 1).
+        frozen: keep the layer in inference behaviour with fixed statistics, `gamma` and
+            `beta` whatever `training` and `trainable` say (torchvision's `FrozenBatchNorm2d`);
+            survives `model.trainable = True`. See `keras_modern_cnn.layers.freeze_batch_norm`.
     """
 
     def __init__(
@@ -61,6 +126,10 @@ class BatchNorm(keras.layers.Layer):
         beta_constraint=None,
         gamma_constraint=None,
         synchronized=False,
+        renorm=False,
+        renorm_clipping=None,
+        renorm_momentum=0.99,
+        frozen=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -82,6 +151,12 @@ class BatchNorm(keras.layers.Layer):
                 "use keras.distribution.DataParallel, whose jit-compiled step already computes "
                 "statistics over the global batch. Received: synchronized=True"
             )
+        self.renorm = check_bool("renorm", renorm)
+        self.renorm_clipping = _check_renorm_clipping(renorm_clipping, self.renorm)
+        self.renorm_momentum = float(
+            check_number("renorm_momentum", renorm_momentum, low=0.0, high=1.0, high_open=True)
+        )
+        self._frozen = check_bool("frozen", frozen)
         self.beta_initializer = initializers.get(beta_initializer)
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
@@ -90,6 +165,36 @@ class BatchNorm(keras.layers.Layer):
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
         self.beta_constraint = constraints.get(beta_constraint)
         self.gamma_constraint = constraints.get(gamma_constraint)
+        self.supports_masking = True
+        self.gamma = self.beta = None
+        # Set by `recalibrate_batch_norm`: receives every batch's (mean, variance) instead of
+        # the moving-average update, and makes every call use batch statistics.
+        self._statistics_sink = None
+
+    @property
+    def frozen(self):
+        """Inference behaviour with fixed statistics and affine weights (settable)."""
+        return self._frozen
+
+    @frozen.setter
+    def frozen(self, value):
+        self._frozen = check_bool("frozen", value)
+        self._sync_affine_trainability()
+
+    @property
+    def trainable(self):
+        return keras.layers.Layer.trainable.fget(self)
+
+    @trainable.setter
+    def trainable(self, value):
+        # `model.trainable = True` reaches every layer; a frozen layer keeps gamma/beta fixed.
+        keras.layers.Layer.trainable.fset(self, value)
+        self._sync_affine_trainability()
+
+    def _sync_affine_trainability(self):
+        for weight in (getattr(self, "gamma", None), getattr(self, "beta", None)):
+            if weight is not None:
+                weight.trainable = self.trainable and not self._frozen
 
     def build(self, input_shape):
         rank = len(input_shape)
@@ -116,8 +221,8 @@ class BatchNorm(keras.layers.Layer):
                 f"Received: input_shape={tuple(input_shape)}, axis={self.axis}"
             )
         shape = (channels,)
-        self.gamma = (
-            self.add_weight(
+        if self.scale:
+            self.gamma = self.add_weight(
                 shape=shape,
                 name="gamma",
                 initializer=self.gamma_initializer,
@@ -125,11 +230,8 @@ class BatchNorm(keras.layers.Layer):
                 constraint=self.gamma_constraint,
                 autocast=False,
             )
-            if self.scale
-            else None
-        )
-        self.beta = (
-            self.add_weight(
+        if self.center:
+            self.beta = self.add_weight(
                 shape=shape,
                 name="beta",
                 initializer=self.beta_initializer,
@@ -137,82 +239,138 @@ class BatchNorm(keras.layers.Layer):
                 constraint=self.beta_constraint,
                 autocast=False,
             )
-            if self.center
-            else None
+        self._sync_affine_trainability()
+        self.moving_mean = self._add_statistic("moving_mean", shape, self.moving_mean_initializer)
+        self.moving_variance = self._add_statistic(
+            "moving_variance", shape, self.moving_variance_initializer
         )
-        self.moving_mean = self.add_weight(
-            shape=shape,
-            name="moving_mean",
-            initializer=self.moving_mean_initializer,
-            trainable=False,
-            autocast=False,
-        )
-        self.moving_variance = self.add_weight(
-            shape=shape,
-            name="moving_variance",
-            initializer=self.moving_variance_initializer,
-            trainable=False,
-            autocast=False,
-        )
+        if self.renorm:
+            # As Keras: inference tracks the moving stddev (the variance is derived from it);
+            # training corrects towards renorm_mean/renorm_stddev. Both stddevs start at
+            # sqrt(moving_variance_initializer).
+            stddev_initializer = _SquareRootInitializer(self.moving_variance_initializer)
+            self.moving_stddev = self._add_statistic("moving_stddev", shape, stddev_initializer)
+            self.renorm_mean = self._add_statistic(
+                "renorm_mean", shape, self.moving_mean_initializer
+            )
+            self.renorm_stddev = self._add_statistic("renorm_stddev", shape, stddev_initializer)
         self._reduction_axes = tuple(i for i in range(rank) if i != self.axis)
         self.input_spec = keras.layers.InputSpec(ndim=rank, axes={self.axis: channels})
+
+    def _add_statistic(self, name, shape, initializer):
+        return self.add_weight(
+            shape=shape, name=name, initializer=initializer, trainable=False, autocast=False
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def call(self, inputs, training=None):
-        outputs, mean, variance = self.normalize(inputs, training=training)
-        if self.uses_batch_statistics(training):
+    def call(self, inputs, training=None, mask=None):
+        outputs, mean, variance = self.normalize(inputs, training=training, mask=mask)
+        if self._takes_batch_statistics(inputs, training):
             self.update_moving_statistics(mean, variance)
         return outputs
 
     def uses_batch_statistics(self, training):
         """Whether a call with this `training` flag normalises with (and updates) batch statistics."""
-        return bool(training) and self.trainable
+        if self._statistics_sink is not None:
+            return True
+        return bool(training) and self.trainable and not self._frozen
 
-    def normalize(self, inputs, training=None):
+    def _takes_batch_statistics(self, inputs, training):
+        # An empty batch has no statistics: it is normalised with the moving ones.
+        return self.uses_batch_statistics(training) and 0 not in inputs.shape
+
+    def normalize(self, inputs, training=None, mask=None):
         """`(outputs, mean, variance)` of a call, without touching the moving statistics.
 
         A pure function of the inputs and weights, so it can run under rematerialisation
         (`keras.remat`), where a state update would be replayed in the backward pass; the
         caller then passes `mean` and `variance` to `update_moving_statistics`.
         """
-        x = inputs
-        if keras.backend.standardize_dtype(x.dtype) != "float32":
-            x = ops.cast(x, "float32")
-        if self.uses_batch_statistics(training):
-            mean, variance = self._moments(x)
+        if mask is not None and len(mask.shape) != len(inputs.shape) - 1:
+            raise ValueError(
+                "The mask must have one dimension less than the inputs. "
+                f"Received: mask.shape={tuple(mask.shape)}, inputs.shape={tuple(inputs.shape)}"
+            )
+        dtype = _statistics_dtype(inputs.dtype)
+        x = _as(inputs, dtype)
+        with_batch_statistics = self._takes_batch_statistics(inputs, training)
+        if with_batch_statistics:
+            mean, variance = self._moments(x, mask)
         else:
-            mean, variance = self.moving_mean, self.moving_variance
-        # Fold normalisation, scale and offset into one multiply-add per element.
+            mean, variance = _as(self.moving_mean, dtype), _as(self.moving_variance, dtype)
+        # Fold normalisation, renorm correction, scale and offset into one multiply-add.
         multiplier = ops.rsqrt(variance + self.epsilon)
-        if self.gamma is not None:
-            multiplier = multiplier * self.gamma
         offset = -mean * multiplier
+        if with_batch_statistics and self.renorm:
+            r, d = self._renorm_correction(mean, variance, dtype)
+            multiplier, offset = multiplier * r, offset * r + d
+        if self.gamma is not None:
+            gamma = _as(self.gamma, dtype)
+            multiplier, offset = multiplier * gamma, offset * gamma
         if self.beta is not None:
-            offset = offset + self.beta
+            offset = offset + _as(self.beta, dtype)
         broadcast_shape = [1] * len(x.shape)
         broadcast_shape[self.axis] = x.shape[self.axis]
         outputs = x * ops.reshape(multiplier, broadcast_shape) + ops.reshape(
             offset, broadcast_shape
         )
-        return ops.cast(outputs, inputs.dtype), mean, variance
+        return _as(outputs, self.compute_dtype), mean, variance
 
     def update_moving_statistics(self, mean, variance):
-        """`moving = momentum * moving + (1 - momentum) * batch` for the mean and the variance."""
-        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        """`moving = momentum * moving + (1 - momentum) * batch` for the mean and the variance.
+
+        With `renorm`, as Keras: the same update of `renorm_mean`/`renorm_stddev` with
+        `renorm_momentum`, and of `moving_stddev`, from which `moving_variance` is derived.
+        """
+        if self._statistics_sink is not None:
+            self._statistics_sink(mean, variance)
+            return
+        self._blend(self.moving_mean, mean, self.momentum)
+        if not self.renorm:
+            self._blend(self.moving_variance, variance, self.momentum)
+            return
+        stddev = ops.sqrt(variance + self.epsilon)
+        self._blend(self.renorm_mean, mean, self.renorm_momentum)
+        self._blend(self.renorm_stddev, stddev, self.renorm_momentum)
+        moving_stddev = self._blend(self.moving_stddev, stddev, self.momentum)
         self.moving_variance.assign(
-            self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
+            _as(ops.relu(ops.square(moving_stddev) - self.epsilon), self.moving_variance.dtype)
         )
 
-    def _moments(self, x):
-        """Per-channel mean and biased variance, in one pass over `x`.
+    @staticmethod
+    def _blend(variable, value, momentum):
+        """`variable = momentum * variable + (1 - momentum) * value`, computed in `value`'s dtype."""
+        blended = _as(variable, value.dtype) * momentum + value * (1.0 - momentum)
+        variable.assign(_as(blended, variable.dtype))
+        return blended
 
-        Uses the shifted-data identity `Var[x] = E[(x - s)^2] - E[x - s]^2` with `s` one sample
-        of each channel, which keeps float32 accurate for data far from zero (the plain
-        `E[x^2] - E[x]^2` loses everything when |mean| >> std). `s` is a constant for autodiff,
-        so gradients are exact.
+    def _renorm_correction(self, mean, variance, dtype):
+        """Ioffe 2017's `(r, d)`, clipped as `renorm_clipping` says, constants for autodiff."""
+        renorm_stddev = ops.maximum(_as(self.renorm_stddev, dtype), math.sqrt(self.epsilon))
+        r = ops.sqrt(variance + self.epsilon) / renorm_stddev
+        d = (mean - _as(self.renorm_mean, dtype)) / renorm_stddev
+        clipping = self.renorm_clipping
+        if "rmin" in clipping:
+            r = ops.maximum(r, clipping["rmin"])
+        if "rmax" in clipping:
+            r = ops.minimum(r, clipping["rmax"])
+        if "dmax" in clipping:
+            d = ops.clip(d, -clipping["dmax"], clipping["dmax"])
+        return ops.stop_gradient(r), ops.stop_gradient(d)
+
+    def _moments(self, x, mask):
+        """Per-channel mean and biased variance of `x` (only its unmasked positions).
+
+        Unmasked: one pass with the shifted-data identity `Var[x] = E[(x - s)^2] - E[x - s]^2`
+        with `s` one sample of each channel, which keeps float32 accurate for data far from
+        zero (the plain `E[x^2] - E[x]^2` loses everything when |mean| >> std). `s` is a
+        constant for autodiff, so gradients are exact. Masked: two passes over the selected
+        positions, as Keras (a fully masked channel gives mean and variance 0).
         """
+        if mask is not None:
+            return self._masked_moments(x, mask)
         if self.synchronized:
             return ops.moments(x, axes=self._reduction_axes, synchronized=True)
         first = [0] * len(x.shape)
@@ -226,6 +384,17 @@ class BatchNorm(keras.layers.Layer):
         shifted_square_mean = ops.mean(ops.square(shifted), axis=self._reduction_axes)
         variance = ops.maximum(shifted_square_mean - ops.square(shifted_mean), 0.0)
         mean = shifted_mean + ops.reshape(shift, (-1,))
+        return mean, variance
+
+    def _masked_moments(self, x, mask):
+        selected = ops.broadcast_to(ops.expand_dims(ops.cast(mask, "bool"), -1), ops.shape(x))
+        count = ops.sum(ops.cast(selected, x.dtype), axis=self._reduction_axes)
+        count = count + keras.config.epsilon()
+        mean = ops.sum(ops.where(selected, x, 0.0), axis=self._reduction_axes) / count
+        broadcast_shape = [1] * len(x.shape)
+        broadcast_shape[self.axis] = x.shape[self.axis]
+        deviation = ops.where(selected, x - ops.reshape(mean, broadcast_shape), 0.0)
+        variance = ops.sum(ops.square(deviation), axis=self._reduction_axes) / count
         return mean, variance
 
     def get_config(self):
@@ -246,5 +415,19 @@ class BatchNorm(keras.layers.Layer):
             "beta_constraint": constraints.serialize(self.beta_constraint),
             "gamma_constraint": constraints.serialize(self.gamma_constraint),
             "synchronized": self.synchronized,
+            "renorm": self.renorm,
+            "renorm_clipping": None if self.renorm_clipping is None else dict(self.renorm_clipping),
+            "renorm_momentum": self.renorm_momentum,
+            "frozen": self._frozen,
         }
         return {**super().get_config(), **config}
+
+
+class _SquareRootInitializer:
+    """`sqrt` of another initializer's values: the initial stddev of renorm's statistics."""
+
+    def __init__(self, initializer):
+        self.initializer = initializer
+
+    def __call__(self, shape, dtype=None):
+        return ops.sqrt(self.initializer(shape, dtype=dtype))
