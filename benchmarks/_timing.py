@@ -72,8 +72,8 @@ def train_and_predict_ratios(models, images, labels, *, ours, reference, rounds,
     return report
 
 
-def random_batch(batch_size, image_size, classes):
-    """Seeded uniform [0, 1) float32 images (square, 3 channels) and integer labels."""
+def random_batch(batch_size, image_size, classes, channels=3):
+    """Seeded uniform [0, 1) float32 square images (channels last) and integer labels."""
     rng = np.random.default_rng(0)
-    images = rng.uniform(size=(batch_size, image_size, image_size, 3)).astype("float32")
+    images = rng.uniform(size=(batch_size, image_size, image_size, channels)).astype("float32")
     return images, rng.integers(0, classes, size=(batch_size,))

@@ -43,22 +43,30 @@ def build(memory_efficient, image_size):
     )
 
 
-def jax_step_memory(memory_efficient, batch_size, image_size):
-    """Bytes XLA assigns to the compiled gradient step: temporaries and the whole step."""
+def jax_compiled_step(model, images, labels):
+    """The jitted gradient step of `model` (training-mode loss, its value and gradients),
+    compiled for one batch, and the arguments it takes."""
     import jax
 
-    model = build(memory_efficient, image_size)
     loss = keras.losses.SparseCategoricalCrossentropy()
-    images, labels = random_batch(batch_size, image_size, classes=1000)
 
     def loss_and_state(trainable, non_trainable, x, y):
         predictions, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
         return loss(y, predictions), non_trainable
 
     step = jax.jit(jax.value_and_grad(loss_and_state, has_aux=True))
-    weights = [v.value for v in model.trainable_variables]
-    state = [v.value for v in model.non_trainable_variables]
-    analysis = step.lower(weights, state, images, labels).compile().memory_analysis()
+    arguments = (
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+        images,
+        labels,
+    )
+    return step.lower(*arguments).compile(), arguments
+
+
+def jax_step_memory(compiled):
+    """Bytes XLA assigns to a compiled step: temporaries and the whole step."""
+    analysis = compiled.memory_analysis()
     total = (
         analysis.temp_size_in_bytes
         + analysis.argument_size_in_bytes
@@ -144,8 +152,9 @@ def main():
         return
     report = {"backend": backend, "batch_size": args.batch_size, "image_size": args.image_size}
     if backend == "jax":
+        batch = random_batch(args.batch_size, args.image_size, classes=1000)
         figures = {
-            name: jax_step_memory(flag, args.batch_size, args.image_size)
+            name: jax_step_memory(jax_compiled_step(build(flag, args.image_size), *batch)[0])
             for name, flag in VARIANTS.items()
         }
         report.update(figures)
