@@ -202,6 +202,12 @@ def compiled(model, learning_rate, jit_compile):
     return model
 
 
+def json_number(value):
+    """A finite float, or its name ("nan", "inf") where JSON has no number for it."""
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
+
+
 def to_float32(tensor):
     return keras.ops.convert_to_numpy(keras.ops.cast(tensor, "float32"))
 
@@ -264,9 +270,9 @@ def precision_item(name, policy):
     return dict(
         model=name, policy=policy, finite=finite,
         output_dtype=keras.backend.standardize_dtype(outputs.dtype),
-        loss=float(to_float32(loss)), missing_gradients=missing,
-        gradient_norm=float(math.sqrt(sum(float(np.sum(g.astype("float64") ** 2))
-                                          for g in gradients))),
+        loss=json_number(to_float32(loss)), missing_gradients=missing,
+        gradient_norm=json_number(math.sqrt(sum(float(np.sum(g.astype("float64") ** 2))
+                                                for g in gradients))),
         seconds=round(time.perf_counter() - start, 2),
     )
 
@@ -572,8 +578,9 @@ def markdown_rows(part, item):
             if item.get(variant, {}).get("status") != "done")
         return what, f"{status}: {reasons}", "", "not measured"
     if part == "precision":
-        measured = (f"loss {item['loss']:.3g}, gradient norm {item['gradient_norm']:.3g}, "
-                    f"outputs {item['output_dtype']}")
+        loss, norm = (f"{v:.3g}" if isinstance(v, float) else v
+                      for v in (item["loss"], item["gradient_norm"]))
+        measured = f"loss {loss}, gradient norm {norm}, outputs {item['output_dtype']}"
         return what, measured, "finite", "finite" if item["finite"] else "**NOT FINITE**"
     if part == "chapter":
         measured = f"{item['examples_per_second']:,.0f} ex/s"
