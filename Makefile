@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-tensorflow test-jax
+.PHONY: demo test test-tensorflow test-jax gpu-check gpu-wheels
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,3 +26,21 @@ PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
 test: $(STAMP)
 	KERAS_BACKEND=tensorflow $(PYTEST)
 	KERAS_BACKEND=jax $(PYTEST)
+
+# The prepared GPU check (benchmarks/gpu_check.py; BENCHMARKS.md, "GPU check"): every backend
+# that imports with GPU_CHECK_PYTHON, one after the other, writing runs/gpu_check/. No set-up
+# step, so it also runs where there is no .venv (GPU_CHECK_PYTHON=python3 on the lent GPU
+# machine); GPU_CHECK_ARGS=--smoke is the CPU rehearsal CI runs.
+GPU_CHECK_PYTHON ?= $(BIN)/python
+gpu-check:
+	@for backend in tensorflow jax; do \
+		if KERAS_BACKEND=$$backend $(GPU_CHECK_PYTHON) -c "import keras" >/dev/null 2>&1; then \
+			KERAS_BACKEND=$$backend $(GPU_CHECK_PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS) || exit 1; \
+		else \
+			echo "gpu-check: KERAS_BACKEND=$$backend does not import with $(GPU_CHECK_PYTHON); skipped"; \
+		fi; \
+	done
+
+# The wheels the lent GPU machine lacks (keras, namex, optree for CPython 3.12) into .whl/.
+gpu-wheels: $(STAMP)
+	bash benchmarks/gpu_wheels.sh

@@ -128,13 +128,13 @@ FULL = Settings(
 )
 # The cheapest model of each part: BN-LeNet against itself with Keras's BatchNormalization
 # stands in for the twins and the narrow d2l DenseNet for DenseNet121/201, whose compilation
-# alone takes minutes on 2 cores; float32 and Keras's jit choice, as this CPU has no bf16
-# arithmetic and XLA:CPU compiles slowly.
+# alone takes minutes on 2 cores (batch 16: TensorFlow's CPU allocator counts only large
+# buffers); float32 and Keras's jit choice, as XLA:CPU compiles slowly.
 SMOKE = Settings(
     precision_models=("bn_lenet",), chapter_models=("bn_lenet",), chapter_tiny=True,
     chapter_batch=4, chapter_steps=2, twin_models=("bn_lenet",), twin_image_size=32,
     twin_max_batch=4, twin_rounds=2, twin_steps=1, memory_models=("densenet_d2l",),
-    memory_image_size=32, memory_width_ratio=1 / 8, memory_batch=2, memory_steps=1,
+    memory_image_size=32, memory_width_ratio=1 / 8, memory_batch=16, memory_steps=1,
     policy="float32", jit_compile="auto", budget_seconds=600.0,
 )
 
@@ -202,6 +202,12 @@ def compiled(model, learning_rate, jit_compile):
     return model
 
 
+def json_number(value):
+    """A finite float, or its name ("nan", "inf") where JSON has no number for it."""
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
+
+
 def to_float32(tensor):
     return keras.ops.convert_to_numpy(keras.ops.cast(tensor, "float32"))
 
@@ -264,9 +270,9 @@ def precision_item(name, policy):
     return dict(
         model=name, policy=policy, finite=finite,
         output_dtype=keras.backend.standardize_dtype(outputs.dtype),
-        loss=float(to_float32(loss)), missing_gradients=missing,
-        gradient_norm=float(math.sqrt(sum(float(np.sum(g.astype("float64") ** 2))
-                                          for g in gradients))),
+        loss=json_number(to_float32(loss)), missing_gradients=missing,
+        gradient_norm=json_number(math.sqrt(sum(float(np.sum(g.astype("float64") ** 2))
+                                                for g in gradients))),
         seconds=round(time.perf_counter() - start, 2),
     )
 
@@ -489,7 +495,9 @@ def memory_part(settings, deadline):
         item = dict(model=name, image_size=settings.memory_image_size,
                     batch_size=settings.memory_batch, **figures,
                     status="done" if done else "incomplete")
-        if done:
+        if done and not figures["plain"]["peak_mib"] > 0:
+            item.update(status="incomplete", reason="the allocator reported no peak")
+        elif done:
             plain, efficient = figures["plain"], figures["memory_efficient"]
             item["memory_ratio"] = round(efficient["peak_mib"] / plain["peak_mib"], 3)
             item["time_ratio"] = round(efficient["step_seconds"] / plain["step_seconds"], 3)
@@ -570,8 +578,9 @@ def markdown_rows(part, item):
             if item.get(variant, {}).get("status") != "done")
         return what, f"{status}: {reasons}", "", "not measured"
     if part == "precision":
-        measured = (f"loss {item['loss']:.3g}, gradient norm {item['gradient_norm']:.3g}, "
-                    f"outputs {item['output_dtype']}")
+        loss, norm = (f"{v:.3g}" if isinstance(v, float) else v
+                      for v in (item["loss"], item["gradient_norm"]))
+        measured = f"loss {loss}, gradient norm {norm}, outputs {item['output_dtype']}"
         return what, measured, "finite", "finite" if item["finite"] else "**NOT FINITE**"
     if part == "chapter":
         measured = f"{item['examples_per_second']:,.0f} ex/s"
@@ -605,7 +614,7 @@ def markdown(report):
     ]
     for part in (part for part in PARTS if part in report["parts"]):
         for item in report["parts"][part]["items"]:
-            cells = markdown_rows(part, item)
+            cells = (cell.replace("|", "/") for cell in markdown_rows(part, item))
             lines.append(f"| {part} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
