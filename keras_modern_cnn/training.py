@@ -26,6 +26,7 @@ from keras_modern_cnn.config import OPTIMIZER_CLASSES, OPTIMIZERS  # noqa: F401 
 from keras_modern_cnn.data import load_data, make_pipeline
 from keras_modern_cnn.registry import get_spec
 
+
 class NonFiniteLossError(ValueError):
     """Training produced a non-finite loss; nothing of that epoch was saved."""
 
