@@ -53,10 +53,15 @@ def atomic_write(path, write):
     path = os.fspath(path)
     root, extension = os.path.splitext(path)
     temporary = f"{root}.tmp{extension}"
-    write(temporary)
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        write(temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:  # a failed write leaves no half file (a kill leaves one, overwritten next time)
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
     _fsync_directory(os.path.dirname(path) or ".")
     return path
 

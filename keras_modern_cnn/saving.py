@@ -2,8 +2,9 @@
 
 import json
 import os
-import tempfile
 import zipfile
+
+from keras_modern_cnn import rundir
 
 TORCH_OPTIMIZER_MODULES = "keras.src.backend.torch.optimizers."
 
@@ -24,44 +25,27 @@ def make_backend_portable(archive_path):
                 and str(optimizer.get("module", "")).startswith(TORCH_OPTIMIZER_MODULES)):
             return archive_path
         optimizer["module"] = "keras.optimizers"
-        directory = os.path.dirname(os.path.abspath(archive_path))
-        descriptor, staged = tempfile.mkstemp(suffix=".keras.tmp", dir=directory)
-        os.close(descriptor)
-        try:
-            with zipfile.ZipFile(staged, "w", zipfile.ZIP_DEFLATED) as rewritten:
-                for item in archive.infolist():
-                    data = archive.read(item.filename)
-                    if item.filename == "config.json":
-                        data = json.dumps(config).encode()
-                    rewritten.writestr(item, data)
-            with open(staged, "rb") as stream:
-                os.fsync(stream.fileno())
-            os.replace(staged, archive_path)
-        except BaseException:
-            os.unlink(staged)
-            raise
+        entries = [(item, archive.read(item.filename)) for item in archive.infolist()]
+
+    def rewrite(temporary):
+        with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as rewritten:
+            for item, data in entries:
+                if item.filename == "config.json":
+                    data = json.dumps(config).encode()
+                rewritten.writestr(item, data)
+
+    rundir.atomic_write(archive_path, rewrite)
     return archive_path
 
 
 def save_model(model, path):
-    """`model.save(path)` made atomic and backend-portable.
+    """`model.save(path)` made atomic (`rundir.atomic_write`) and backend-portable.
 
-    The archive is written beside `path` under a temporary name, made portable
-    (`make_backend_portable`), flushed to disk and renamed into place, so a crash at any
-    instant leaves either the previous file or the complete new one.
+    A crash at any instant leaves either the previous file or the complete new one.
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, staged = tempfile.mkstemp(suffix=".keras", dir=directory)
-    os.close(descriptor)
-    try:
-        model.save(staged)
-        make_backend_portable(staged)
-        with open(staged, "rb") as stream:
-            os.fsync(stream.fileno())
-        os.replace(staged, path)
-    except BaseException:
-        if os.path.exists(staged):
-            os.unlink(staged)
-        raise
-    return path
+
+    def write(temporary):
+        model.save(temporary)
+        make_backend_portable(temporary)
+
+    return rundir.atomic_write(path, write)

@@ -21,7 +21,7 @@ import time
 
 import keras
 
-from keras_modern_cnn import rundir
+from keras_modern_cnn import losses, rundir, saving
 from keras_modern_cnn.config import OPTIMIZER_CLASSES, OPTIMIZERS  # noqa: F401  (tuning's home)
 from keras_modern_cnn.data import load_data, make_pipeline
 from keras_modern_cnn.registry import get_spec
@@ -120,7 +120,7 @@ def build_and_compile(config, data, plan=None):
             optimizer=make_optimizer(config.optimizer, config.learning_rate),
             # Averaged over the weighted examples: a padded data-parallel test batch's
             # zero-weight padding does not dilute its loss.
-            loss=keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
+            loss=losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
             weighted_metrics=_metrics(data),  # padded examples (weight 0) never count
             jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile],
         )
@@ -205,6 +205,7 @@ def load_model(path):
 
 def _save_model(model, path):
     model.save(path)
+    saving.make_backend_portable(path)
     rundir.block_point("final-save")
 
 
