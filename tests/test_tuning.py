@@ -200,7 +200,7 @@ def test_nan_loss_and_invalid_combinations_are_failed_trials_and_the_search_goes
     images, _, masks = shapes(64, size=24)
     # 24 is divisible by 2**2 but not by 2**4; a learning rate of 1e38 makes the loss infinite.
     hypermodel = HyperUNet(
-        input_shape=(24, 24, 1), classes=11, width_ratio=0.125, depth=[2, 4],
+        input_shape=(24, 24, 1), classes=11, width_ratio=0.125, depth=[2, 4], encoder="classic",
         optimizer="sgd", learning_rate=[1e-2, 1e38],
     )
     hp = keras_tuner.HyperParameters()
