@@ -6,6 +6,7 @@ interleaved in one process on the current backend, and prints throughput ratios
 (ours / keras; >= 1.00 means ours is at least as fast).
 
     KERAS_BACKEND=jax python benchmarks/batchnorm.py --rounds 6
+    KERAS_BACKEND=jax python benchmarks/batchnorm.py --dtype-policy mixed_bfloat16
 """
 
 import argparse
@@ -43,7 +44,14 @@ def main():
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--dtype-policy",
+        default="float32",
+        choices=["float32", "float16", "bfloat16", "mixed_float16", "mixed_bfloat16"],
+        help="Keras dtype policy both models are built under",
+    )
     args = parser.parse_args()
+    keras.config.set_dtype_policy(args.dtype_policy)
 
     rng = np.random.default_rng(0)
     images = rng.normal(size=(args.batch_size, 64, 64, 3)).astype("float32")
@@ -61,6 +69,7 @@ def main():
 
     report = {
         "backend": keras.config.backend(),
+        "dtype_policy": args.dtype_policy,
         **train_and_predict_ratios(
             models, images, labels, ours="keras_modern_cnn", reference="keras",
             rounds=args.rounds, steps=args.steps,

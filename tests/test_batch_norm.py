@@ -271,3 +271,71 @@ def test_invalid_arguments_are_rejected_with_a_clear_message(kwargs, message):
 def test_invalid_input_shapes_are_rejected_when_building(axis, shape, message):
     with pytest.raises(ValueError, match=message):
         BatchNorm(axis=axis).build(shape)
+
+
+def test_integer_inputs_are_normalised_as_floats_like_keras():
+    x = np.array([[1], [2], [3], [4]], "int32")
+    ours, theirs = BatchNorm(momentum=0.99, epsilon=1e-3), keras.layers.BatchNormalization()
+    for training in (True, False):
+        outputs = ours(x, training=training)
+        assert keras.backend.standardize_dtype(outputs.dtype) == "float32"
+        np.testing.assert_allclose(outputs, theirs(x, training=training), atol=1e-6)
+
+
+def test_an_empty_training_batch_leaves_the_moving_statistics_unchanged():
+    """Keras's layer turns its moving statistics into NaN here; ours keeps them."""
+    layer = BatchNorm()
+    x = np.zeros((0, 3), "float32")
+    assert tuple(layer(x, training=True).shape) == (0, 3)
+    np.testing.assert_array_equal(layer.moving_mean.numpy(), np.zeros(3))
+    np.testing.assert_array_equal(layer.moving_variance.numpy(), np.ones(3))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_inputs_behave_as_keras(bad):
+    x = np.array([[1.0, bad], [2.0, 1.0], [3.0, 2.0]], "float32")
+    ours, theirs = BatchNorm(momentum=0.99, epsilon=1e-3), keras.layers.BatchNormalization()
+    for training in (True, False):
+        np.testing.assert_allclose(ours(x, training=training), theirs(x, training=training), atol=1e-6)
+    for mine, reference in zip(ours.weights, theirs.weights):
+        np.testing.assert_allclose(mine.numpy()[0], reference.numpy()[0], rtol=1e-6)
+        # The poisoned channel: non-finite in both (Keras keeps +Inf as the mean of Inf data).
+        assert not np.isfinite(mine.numpy()[1]) or mine.name in ("gamma", "beta")
+        assert np.isfinite(mine.numpy()[1]) == np.isfinite(reference.numpy()[1])
+
+
+def test_configs_saved_before_renorm_masking_and_freezing_still_load():
+    old = {"axis": -1, "momentum": 0.9, "epsilon": 1e-5, "center": True, "scale": True,
+           "synchronized": False, "name": "bn", "trainable": True, "dtype": "float32"}
+    layer = BatchNorm.from_config(old)
+    assert (layer.renorm, layer.renorm_clipping, layer.frozen) == (False, None, False)
+    renorm = BatchNorm(renorm=True, renorm_clipping={"rmax": 3}, renorm_momentum=0.9, frozen=True)
+    config = renorm.get_config()
+    assert BatchNorm.from_config(config).get_config() == config
+    assert config["renorm_clipping"] == {"rmax": 3.0} and config["frozen"] is True
+
+
+def test_masked_positions_are_left_out_of_the_statistics():
+    x = np.array([[[1.0], [3.0], [100.0]]], "float32")
+    layer = BatchNorm(momentum=0.0)
+    layer(x, training=True, mask=np.array([[True, True, False]]))
+    np.testing.assert_allclose(layer.moving_mean.numpy(), [2.0])
+    np.testing.assert_allclose(layer.moving_variance.numpy(), [1.0], rtol=1e-5)
+    with pytest.raises(ValueError, match=r"one dimension less.*Received: mask.shape=\(1, 3, 1\)"):
+        layer(x, training=True, mask=np.ones((1, 3, 1), bool))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(renorm=1), "Received: renorm=1"),
+        (dict(renorm_momentum=1.5), "Received: renorm_momentum=1.5"),
+        (dict(renorm_clipping={"rmax": 2.0}), "only with `renorm=True`"),
+        (dict(renorm=True, renorm_clipping={"r": 1}), "invalid keys.*Received: renorm_clipping"),
+        (dict(renorm=True, renorm_clipping={"dmax": "x"}), r"Received: renorm_clipping\['dmax'\]='x'"),
+        (dict(frozen=None), "Received: frozen=None"),
+    ],
+)
+def test_invalid_renorm_and_frozen_arguments_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BatchNorm(**kwargs)

@@ -1,7 +1,19 @@
-"""Layers of keras_modern_cnn, registered for safe-mode serialization."""
+"""Layers of keras_modern_cnn, registered for safe-mode serialization, and BatchNorm tools."""
 
 from keras_modern_cnn.layers.batch_norm import BatchNorm
+from keras_modern_cnn.layers.drop_path import DropPath
+from keras_modern_cnn.layers.fine_tuning import (
+    batch_norm_layers,
+    freeze_batch_norm,
+    recalibrate_batch_norm,
+)
+from keras_modern_cnn.layers.recomputed import RecomputedConcatNormConv
 
-__all__ = ["BatchNorm"]
-from keras_modern_cnn.layers.drop_path import DropPath  # noqa: E402
-from keras_modern_cnn.layers.recomputed import RecomputedConcatNormConv  # noqa: E402
+__all__ = [
+    "BatchNorm",
+    "DropPath",
+    "RecomputedConcatNormConv",
+    "batch_norm_layers",
+    "freeze_batch_norm",
+    "recalibrate_batch_norm",
+]

@@ -76,8 +76,9 @@ class BatchNorm(keras.layers.Layer):
     Edge cases: a training call on an empty batch (a zero-sized static dimension) returns the
     empty output and leaves the moving statistics unchanged (Keras's layer turns them into NaN);
     rank-1 inputs are rejected when building. A NaN or Inf in a channel of a training batch makes
-    that channel's outputs and moving statistics NaN (Inf for the mean of +-Inf data), exactly as
-    Keras's layer does; in inference only the non-finite elements themselves are affected.
+    that channel's outputs NaN and its moving statistics non-finite, as Keras's layer does
+    (where Keras keeps an Inf moving mean, ours may hold NaN); in inference only the non-finite
+    elements themselves are affected.
 
     One `keras.ops` path on every backend: one pass over the data for the statistics (shifted
     so float32 stays accurate far from zero), then one multiply-add. A TensorFlow path through
