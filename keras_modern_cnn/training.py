@@ -22,7 +22,7 @@ import time
 import keras
 
 from keras_modern_cnn import losses, rundir, saving
-from keras_modern_cnn.config import OPTIMIZER_CLASSES, OPTIMIZERS  # noqa: F401  (tuning's home)
+from keras_modern_cnn.config import OPTIMIZER_CLASSES
 from keras_modern_cnn.data import load_data, make_pipeline
 from keras_modern_cnn.registry import get_spec
 

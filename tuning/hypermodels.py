@@ -37,7 +37,9 @@ from keras_modern_cnn.applications import (
     alexnet, densenet, googlenet, lenet, nin, resnet, unet, vgg,
 )
 from keras_modern_cnn.registry import get_spec
-from keras_modern_cnn.training import OPTIMIZERS, make_optimizer
+from keras_modern_cnn import losses
+from keras_modern_cnn.config import OPTIMIZERS
+from keras_modern_cnn.training import make_optimizer
 from keras_modern_cnn.validation import (
     POOLING_CHOICES,
     check_bool,
@@ -254,7 +256,7 @@ class HyperCNN(keras_tuner.HyperModel):
 
     def loss(self):
         return {
-            "int": keras.losses.SparseCategoricalCrossentropy,
+            "int": losses.SparseCategoricalCrossentropy,  # trains per-pixel softmax on torch too
             "categorical": keras.losses.CategoricalCrossentropy,
             "binary": keras.losses.BinaryCrossentropy,
         }[self.label_mode]()
