@@ -13,8 +13,8 @@ Not covered here: the other registered models and the memory-efficient DenseNet 
 `BatchNorm.normalize` inside `keras.remat`) under the four non-float32 policies. They use the
 same layer code through the same `make_batch_norm` helper and run under float32 in
 test_contract.py and test_densenet_memory_efficient.py; on JAX CPU one eager training call of
-the tiny memory-efficient DenseNet alone took 25 s per policy, and the registry
-(eleven architectures measured) at ~7 minutes per policy, beyond the CI budget.
+the tiny memory-efficient DenseNet alone took 25 s per policy, and eleven of the
+registry's architectures ~7 minutes for one policy, beyond the CI budget.
 """
 
 import keras
