@@ -28,6 +28,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_modern_cnn.utils.fold import fold_batch_norm as fold_model
 from keras_modern_cnn.validation import check_choice
 
 FORMATS = ("saved_model", "keras", "weights", "onnx", "litert", "openvino")
@@ -134,10 +135,8 @@ def _write(path, format, model, quantize, representative_data):
 
 def _inference_copy(model, fold, quantize):
     """The model to write: folded and/or Keras-quantized copies; `model` is never modified."""
-    from keras_modern_cnn.utils.fold import fold_batch_norm
-
     if fold:
-        model = fold_batch_norm(model)
+        model = fold_model(model)
     if quantize is None:
         return model
     if not fold:
