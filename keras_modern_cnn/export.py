@@ -1,40 +1,115 @@
-"""Export a model for serving or sharing: SavedModel, `.keras`, weights-only, ONNX.
+"""Export a model for serving or sharing, and load an exported artefact in its own runtime.
 
 A thin layer over Keras (`model.export`, `model.save`, `model.save_weights`) that adds what
-deployment needs: validated arguments, and writes that never destroy what is already on disk
-(the export goes to a temporary sibling first and replaces the target only once complete).
-SavedModel export works from TensorFlow and from JAX (Keras converts through jax2tf).
+deployment needs: validated arguments; BatchNorm folded into the layer before it for the
+inference formats (`keras_modern_cnn.utils.fold_batch_norm`); int8 post-training quantization;
+and writes that never destroy what is already on disk (the export goes to a temporary sibling
+first and replaces the target only once complete).
+
+| format | file | backends (Keras's exporter) | runtime of `load_served` |
+|---|---|---|---|
+| saved_model | directory | tensorflow, jax (jax2tf) | `tf.saved_model.load` |
+| onnx | `.onnx` | tensorflow (tf2onnx) | onnxruntime |
+| litert | `.tflite` | tensorflow (tf.lite converter) | `tf.lite.Interpreter` |
+| openvino | `.xml` + `.bin` | tensorflow | openvino |
+| keras | `.keras` | any | Keras |
+| weights | `.weights.h5` | any | Keras (`load_weights`) |
+
+The ONNX and OpenVINO exporters and runtimes are optional packages: `pip install
+"keras-modern-cnn[export]"`.
 """
 
 import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 
 import keras
+import numpy as np
 
-FORMATS = ("saved_model", "keras", "weights", "onnx")
+from keras_modern_cnn.saving import make_backend_portable
+from keras_modern_cnn.utils.fold import fold_batch_norm as fold_model
+from keras_modern_cnn.validation import check_choice
+
+FORMATS = ("saved_model", "keras", "weights", "onnx", "litert", "openvino")
+# Formats that only serve predictions: BatchNorm is folded by default.
+INFERENCE_FORMATS = ("saved_model", "onnx", "litert", "openvino")
+QUANTIZATIONS = (None, "int8")
+# int8 is Keras's weight quantization (`model.quantize`, Dense layers) for these formats, and
+# full-integer LiteRT (every op, with a representative dataset) for "litert".
+QUANTIZABLE_FORMATS = ("saved_model", "keras", "litert")
+_SUFFIXES = {"keras": ".keras", "weights": ".weights.h5", "onnx": ".onnx", "litert": ".tflite",
+             "openvino": ".xml"}
+# The backends each format exports from here, with the optional module Keras needs there.
+# Keras also lists ONNX (jax2onnx) and OpenVINO from JAX, but both fail on the zoo: jax2onnx 0.17
+# writes max pooling as a 4-D MaxPool that onnxruntime rejects, and OpenVINO cannot convert the
+# XlaCallModule op of the jax2tf graph Keras hands it. LiteRT is TensorFlow-only in Keras.
+_EXPORTERS = {
+    "saved_model": {"tensorflow": None, "jax": None},
+    "onnx": {"tensorflow": "tf2onnx"},
+    "litert": {"tensorflow": None},
+    "openvino": {"tensorflow": "openvino"},
+}
 
 
 def _check_target(path, format, overwrite):
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise ValueError(f"`path` must be a file or directory path. Received: path={path!r}")
     path = os.fspath(path)
-    if format == "keras" and not path.endswith(".keras"):
-        raise ValueError(f"A `.keras` export needs a path ending in '.keras'. Received: path={path!r}")
-    if format == "weights" and not path.endswith(".weights.h5"):
+    suffix = _SUFFIXES.get(format)
+    if suffix is not None and not path.endswith(suffix):
         raise ValueError(
-            f"A weights export needs a path ending in '.weights.h5'. Received: path={path!r}"
+            f"A {format} export needs a path ending in '{suffix}'. Received: path={path!r}"
         )
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(
-            f"{path!r} already exists; pass overwrite=True (`--overwrite`) to replace it. "
-            f"Received: path={path!r}"
-        )
+    for target in _written_paths(path, format):
+        if os.path.exists(target) and not overwrite:
+            raise FileExistsError(
+                f"{target!r} already exists; pass overwrite=True (`--overwrite`) to replace it. "
+                f"Received: path={path!r}"
+            )
     return path
 
 
-def _write(path, format, model):
+def _written_paths(path, format):
+    """Every path an export to `path` writes (OpenVINO writes its weights beside the `.xml`)."""
+    if format == "openvino":
+        return [path, path[: -len(".xml")] + ".bin"]
+    return [path]
+
+
+def _check_exporter(format):
+    backend = keras.backend.backend()
+    exporters = _EXPORTERS.get(format)
+    if exporters is None:
+        return
+    if backend not in exporters:
+        raise ValueError(
+            f"{format} export works from the {' or '.join(exporters)} backend only; the current "
+            f"backend is {backend!r} (set KERAS_BACKEND=tensorflow). Received: format={format!r}"
+        )
+    module = exporters[backend]
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise ValueError(
+            f"{format} export on the {backend} backend needs the optional package {module!r}: "
+            f"`pip install \"keras-modern-cnn[export]\"`. Received: format={format!r}"
+        )
+
+
+def _signature(model):
+    # An explicit signature: Keras otherwise refuses models that were never called.
+    return [keras.InputSpec(shape=tensor.shape, dtype=tensor.dtype) for tensor in model.inputs]
+
+
+def _representative_dataset(images):
+    """The LiteRT converter's calibration generator: one example at a time, float32."""
+    def generate():
+        for image in images:
+            yield [np.asarray(image, "float32")[None]]
+    return generate
+
+
+def _write(path, format, model, quantize, representative_data):
     if format == "saved_model":
         backend_options = {}
         if keras.backend.backend() == "jax":
@@ -44,52 +119,183 @@ def _write(path, format, model):
         model.export(path, format="tf_saved_model", verbose=False, **backend_options)
     elif format == "keras":
         model.save(path)
+        make_backend_portable(path)
     elif format == "weights":
         model.save_weights(path)
+    elif format == "litert" and quantize == "int8":
+        import tensorflow as tf
+
+        model.export(
+            path, format="litert", verbose=False, input_signature=_signature(model),
+            optimizations=[tf.lite.Optimize.DEFAULT],
+            representative_dataset=_representative_dataset(representative_data),
+            target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
+        )
     else:
-        # Keras exports ONNX through tf2onnx (TensorFlow) or jax2onnx (JAX), optional packages.
-        exporter = {"tensorflow": "tf2onnx", "jax": "jax2onnx"}.get(keras.backend.backend())
-        if exporter is None or importlib.util.find_spec(exporter) is None:
-            raise ValueError(
-                f"ONNX export is unavailable here: on the {keras.backend.backend()} backend Keras "
-                f"needs the optional package {exporter!r} (`pip install {exporter}`). Export a "
-                "SavedModel instead, or install it. Received: format='onnx'"
-            )
-        # An explicit signature: Keras otherwise refuses models that were never called.
-        signature = [keras.InputSpec(shape=tensor.shape, dtype=tensor.dtype) for tensor in model.inputs]
-        model.export(path, format="onnx", verbose=False, input_signature=signature)
+        model.export(path, format=format, verbose=False, input_signature=_signature(model))
 
 
-def export(model, path, format="saved_model", *, overwrite=False):
+def _inference_copy(model, fold, quantize):
+    """The model to write: folded and/or Keras-quantized copies; `model` is never modified."""
+    if fold:
+        model = fold_model(model)
+    if quantize is None:
+        return model
+    if not fold:
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        model = copy
+    with warnings.catch_warnings():
+        # Keras warns once per layer type it leaves in float (convolutions, BatchNorm, ...).
+        warnings.filterwarnings("ignore", message=".*does not have a `quantize` method")
+        model.quantize(quantize)
+    return model
+
+
+def export(model, path, format="saved_model", *, overwrite=False, fold_batch_norm=None,
+           quantize=None, representative_data=None):
     """Export `model` to `path` in `format`; returns the path written.
 
     Args:
         model: a built `keras.Model`.
-        path: target directory (SavedModel) or file (`.keras`, `.weights.h5`, `.onnx`).
+        path: target directory (SavedModel) or file (`.keras`, `.weights.h5`, `.onnx`,
+            `.tflite`, `.xml` — OpenVINO writes the `.bin` weights beside it).
         format: "saved_model" (endpoint `serve` and signature `serving_default`, input named
             after the model's input layer, e.g. "resnet50_input"; the batch dimension is
             dynamic, spatial dimensions are as the model was built: build with
             `input_shape=(None, None, C)` for size-agnostic serving where the architecture
-            allows it),
-            "keras", "weights" or "onnx" (when Keras's ONNX exporter is installed).
+            allows it), "keras", "weights", "onnx", "litert" (TensorFlow backend only) or
+            "openvino". See the module docstring for backends and runtimes.
         overwrite: replace an existing `path`; without it an existing path is an error.
+        fold_batch_norm: fold each BatchNorm that follows a convolution or dense layer into it
+            (`keras_modern_cnn.utils.fold_batch_norm`). Default (None): on for the inference
+            formats (saved_model, onnx, litert, openvino), off for keras and weights. A folded
+            `.keras` file is an inference model; weights cannot be folded (they would no longer
+            fit the architecture they are loaded into).
+        quantize: None or "int8". For "litert", full-integer quantization (int8 weights and
+            activations, float32 input and output) calibrated on `representative_data`; for
+            "saved_model" and "keras", Keras's int8 weight quantization of the Dense layers
+            (`keras.Model.quantize`, worthwhile for Dense-heavy models such as VGG and AlexNet).
+        representative_data: for `quantize="int8"` with "litert": a float32 array of model
+            inputs, shape (N, ...) (a few hundred training images), to calibrate activations.
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a keras.Model. Received: model={model!r}")
-    if format not in FORMATS:
-        raise ValueError(f"`format` must be one of {FORMATS}. Received: format={format!r}")
+    check_choice("format", format, FORMATS)
+    if fold_batch_norm is None:
+        fold_batch_norm = format in INFERENCE_FORMATS
+    elif not isinstance(fold_batch_norm, bool):
+        raise ValueError(
+            f"`fold_batch_norm` must be True, False or None. Received: fold_batch_norm={fold_batch_norm!r}"
+        )
+    if fold_batch_norm and format == "weights":
+        raise ValueError(
+            "A weights file cannot hold a folded model: it would no longer load into the "
+            "original architecture. Received: format='weights', fold_batch_norm=True"
+        )
+    check_choice("quantize", quantize, QUANTIZATIONS)
+    if quantize is not None and format not in QUANTIZABLE_FORMATS:
+        raise ValueError(
+            f"`quantize` applies to the {', '.join(QUANTIZABLE_FORMATS)} formats. "
+            f"Received: quantize={quantize!r}, format={format!r}"
+        )
+    full_integer = quantize is not None and format == "litert"
+    if full_integer:
+        if representative_data is None or np.ndim(representative_data) != len(model.inputs[0].shape):
+            raise ValueError(
+                "Full-integer LiteRT quantization needs `representative_data`: an array of model "
+                f"inputs of shape (N, {', '.join(map(str, model.inputs[0].shape[1:]))}). "
+                f"Received: representative_data with shape {np.shape(representative_data)}"
+            )
+    elif representative_data is not None:
+        raise ValueError(
+            "`representative_data` calibrates full-integer LiteRT quantization only; use it with "
+            f"format='litert', quantize='int8'. Received: format={format!r}, quantize={quantize!r}"
+        )
     path = _check_target(path, format, overwrite)
+    _check_exporter(format)
+    model = _inference_copy(model, fold_batch_norm, None if full_integer else quantize)
+
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     staging_dir = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
         staged = os.path.join(staging_dir, os.path.basename(path))
-        _write(staged, format, model)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
-        os.replace(staged, path)
+        _write(staged, format, model, quantize, representative_data)
+        for target in _written_paths(path, format):
+            staged = os.path.join(staging_dir, os.path.basename(target))
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            elif os.path.exists(target):
+                os.remove(target)
+            os.replace(staged, target)
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)
     return path
+
+
+def artefact_size(path):
+    """Bytes on disk of an exported artefact (a directory's files, OpenVINO's `.xml` + `.bin`)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return sum(
+            os.path.getsize(os.path.join(root, name))
+            for root, _, names in os.walk(path) for name in names
+        )
+    format = "openvino" if path.endswith(".xml") else None
+    return sum(os.path.getsize(p) for p in _written_paths(path, format))
+
+
+def load_served(path):
+    """A `predict(images) -> numpy array` serving the artefact at `path` in its own runtime.
+
+    The format follows from the path: a directory is a SavedModel (`tf.saved_model.load`),
+    `.onnx` runs in onnxruntime, `.tflite` in the LiteRT interpreter, `.xml` in OpenVINO.
+    Neither Keras nor this package is needed by the runtimes; this helper exists for tests,
+    benchmarks and `kmc export`'s accuracy report. The README shows each runtime's own snippet.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        import tensorflow as tf
+
+        served = tf.saved_model.load(path)
+        return lambda images: served.serve(tf.constant(images)).numpy()
+    if path.endswith(".onnx"):
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        (name,) = [tensor.name for tensor in session.get_inputs()]
+        return lambda images: session.run(None, {name: np.asarray(images, "float32")})[0]
+    if path.endswith(".tflite"):
+        return _litert_predict(path)
+    if path.endswith(".xml"):
+        import openvino
+
+        # f32: the CPU plugin otherwise runs bfloat16 where the processor has it (AMX).
+        compiled = openvino.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return lambda images: compiled(np.asarray(images, "float32"))[0]
+    raise ValueError(
+        "`path` must be a SavedModel directory or a '.onnx', '.tflite' or '.xml' file. "
+        f"Received: path={path!r}"
+    )
+
+
+def _litert_predict(path):
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=path)
+    (input_detail,) = interpreter.get_input_details()
+    output_index = interpreter.get_output_details()[0]["index"]
+    allocated = [None]
+
+    def predict(images):
+        images = np.asarray(images, "float32")
+        if allocated[0] != images.shape:
+            interpreter.resize_tensor_input(input_detail["index"], images.shape)
+            interpreter.allocate_tensors()
+            allocated[0] = images.shape
+        interpreter.set_tensor(input_detail["index"], images)
+        interpreter.invoke()
+        return interpreter.get_tensor(output_index).copy()
+
+    return predict

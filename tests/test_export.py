@@ -1,13 +1,15 @@
-"""Export and reload: `.keras` (safe mode), weights-only and SavedModel for every registered model.
+"""Export and reload: `.keras` (safe mode), weights-only and SavedModel for every registered model,
+and BatchNorm folding (`kmc.utils.fold_batch_norm`, on by default for SavedModel) for each.
 
 Every model gets a training-mode forward pass first, so BatchNorm moving statistics differ from
-their initial values and a statistic lost on the way would show in the predictions. SavedModels
-are loaded in a fresh Python process that imports TensorFlow only, as a serving user would.
+their initial values and a statistic lost on the way would show in the predictions; outputs are
+logits (no softmax to hide a difference). SavedModels are loaded in a fresh Python process that
+imports TensorFlow only, as a serving user would.
 """
 
-import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,7 +21,10 @@ from test_contract import GOLDEN
 
 import keras_modern_cnn as kmc
 from keras_modern_cnn.cli import main
+from keras_modern_cnn.export import load_served
 from keras_modern_cnn.layers import BatchNorm
+
+BATCH_NORMS = (BatchNorm, keras.layers.BatchNormalization)
 
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 
@@ -47,10 +52,10 @@ LOAD_SAVED_MODELS = textwrap.dedent(
 
 
 def tiny_model_with_moved_statistics(name, seed=0):
-    """The tiny configuration with 3 classes after one training-mode pass over a batch."""
+    """The tiny configuration with 3 classes (logits) after one training-mode pass over a batch."""
     keras.utils.set_random_seed(seed)
     kwargs = GOLDEN[name][2]
-    model = kmc.get_model(name, classes=3, **kwargs)
+    model = kmc.get_model(name, classes=3, classifier_activation=None, **kwargs)
     images = np.random.default_rng(seed).uniform(size=(4, *kwargs["input_shape"])).astype("float32")
     model(images, training=True)
     return model, images
@@ -71,8 +76,9 @@ def load_saved_models_in_fresh_process(requests, directory):
 
 @pytest.fixture(scope="module")
 def round_trips(tmp_path_factory):
-    """For every registered model: predictions before, after `.keras`, after weights-only, and
-    from a SavedModel exported from the *reloaded* `.keras` model (a known Keras failure case)."""
+    """For every registered model: predictions before, after `.keras`, after weights-only, after
+    folding BatchNorm, and from a (folded) SavedModel exported from the *reloaded* `.keras` model
+    (a known Keras failure case)."""
     directory = tmp_path_factory.mktemp("export")
     results, requests = {}, {}
     for name in sorted(GOLDEN):
@@ -80,7 +86,7 @@ def round_trips(tmp_path_factory):
         expected = np.asarray(model(images, training=False))
         moved = [
             float(np.abs(np.asarray(layer.moving_mean)).max())
-            for layer in model.layers if isinstance(layer, BatchNorm)
+            for layer in model.layers if isinstance(layer, BATCH_NORMS)
         ]
 
         keras_file = kmc.export(model, directory / f"{name}.keras", format="keras")
@@ -89,6 +95,7 @@ def round_trips(tmp_path_factory):
         weights_file = kmc.export(model, directory / f"{name}.weights.h5", format="weights")
         fresh, _ = tiny_model_with_moved_statistics(name, seed=1)
         fresh.load_weights(weights_file)
+        folded = kmc.utils.fold_batch_norm(model)
 
         saved_model = kmc.export(reloaded, directory / f"{name}_saved_model")
         np.save(directory / f"{name}_images.npy", images)
@@ -98,6 +105,8 @@ def round_trips(tmp_path_factory):
             moved=moved,
             keras=np.asarray(reloaded(images, training=False)),
             weights=np.asarray(fresh(images, training=False)),
+            folded=np.asarray(folded(images, training=False)),
+            batch_norms=(len(moved), sum(isinstance(layer, BATCH_NORMS) for layer in folded.layers)),
         )
     served = load_saved_models_in_fresh_process(requests, directory)
     for name in results:
@@ -116,6 +125,20 @@ def test_every_model_round_trips_three_ways_with_equal_predictions(round_trips, 
         np.testing.assert_allclose(result[way], result["expected"], **TOLERANCE, err_msg=way)
     # Serving signature: dynamic batch, the model's spatial size and channels.
     assert result["input_shape"].tolist() == [-1, *GOLDEN[name][2]["input_shape"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_every_model_folds_its_batch_norms_with_equal_predictions(round_trips, name):
+    result = round_trips[name]
+    np.testing.assert_allclose(
+        result["folded"], result["expected"],
+        rtol=1e-4, atol=1e-4 * np.abs(result["expected"]).max(),
+    )
+    before, after = result["batch_norms"]
+    # Every BatchNorm model has one right after a convolution (DenseNet's pre-activation
+    # ones, before a convolution, stay).
+    assert after < before if before else after == 0
 
 
 @pytest.mark.slow
@@ -155,6 +178,13 @@ def test_existing_targets_survive_without_overwrite_and_are_replaced_with_it(tmp
         (dict(format="tflite"), "Received: format='tflite'"),
         (dict(format="keras"), "ending in '.keras'"),
         (dict(format="weights"), r"ending in '\.weights\.h5'"),
+        (dict(format="litert"), r"ending in '\.tflite'"),
+        (dict(format="weights", fold_batch_norm=True), "cannot hold a folded model"),
+        (dict(fold_batch_norm="yes"), "Received: fold_batch_norm='yes'"),
+        (dict(quantize="int4"), "Received: quantize='int4'"),
+        (dict(format="onnx", quantize="int8"), "Received: quantize='int8', format='onnx'"),
+        (dict(format="litert", quantize="int8"), "needs `representative_data`"),
+        (dict(representative_data=np.zeros((2, 28, 28, 1))), "calibrates full-integer LiteRT"),
     ],
 )
 def test_bad_export_arguments_name_what_was_received(tmp_path, kwargs, message):
@@ -166,30 +196,59 @@ def test_bad_export_arguments_name_what_was_received(tmp_path, kwargs, message):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_onnx_export_works_or_says_what_is_missing(tmp_path):
-    model = kmc.get_model("bn_lenet", width_ratio=0.5)
-    target = tmp_path / "model.onnx"
-    exporter = "tf2onnx" if keras.backend.backend() == "tensorflow" else "jax2onnx"
-    if importlib.util.find_spec(exporter) is None:
-        with pytest.raises(ValueError, match="ONNX export is unavailable.*Received: format='onnx'"):
-            kmc.export(model, target, format="onnx")
-        assert not target.exists()
-    else:
-        kmc.export(model, target, format="onnx")
-        assert target.stat().st_size > 0
+# One tiny model per family for the runtime formats (the SavedModel round trip covers them all).
+FAMILY_MODELS = ("bn_lenet", "alexnet_bn", "vgg11_bn", "nin", "googlenet_bn", "resnet18",
+                 "densenet_d2l", "unet")
+RUNTIME_FORMATS = {"onnx": "model.onnx", "litert": "model.tflite", "openvino": "model.xml"}
+
+
+@pytest.fixture(scope="module")
+def served_formats(tmp_path_factory):
+    """{(name, format): (served outputs, Keras outputs)} with BatchNorm folded (the default)."""
+    directory = tmp_path_factory.mktemp("formats")
+    results = {}
+    for name in FAMILY_MODELS:
+        model, images = tiny_model_with_moved_statistics(name)
+        expected = np.asarray(model(images, training=False))
+        for format, file_name in RUNTIME_FORMATS.items():
+            path = kmc.export(model, directory / f"{name}_{file_name}", format=format)
+            results[name, format] = (load_served(path)(images), expected)
+    return results
 
 
 @pytest.mark.slow
-def test_a_kmc_train_model_exports_with_one_command(tmp_path, capsys):
-    run = tmp_path / "run"
-    assert main(["train", "bn_lenet", "--epochs", "1", "--width-ratio", "0.25",
-                 "--train-examples", "128", "--test-examples", "64", "--batch-size", "64",
+@pytest.mark.parametrize("format", sorted(RUNTIME_FORMATS))
+@pytest.mark.parametrize("name", FAMILY_MODELS)
+def test_each_runtime_serves_what_keras_predicts_or_the_backend_is_named(request, tmp_path, name, format):
+    if keras.backend.backend() != "tensorflow":
+        # These formats export from TensorFlow only: one line naming it, nothing written
+        # (refused before the model is looked at, so one cheap model stands for every family).
+        model = kmc.get_model("bn_lenet", width_ratio=0.5)
+        with pytest.raises(ValueError, match=f"from the tensorflow backend only.*Received: format='{format}'"):
+            kmc.export(model, tmp_path / RUNTIME_FORMATS[format], format=format)
+        assert list(tmp_path.iterdir()) == []
+        return
+    served, expected = request.getfixturevalue("served_formats")[name, format]
+    np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A BN-LeNet `kmc train` run on the embedded shapes (about 0.8 test accuracy)."""
+    run = tmp_path_factory.mktemp("run")
+    assert main(["train", "bn_lenet", "--epochs", "3", "--width-ratio", "0.5",
+                 "--train-examples", "2048", "--test-examples", "256", "--batch-size", "64",
                  "--quiet", "--output-dir", str(run)]) == 0
+    return run
+
+
+@pytest.mark.slow
+def test_a_kmc_train_model_exports_with_one_command(trained_run, tmp_path, capsys):
     served = tmp_path / "served"
-    assert main(["export", str(run / "model.keras"), "--output", str(served)]) == 0
+    assert main(["export", str(trained_run / "model.keras"), "--output", str(served)]) == 0
     assert f"exported saved_model: {served}" in capsys.readouterr().out
 
-    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    model = keras.saving.load_model(trained_run / "model.keras", safe_mode=True)
     images = np.random.default_rng(0).uniform(size=(3, 28, 28, 1)).astype("float32")
     np.save(tmp_path / "images.npy", images)
     outputs = load_saved_models_in_fresh_process({"trained": (served, tmp_path / "images.npy")}, tmp_path)
@@ -197,9 +256,42 @@ def test_a_kmc_train_model_exports_with_one_command(tmp_path, capsys):
 
     # Again without --overwrite: one clear line, exit 2, the export untouched.
     before = sorted(os.listdir(served))
-    assert main(["export", str(run / "model.keras"), "--output", str(served)]) == 2
+    assert main(["export", str(trained_run / "model.keras"), "--output", str(served)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert sorted(os.listdir(served)) == before
+    # A weights file cannot be folded: one line, exit 2.
+    assert main(["export", str(trained_run / "model.keras"), "--format", "weights",
+                 "--fold-batch-norm", "--output", str(tmp_path / "m.weights.h5")]) == 2
+    assert "cannot hold a folded model" in capsys.readouterr().err
+
+
+# Full-integer LiteRT (TensorFlow) or Keras's Dense int8 (both backends): the trained model's test
+# accuracy moves by at most this much (measured: +0.002 for LiteRT, 0 for Keras, 256 examples).
+INT8_ACCURACY_TOLERANCE = 0.03
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("format", ["litert", "keras"])
+def test_int8_export_reports_a_smaller_artefact_and_accuracy_within_tolerance(
+    trained_run, tmp_path, capsys, format
+):
+    if format == "litert" and keras.backend.backend() != "tensorflow":
+        format = "saved_model"  # LiteRT is TensorFlow-only; Keras's int8 on the JAX SavedModel
+    output = tmp_path / {"litert": "model.tflite", "keras": "model.keras"}.get(format, "served")
+    assert main(["export", str(trained_run / "model.keras"), "--format", format, "--quantize",
+                 "int8", "--calibration-examples", "64", "--test-examples", "256",
+                 "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    size = re.search(r"size: ([\d.]+) MB float32 -> ([\d.]+) MB int8", printed)
+    accuracy = re.search(r"test accuracy: ([\d.]+) float32 -> ([\d.]+) int8 \(256 examples\)", printed)
+    assert size and accuracy, printed
+    float_size, int8_size = map(float, size.groups())
+    float_accuracy, int8_accuracy = map(float, accuracy.groups())
+    # BN-LeNet's weights are mostly Dense (Keras's int8) and all int8 in full-integer LiteRT.
+    assert int8_size < float_size / (2.5 if format == "litert" else 1.5)
+    assert float_accuracy > 0.4  # the premise: a trained model, not chance (0.1)
+    assert abs(int8_accuracy - float_accuracy) <= INT8_ACCURACY_TOLERANCE
+    assert output.exists()
 
 
 def test_kmc_export_bad_input_gives_one_line_and_exit_2(capsys):
