@@ -178,7 +178,9 @@ def test_a_training_step_reaches_every_trainable_variable(name):
     The logits (no final activation) are read out linearly on a batch of zero-mean images, with
     ReLUs opened by `open_every_relu`, so a healthy network cannot fail. Conv biases that feed a
     BatchNorm (keras.applications' ResNet v1) have an exactly-zero gradient in exact arithmetic;
-    they count as reached through rounding, as in Keras's own model.
+    they count as reached through rounding, as in Keras's own model. Slow for the large DenseNets
+    on JAX (1-3 minutes: XLA compiles the whole backward graph), kept because a dead branch can
+    hide in any of their blocks.
     """
     model = kmc.get_model(name, classes=3, classifier_activation=None, **GOLDEN[name][2])
     open_every_relu(model)

@@ -78,7 +78,10 @@ def load_saved_models_in_fresh_process(requests, directory):
 def round_trips(tmp_path_factory):
     """For every registered model: predictions before, after `.keras`, after weights-only, after
     folding BatchNorm, and from a (folded) SavedModel exported from the *reloaded* `.keras` model
-    (a known Keras failure case)."""
+    (a known Keras failure case).
+
+    Slow (7-10 minutes, the suite's longest item): it is the only place every registered variant
+    is exported and served, once per module rather than once per test."""
     directory = tmp_path_factory.mktemp("export")
     results, requests = {}, {}
     for name in sorted(GOLDEN):
