@@ -130,10 +130,6 @@ _VARIANTS = register_variants(
     paper="Krizhevsky, Sutskever & Hinton, NeurIPS 2012; Ioffe & Szegedy, ICML 2015 "
     "(arXiv:1502.03167).",
     options=("dense_units", "dropout_rate", "width_ratio"),
-    options_doc="""\
-        dense_units: sizes of the hidden dense layers (default (4096, 4096)).
-        dropout_rate: dropout after each hidden dense layer (0.5; 0 disables it).
-        width_ratio: multiplies every convolution's channel count (default 1).""",
     min_input_size=lambda config: MIN_INPUT_SIZE,
     stages=lambda config: alexnet_stages(config.get("batch_norm", False)),
 )

@@ -261,12 +261,14 @@ _VARIANTS = register_variants(
     paper='Huang et al., "Densely Connected Convolutional Networks", CVPR 2017 '
     "(arXiv:1608.06993);\n    Dive into Deep Learning 8.7.",
     options=("width_ratio", "memory_efficient", "drop_path_rate"),
-    options_doc="""\
-        width_ratio: multiplies the stem channels and the growth rate (default 1).
-        memory_efficient: recompute each layer's concatenation, BN and ReLU in the backward
-            pass (Pleiss et al. 2017): same weights and function, linear training memory.
-        drop_path_rate: stochastic depth (Huang et al. 2016) on each layer's new features,
-            linear in depth up to this probability; 0 (default) adds no layer.""",
+    option_docs={
+        "width_ratio": "width_ratio: multiplies the stem channels and the growth rate (default 1).",
+        "memory_efficient": "memory_efficient: recompute each layer's concatenation, BN and ReLU in "
+        "the backward\n    pass (Pleiss et al. 2017): same weights and function, linear training "
+        "memory.",
+        "drop_path_rate": "drop_path_rate: stochastic depth (Huang et al. 2016) on each layer's new "
+        "features,\n    linear in depth up to this probability; 0 (default) adds no layer.",
+    },
     min_input_size=lambda config: MIN_INPUT_SIZE,
     stages=lambda config: densenet_stages(config["blocks"]),
     exact_stages=True,

@@ -187,8 +187,6 @@ _VARIANTS = register_variants(
     "average pooling and `predictions`; BatchNorm between every convolution and its ReLU.",
     paper='Szegedy et al., "Going Deeper with Convolutions", CVPR 2015 (arXiv:1409.4842).',
     options=("width_ratio",),
-    options_doc="""\
-        width_ratio: multiplies every convolution's channel count (default 1).""",
     min_input_size=lambda config: MIN_INPUT_SIZE,
     stages=lambda config: googlenet_stages(config.get("batch_norm", False)),
     exact_stages=True,

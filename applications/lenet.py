@@ -112,8 +112,6 @@ _VARIANTS = register_variants(
     paper="Dive into Deep Learning 8.5.4; LeCun et al. 1998; Ioffe & Szegedy, ICML 2015 "
     "(arXiv:1502.03167).",
     options=("width_ratio",),
-    options_doc="""\
-        width_ratio: multiplies every convolution's channel count (default 1).""",
     min_input_size=lambda config: MIN_INPUT_SIZE,
     # Stage outputs: each 2x2 pool (after unpadded 5x5 convolutions, so sides are smaller).
     stages=lambda config: tuple(

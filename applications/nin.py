@@ -109,7 +109,7 @@ NIN_CONFIGS = {"nin": Variant("NiN", "d2l 7.3 NiN (Lin et al. 2014)", {})}
 
 _VARIANTS = register_variants(
     NIN_CONFIGS, NiN, family="nin", summary="", paper="Lin, Chen & Yan, ICLR 2014.",
-    options=(), options_doc="", min_input_size=lambda config: MIN_INPUT_SIZE,
+    options=(), min_input_size=lambda config: MIN_INPUT_SIZE,
     # Stage outputs: each block's pool (stride 4 convolution, then 3x3/2 pools).
     stages=lambda config: tuple(
         (f"block{index}_pool", 4 * 2**index) for index in range(1, len(NIN_BLOCKS) + 1)

@@ -307,12 +307,12 @@ _VARIANTS = register_variants(
     "(arXiv:1512.03385);\n    He et al., \"Identity Mappings in Deep Residual Networks\", "
     "ECCV 2016 (arXiv:1603.05027).",
     options=("width_ratio", "drop_path_rate", "zero_init_last_bn"),
-    options_doc="""\
-        width_ratio: multiplies every convolution's channel count (default 1).
-        drop_path_rate: stochastic depth (Huang et al. 2016), linear in depth up to this
-            probability; 0 (default) adds no layer.
-        zero_init_last_bn: start every residual branch's last BN gamma at zero (Goyal et al.
-            2017); default False.""",
+    option_docs={
+        "drop_path_rate": "drop_path_rate: stochastic depth (Huang et al. 2016), linear in depth up "
+        "to this\n    probability; 0 (default) adds no layer.",
+        "zero_init_last_bn": "zero_init_last_bn: start every residual branch's last BN gamma at "
+        "zero (Goyal et al.\n    2017); default False.",
+    },
     min_input_size=lambda config: MIN_INPUT_SIZE,
     stages=lambda config: resnet_stages(config["stack_depths"], config["block_type"]),
     exact_stages=True,

@@ -223,7 +223,7 @@ UNET_CONFIGS = {
 
 _VARIANTS = register_variants(
     UNET_CONFIGS, UNet, family="unet", task="segmentation", summary="", paper="",
-    options=(), options_doc="", min_input_size=lambda config: 2**CLASSIC_DEPTH,
+    options=(), min_input_size=lambda config: 2**CLASSIC_DEPTH,
     stages=lambda config: (),
 )
 globals().update(_VARIANTS)

@@ -169,10 +169,6 @@ _VARIANTS = register_variants(
     paper='Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image '
     'Recognition",\n    ICLR 2015 (arXiv:1409.1556), Table 1.',
     options=("dense_units", "dropout_rate", "width_ratio"),
-    options_doc="""\
-        dense_units: sizes of the hidden dense layers (default (4096, 4096)).
-        dropout_rate: dropout after each hidden dense layer (0.5; 0 disables it).
-        width_ratio: multiplies every convolution's channel count (default 1).""",
     min_input_size=lambda config: min_input_size(config["arch"]),
     stages=lambda config: vgg_stages(config["arch"], config["batch_norm"]),
     exact_stages=True,

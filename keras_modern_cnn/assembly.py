@@ -78,6 +78,14 @@ _APPLICATION_PARAMETERS = (
 )
 
 
+# Docstring entries of the options several families share (Google style, one home).
+SHARED_OPTION_DOCS = {
+    "dense_units": "dense_units: sizes of the hidden dense layers (default (4096, 4096)).",
+    "dropout_rate": "dropout_rate: dropout after each hidden dense layer (0.5; 0 disables it).",
+    "width_ratio": "width_ratio: multiplies every convolution's channel count (default 1).",
+}
+
+
 def register_variants(
     configs,
     builder,
@@ -86,7 +94,7 @@ def register_variants(
     summary,
     paper,
     options,
-    options_doc,
+    option_docs=None,
     min_input_size,
     stages,
     exact_stages=False,
@@ -102,7 +110,8 @@ def register_variants(
         summary, paper: the docstring's description and reference lines.
         options: names of the generic builder's keyword arguments a variant also accepts
             (e.g. "width_ratio"); their defaults are the generic builder's.
-        options_doc: the docstring lines of `options` (Google style, 8-space indent).
+        option_docs: `{option: docstring entry}` for the options `SHARED_OPTION_DOCS` does not
+            document, or documents otherwise for this family (continuation lines indented by 4).
         min_input_size: `callable(config)` giving the smallest input side of a row.
         stages: `callable(config)` giving the row's stage outputs, ((layer name, reduction), ...)
             from input to output (see `keras_modern_cnn.features`).
@@ -110,6 +119,8 @@ def register_variants(
             divisible by the largest reduction (what a U-Net decoder needs).
     """
     signature = inspect.signature(builder)
+    option_docs = {**SHARED_OPTION_DOCS, **(option_docs or {})}
+    options_doc = "\n".join(option_docs[option] for option in options)
     variants = {}
     for registry_name, row in configs.items():
         size = min_input_size(row.config)
