@@ -9,11 +9,10 @@ a changed architecture fails there until the cards are regenerated.
 """
 
 import json
-import os
-import tempfile
 
 import keras
 
+from keras_modern_cnn import rundir
 from keras_modern_cnn.features import channels_of
 
 
@@ -41,12 +40,7 @@ def write_cards(path):
         spec = kmc.get_spec(name)
         cards[name] = card(spec, spec.builder())
         keras.backend.clear_session()
-    directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as file:
-        json.dump(cards, file, indent=1, sort_keys=True)
-        file.write("\n")
-    os.chmod(file.name, 0o644)  # a package data file, readable by all (not mkstemp's 0600)
-    os.replace(file.name, path)
+    rundir.write_text(path, json.dumps(cards, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
