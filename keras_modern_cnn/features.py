@@ -14,6 +14,7 @@ import collections
 
 import keras
 
+from keras_modern_cnn.blocks import channel_axis
 from keras_modern_cnn.validation import check_out_indices
 
 FeatureInfo = collections.namedtuple("FeatureInfo", ["name", "channels", "reduction"])
@@ -22,7 +23,7 @@ FeatureInfo.__doc__ = "One stage output: its layer name, channel count and reduc
 
 def channels_of(tensor):
     """The channel count of an image tensor under the current `image_data_format`."""
-    return tensor.shape[1] if keras.config.image_data_format() == "channels_first" else tensor.shape[-1]
+    return tensor.shape[channel_axis()]
 
 
 def feature_model(model, stages, out_indices=None):

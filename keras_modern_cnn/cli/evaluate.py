@@ -53,12 +53,10 @@ def load_trained(path):
 
 def model_image_shape(model):
     """(size, channels) of a channels-last or channels-first square image model."""
-    import keras
+    from keras_modern_cnn.validation import spatial_and_channels
 
-    shape = model.input_shape[1:]
-    if keras.config.image_data_format() == "channels_first":
-        return shape[1], shape[0]
-    return shape[0], shape[2]
+    spatial, channels = spatial_and_channels(model.input_shape[1:])
+    return spatial[0], channels
 
 
 def run_evaluate(args):
