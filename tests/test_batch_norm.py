@@ -339,3 +339,34 @@ def test_masked_positions_are_left_out_of_the_statistics():
 def test_invalid_renorm_and_frozen_arguments_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BatchNorm(**kwargs)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch", reason="PyTorch's own kernels serve the torch backend only"
+)
+@pytest.mark.parametrize("shape, axis", CASES)
+def test_torch_kernels_equal_the_portable_path(shape, axis, monkeypatch):
+    """Outputs, gradients and moving statistics of the fast path equal the portable reference."""
+    import torch
+
+    from keras_modern_cnn.layers import batch_norm
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, size=shape).astype("float32")
+    upstream = torch.tensor(rng.normal(size=shape).astype("float32"))
+    results = {}
+    for use_torch_kernels in (True, False):
+        monkeypatch.setattr(batch_norm, "USE_TORCH_KERNELS", use_torch_kernels)
+        keras.utils.set_random_seed(0)
+        layer = BatchNorm(
+            axis=axis, epsilon=0.1, gamma_initializer="random_normal", beta_initializer="random_normal"
+        )
+        inputs = torch.tensor(x, requires_grad=True)
+        (layer(inputs, training=True) * upstream).sum().backward()
+        results[use_torch_kernels] = [
+            layer(inputs, training=True), layer(inputs, training=False), inputs.grad,
+            layer.gamma.value.grad, layer.beta.value.grad, layer.moving_mean, layer.moving_variance,
+        ]
+    for fast, portable in zip(results[True], results[False]):
+        portable = np.asarray(portable)
+        np.testing.assert_allclose(fast, portable, rtol=1e-5, atol=1e-5 * np.abs(portable).max())

@@ -14,6 +14,9 @@ from keras import constraints, initializers, ops, regularizers
 from keras_modern_cnn.validation import check_bool, check_number
 
 RENORM_CLIPPING_KEYS = ("rmax", "rmin", "dmax")
+# On the torch backend, normalise with PyTorch's own kernels where they compute what the
+# portable path does (`keras_modern_cnn.layers.torch_batch_norm`); False forces the portable path.
+USE_TORCH_KERNELS = True
 
 
 def _check_renorm_clipping(renorm_clipping, renorm):
@@ -295,8 +298,16 @@ class BatchNorm(keras.layers.Layer):
                 f"Received: mask.shape={tuple(mask.shape)}, inputs.shape={tuple(inputs.shape)}"
             )
         dtype = _statistics_dtype(inputs.dtype)
-        x = _as(inputs, dtype)
         with_batch_statistics = self._takes_batch_statistics(inputs, training)
+        if self._torch_kernels_apply(inputs, mask):
+            from keras_modern_cnn.layers import torch_batch_norm
+
+            return torch_batch_norm.normalize(
+                inputs, self.axis, self.epsilon,
+                *(None if w is None else w.value for w in (self.gamma, self.beta)),
+                self.moving_mean.value, self.moving_variance.value, with_batch_statistics,
+            )
+        x = _as(inputs, dtype)
         if with_batch_statistics:
             mean, variance = self._moments(x, mask)
         else:
@@ -318,6 +329,17 @@ class BatchNorm(keras.layers.Layer):
             offset, broadcast_shape
         )
         return _as(outputs, self.compute_dtype), mean, variance
+
+    def _torch_kernels_apply(self, inputs, mask):
+        return (
+            USE_TORCH_KERNELS
+            and keras.backend.backend() == "torch"
+            and mask is None
+            and not self.renorm
+            and self._statistics_sink is None
+            and keras.backend.standardize_dtype(inputs.dtype) == "float32"
+            and self.compute_dtype == "float32"
+        )
 
     def update_moving_statistics(self, mean, variance):
         """`moving = momentum * moving + (1 - momentum) * batch` for the mean and the variance.

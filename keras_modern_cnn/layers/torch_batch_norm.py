@@ -1,0 +1,34 @@
+"""PyTorch's own batch-norm kernels behind `BatchNorm.normalize` on the torch backend.
+
+Keras runs PyTorch eagerly, one kernel and one autograd node per operation. The portable
+path (`BatchNorm._moments` and one multiply-add, written with `keras.ops`) is about a dozen of
+each per call and trained at 0.54x `keras.layers.BatchNormalization` on torch;
+`torch.ops.aten.native_batch_norm` takes the batch statistics and normalises in one kernel
+with a fused backward, and `torch.nn.functional.batch_norm` normalises with the moving
+statistics in one. `BatchNorm` uses them only where their arithmetic is the portable path's
+(float32, no mask, no renorm, no recalibration); the portable path stays the reference and
+the tests hold the two equal (`tests/test_batch_norm.py`).
+"""
+
+import torch
+
+
+def normalize(inputs, axis, epsilon, gamma, beta, moving_mean, moving_variance, batch_statistics):
+    """`(outputs, mean, variance)` as `BatchNorm.normalize`; tensors are torch tensors, `gamma`
+    and `beta` may be None. The statistics returned carry no gradient (they only feed the
+    moving-average update)."""
+    # PyTorch's kernels want channels on axis 1; for channels-last inputs the moved view is
+    # PyTorch's channels_last memory format, which the kernels read without a copy.
+    x = inputs if axis == 1 else inputs.movedim(axis, 1)
+    if batch_statistics:
+        outputs, mean, inverse_stddev = torch.ops.aten.native_batch_norm(
+            x, gamma, beta, None, None, True, 0.0, epsilon
+        )
+        mean = mean.detach()
+        variance = torch.clamp(inverse_stddev.detach() ** -2 - epsilon, min=0.0)
+    else:
+        mean, variance = moving_mean, moving_variance
+        outputs = torch.nn.functional.batch_norm(
+            x, mean, variance, gamma, beta, training=False, momentum=0.0, eps=epsilon
+        )
+    return (outputs if axis == 1 else outputs.movedim(1, axis)), mean, variance
