@@ -43,7 +43,11 @@ def distribution_scope(name):
     backend = keras.config.backend()
     if backend != BACKEND_OF[name]:
         usable = [repr(other) for other, needs in BACKEND_OF.items() if needs == backend]
-        hint = f" On {backend!r}, use {' or '.join(usable)}." if usable else ""
+        hint = (
+            f" On {backend!r}, use {' or '.join(usable)}." if usable else
+            f" Keras {keras.version()} offers no data-parallel training on {backend!r} "
+            "(keras.distribution runs on JAX, tf.distribute on TensorFlow)."
+        )
         raise ValueError(
             f"`strategy` {name!r} runs on the {BACKEND_OF[name]!r} backend; the current "
             f"backend is {backend!r} (set KERAS_BACKEND).{hint} Received: strategy={name!r}"

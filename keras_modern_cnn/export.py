@@ -6,14 +6,20 @@ inference formats (`keras_modern_cnn.utils.fold_batch_norm`); int8 post-training
 and writes that never destroy what is already on disk (the export goes to a temporary sibling
 first and replaces the target only once complete).
 
-| format | file | backends (Keras's exporter) | runtime of `load_served` |
+| format | file | exported natively from (Keras's exporter) | runtime of `load_served` |
 |---|---|---|---|
 | saved_model | directory | tensorflow, jax (jax2tf) | `tf.saved_model.load` |
-| onnx | `.onnx` | tensorflow (tf2onnx) | onnxruntime |
+| onnx | `.onnx` | tensorflow (tf2onnx), torch (torch.onnx) | onnxruntime |
 | litert | `.tflite` | tensorflow (tf.lite converter) | `tf.lite.Interpreter` |
 | openvino | `.xml` + `.bin` | tensorflow | openvino |
 | keras | `.keras` | any | Keras |
 | weights | `.weights.h5` | any | Keras (`load_weights`) |
+
+Every format exports from every backend: where Keras has no exporter for the current backend,
+the model (already folded or quantized) is written as a `.keras` file, which loads on every
+backend (`keras_modern_cnn.saving`), and exported by TensorFlow in a subprocess (TensorFlow is
+a dependency of the package; a subprocess, because TensorFlow and the current backend do not
+share a process safely). The artefact is the one the TensorFlow backend would write.
 
 The ONNX and OpenVINO exporters and runtimes are optional packages: `pip install
 "keras-modern-cnn[export]"`.
@@ -22,6 +28,8 @@ The ONNX and OpenVINO exporters and runtimes are optional packages: `pip install
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import warnings
 
@@ -41,16 +49,28 @@ QUANTIZATIONS = (None, "int8")
 QUANTIZABLE_FORMATS = ("saved_model", "keras", "litert")
 _SUFFIXES = {"keras": ".keras", "weights": ".weights.h5", "onnx": ".onnx", "litert": ".tflite",
              "openvino": ".xml"}
-# The backends each format exports from here, with the optional module Keras needs there.
-# Keras also lists ONNX (jax2onnx) and OpenVINO from JAX, but both fail on the zoo: jax2onnx 0.17
-# writes max pooling as a 4-D MaxPool that onnxruntime rejects, and OpenVINO cannot convert the
-# XlaCallModule op of the jax2tf graph Keras hands it. LiteRT is TensorFlow-only in Keras.
-_EXPORTERS = {
+# The backends Keras exports each format from natively, with the optional module it needs
+# there. Keras also lists ONNX (jax2onnx) and OpenVINO from JAX, but both fail on the zoo:
+# jax2onnx 0.17 writes max pooling as a 4-D MaxPool that onnxruntime rejects, and OpenVINO
+# cannot convert the XlaCallModule op of the jax2tf graph Keras hands it; those formats go
+# through TensorFlow instead. SavedModel from torch would need torch_xla.
+_NATIVE_EXPORTERS = {
     "saved_model": {"tensorflow": None, "jax": None},
-    "onnx": {"tensorflow": "tf2onnx"},
+    "onnx": {"tensorflow": "tf2onnx", "torch": None},
     "litert": {"tensorflow": None},
     "openvino": {"tensorflow": "openvino"},
 }
+# Run by `_export_through_tensorflow`: load the `.keras` file and export it on TensorFlow.
+_TENSORFLOW_EXPORT_SCRIPT = """
+import sys
+import keras, numpy as np
+import keras_modern_cnn
+from keras_modern_cnn.export import _write
+model_file, path, format, quantize, representative = sys.argv[1:]
+model = keras.saving.load_model(model_file, compile=False, safe_mode=True)
+representative = np.load(representative) if representative else None
+_write(path, format, model, quantize or None, representative)
+"""
 
 
 def _check_target(path, format, overwrite):
@@ -78,21 +98,49 @@ def _written_paths(path, format):
     return [path]
 
 
+def exports_natively(format):
+    """Whether Keras exports `format` from the current backend; otherwise `export` goes through
+    TensorFlow in a subprocess (see the module docstring)."""
+    exporters = _NATIVE_EXPORTERS.get(format)
+    return exporters is None or keras.backend.backend() in exporters
+
+
 def _check_exporter(format):
-    backend = keras.backend.backend()
-    exporters = _EXPORTERS.get(format)
+    """Fail up front, naming the package, when the exporter `format` needs is not installed."""
+    exporters = _NATIVE_EXPORTERS.get(format)
     if exporters is None:
         return
-    if backend not in exporters:
-        raise ValueError(
-            f"{format} export works from the {' or '.join(exporters)} backend only; the current "
-            f"backend is {backend!r} (set KERAS_BACKEND=tensorflow). Received: format={format!r}"
-        )
+    backend = keras.backend.backend() if exports_natively(format) else "tensorflow"
     module = exporters[backend]
     if module is not None and importlib.util.find_spec(module) is None:
         raise ValueError(
             f"{format} export on the {backend} backend needs the optional package {module!r}: "
             f"`pip install \"keras-modern-cnn[export]\"`. Received: format={format!r}"
+        )
+
+
+def _export_through_tensorflow(path, format, model, quantize, representative_data):
+    """`_write` on the TensorFlow backend, in a subprocess, from a `.keras` copy of `model`."""
+    from keras_modern_cnn.saving import save_model
+
+    with tempfile.TemporaryDirectory(prefix=".export-tf-", dir=os.path.dirname(path)) as scratch:
+        model_file = save_model(model, os.path.join(scratch, "model.keras"))
+        representative = ""
+        if representative_data is not None:
+            representative = os.path.join(scratch, "representative.npy")
+            np.save(representative, np.asarray(representative_data, "float32"))
+        environment = dict(os.environ, KERAS_BACKEND="tensorflow")
+        environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        result = subprocess.run(
+            [sys.executable, "-c", _TENSORFLOW_EXPORT_SCRIPT, model_file, path, format,
+             quantize or "", representative],
+            capture_output=True, text=True, env=environment,
+        )
+    if result.returncode != 0:
+        last_line = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ChildProcessError(
+            f"{format} export through TensorFlow (from the {keras.backend.backend()} backend) "
+            f"failed: {last_line}"
         )
 
 
@@ -110,7 +158,9 @@ def _representative_dataset(images):
 
 
 def _write(path, format, model, quantize, representative_data):
-    if format == "saved_model":
+    if not exports_natively(format):
+        _export_through_tensorflow(path, format, model, quantize, representative_data)
+    elif format == "saved_model":
         backend_options = {}
         if keras.backend.backend() == "jax":
             # Serving needs no gradients; tracing them through jax2tf fails for dynamic
@@ -132,7 +182,10 @@ def _write(path, format, model, quantize, representative_data):
             target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
         )
     else:
-        model.export(path, format=format, verbose=False, input_signature=_signature(model))
+        with warnings.catch_warnings():
+            # torch.onnx's tracer warns about every Python-level shape computation in Keras.
+            warnings.simplefilter("ignore")
+            model.export(path, format=format, verbose=False, input_signature=_signature(model))
 
 
 def _inference_copy(model, fold, quantize):
@@ -164,7 +217,7 @@ def export(model, path, format="saved_model", *, overwrite=False, fold_batch_nor
             after the model's input layer, e.g. "resnet50_input"; the batch dimension is
             dynamic, spatial dimensions are as the model was built: build with
             `input_shape=(None, None, C)` for size-agnostic serving where the architecture
-            allows it), "keras", "weights", "onnx", "litert" (TensorFlow backend only) or
+            allows it), "keras", "weights", "onnx", "litert" or
             "openvino". See the module docstring for backends and runtimes.
         overwrite: replace an existing `path`; without it an existing path is an error.
         fold_batch_norm: fold each BatchNorm that follows a convolution or dense layer into it

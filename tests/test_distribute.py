@@ -195,9 +195,16 @@ def test_jax_data_parallel_over_two_host_devices_matches_single_device_training(
 
 def test_strategy_and_tf_config_are_validated(monkeypatch):
     backend = keras.backend.backend()
-    wrong = ["mirrored", "multi-worker"] if backend == "jax" else ["data-parallel"]
+    wrong = {"jax": ["mirrored", "multi-worker"], "tensorflow": ["data-parallel"]}.get(
+        backend, ["mirrored", "multi-worker", "data-parallel"]
+    )
+    # Each names what works here, or (torch) says Keras offers nothing there.
+    hint = "On 'jax', use 'data-parallel'" if backend == "jax" else (
+        "On 'tensorflow', use 'mirrored' or 'multi-worker'" if backend == "tensorflow" else
+        "offers no data-parallel training on 'torch'"
+    )
     for name in wrong:
-        message = f"current backend is '{backend}'.*Received: strategy='{name}'"
+        message = f"current backend is '{backend}'.*{hint}.*Received: strategy='{name}'"
         with pytest.raises(ValueError, match=message):
             with distribution_scope(name):
                 pass
