@@ -13,8 +13,7 @@ import math
 import numbers
 import os
 
-from keras_modern_cnn.data.pipeline import NORMALIZATIONS
-from keras_modern_cnn.distribute import DISTRIBUTIONS
+from keras_modern_cnn.choices import DISTRIBUTIONS, NORMALIZATIONS
 from keras_modern_cnn.recipes import get_recipe
 from keras_modern_cnn.registry import get_spec
 from keras_modern_cnn.validation import (

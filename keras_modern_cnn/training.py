@@ -21,6 +21,7 @@ import time
 
 import keras
 
+import keras_modern_cnn
 from keras_modern_cnn import losses, rundir, saving
 from keras_modern_cnn.config import OPTIMIZER_CLASSES
 from keras_modern_cnn.data import load_data, make_pipeline
@@ -190,7 +191,7 @@ def report(config, data, model, results, timer, wall_time, plan):
 
 def load_model(path):
     """A `.keras` model written by `kmc`, or a one-line error naming the file."""
-    import keras_modern_cnn  # noqa: F401  (registers the custom layers for safe loading)
+    keras_modern_cnn._load()  # registers the custom layers for safe loading
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such model file. Received: model_file={str(path)!r}")
