@@ -34,6 +34,13 @@ FAMILY_DEFAULTS = {
     "densenet": ("sgd", 0.1),
     "unet": ("adam", 1e-3),
 }
+# A family registered outside the zoo: Adam at Keras's default rate, safe for most models.
+OTHER_FAMILY_DEFAULTS = ("adam", 1e-3)
+
+
+def family_defaults(family):
+    """(optimizer, learning rate) a model of `family` trains with unless told otherwise."""
+    return FAMILY_DEFAULTS.get(family, OTHER_FAMILY_DEFAULTS)
 
 
 def get_recipe(recipe, model_name):

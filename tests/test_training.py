@@ -76,6 +76,14 @@ def test_config_resolves_defaults_then_recipe_then_flags_and_validates_once():
     assert resolve_config("vgg11", recipe="d2l").width_ratio == 0.25
     assert resolve_config("bn_lenet", recipe="d2l", epochs=2, dataset="shapes").epochs == 2
     assert resolve_config("bn_lenet", optimizer="adam").learning_rate == 1e-3
+    # Each family's default is its d2l recipe's (plain SGD at the book's rate); U-Net: Adam.
+    for name, recipe_model in [("resnet50", "resnet18"), ("densenet121", "densenet_d2l"),
+                               ("alexnet_bn", "alexnet"), ("vgg16", "vgg11")]:
+        config = resolve_config(name)
+        assert (config.optimizer, config.learning_rate) == (
+            "sgd", resolve_config(recipe_model, recipe="d2l").learning_rate)
+    assert (resolve_config("unet").optimizer, resolve_config("unet").learning_rate) == ("adam", 1e-3)
+    assert resolve_config("unet", optimizer="sgd").learning_rate == 1e-2  # Keras's SGD default
     assert resolve_config("GoogLeNet").image_size == 224  # the model's own input size
     with pytest.raises(ValueError, match="Received: model='vgg16'"):
         resolve_config("vgg16", recipe="d2l")
