@@ -9,6 +9,7 @@ Loading registers the custom layers: `keras.saving.load_model` then reloads ever
 """
 
 import importlib
+import importlib.util
 import sys
 
 from keras_modern_cnn.version import __version__
@@ -22,6 +23,8 @@ def _load():
 
 
 def __getattr__(name):
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")  # a sub-module: only that
     api = _load()
     if name not in api.__all__:
         raise AttributeError(f"module 'keras_modern_cnn' has no attribute {name!r}")

@@ -58,6 +58,9 @@ def train(config, *, overwrite=False, resume=False, verbose="auto", log=print):
             f"{data.num_classes} classes ({names})")
         if data.skipped_files:
             log(f"skipped {data.skipped_files} unreadable image file(s)")
+        notice = resize_notice(config, data)
+        if notice:
+            log(notice)
         pipelines = make_pipelines(config, data)
         model = build_and_compile(config, data, plan)
         # Every check has passed: only now is the run directory touched.
@@ -80,6 +83,19 @@ def prepare_data(config):
         train_examples=config.train_examples, test_examples=config.test_examples,
         seed=config.seed, skip_unreadable=config.skip_unreadable,
     )
+
+
+def resize_notice(config, data):
+    """One line when the images are scaled by more than 2x to the model's input, else None."""
+    height, width = data.train.element_spec[0].shape[:2]
+    if height is None or width is None:  # sizes vary: each image is resized its own way
+        return None
+    factor = config.image_size / min(height, width)
+    if 0.5 <= factor <= 2:
+        return None
+    return (f"note: {height}x{width} images are resized {factor:.3g}x to "
+            f"{config.image_size}x{config.image_size} for {config.model}; "
+            f"--image-size sets the input side")
 
 
 def data_info(data, config):
