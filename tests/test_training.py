@@ -1,6 +1,7 @@
 """`kmc train` / `compare` / `evaluate` / `predict`: outputs, recipes, the run directory's rules,
 kills at named moments, non-finite losses."""
 
+import csv
 import json
 import os
 import signal
@@ -25,7 +26,8 @@ def test_train_writes_history_curves_logs_metrics_and_a_reloadable_model(tmp_pat
     out = tmp_path / "run"
     assert main(["train", "bn_lenet", "--epochs", "2", "--width-ratio", "0.5",
                  "--output-dir", str(out), *TINY]) == 0
-    assert "test accuracy:" in capsys.readouterr().out
+    # --quiet: the final summary only, no data line, no progress.
+    assert capsys.readouterr().out.splitlines()[0].startswith("test accuracy: ")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["dataset"] == "shapes"
     assert metrics["examples_per_second"] > 0 and metrics["parameters"] > 0
@@ -94,17 +96,27 @@ def test_config_resolves_defaults_then_recipe_then_flags_and_validates_once():
             resolve_config("bn_lenet", **{setting: value})
 
 
-def test_compare_writes_results_table_and_combined_curves_under_mixed_precision(tmp_path):
+def test_compare_writes_results_and_pictures_under_mixed_precision(tmp_path, capsys):
     out = tmp_path / "compare"
     assert main(["compare", "bn_lenet", "nin", "--epochs", "1", "--image-size", "68",
-                 "--width-ratio", "0.125", "--lr", "0.1", "--mixed-precision", "--batch-size", "32",
-                 "--train-examples", "64", "--test-examples", "32", "--quiet",
+                 "--width-ratio", "0.125", "--learning-rate", "0.1", "--mixed-precision",
+                 "--batch-size", "32", "--train-examples", "64", "--test-examples", "32",
                  "--output-dir", str(out)]) == 0
+    # Output is not a terminal: one progress line per epoch, no carriage-return frames; the
+    # 28px shapes are upsampled 2.4x, which a notice names.
+    printed = capsys.readouterr().out
+    assert "\r" not in printed and printed.count(" - val_accuracy: ") == 2
+    assert printed.count("note: 28x28 images are resized 2.43x to 68x68") == 2
     table = (out / "results.md").read_text().splitlines()
     assert table[0] == "| model | params | test accuracy | examples/sec | epochs |"
     assert [line.split("|")[1].strip() for line in table[2:]] == ["`bn_lenet`", "`nin`"]
     assert all(line.split("|")[5].strip() == "1" for line in table[2:])
-    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    with open(out / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["model"], row["learning_rate"], row["epochs"]) for row in rows] == [
+        ("bn_lenet", "0.1", "1"), ("nin", "0.1", "1")]
+    for picture in ("curves.png", "comparison.png"):
+        assert round(keras.utils.load_img(out / picture).info["dpi"][0]) == 200  # legible at 2x
     for name in ("bn_lenet", "nin"):
         metrics = json.loads((out / name / "metrics.json").read_text())
         assert np.isfinite(metrics["test_loss"]) and metrics["image_size"] == 68

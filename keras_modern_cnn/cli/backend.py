@@ -4,23 +4,18 @@ TensorFlow prints start-up lines (oneDNN, CUDA stubs, `failed call to cuInit` on
 without a GPU) that read like failures, and some are written before `TF_CPP_MIN_LOG_LEVEL`
 takes effect. Unless the command has `--verbose` or the user set `TF_CPP_MIN_LOG_LEVEL`
 themselves, `kmc` sets it to 3 (errors included: real failures surface as Python exceptions)
-before the backend is first imported, imports Keras with the process's standard error held
-aside (shown if the import fails), and hides the known-harmless warnings below.
+before the backend is first imported, imports Keras and TensorFlow (whose tf.data feeds every
+backend) with the process's standard error held aside (shown if an import fails), and keeps
+TensorFlow's Python logger to errors.
 """
 
 import contextlib
+import importlib.util
+import logging
 import os
 import sys
 import tempfile
-import warnings
 
-# Warnings every normal run triggers that ask nothing of the user (message regular expressions).
-HARMLESS_WARNINGS = (
-    # JAX on a machine with an NVIDIA driver but a CPU-only jaxlib.
-    r"An NVIDIA GPU may be present on this machine",
-    # Keras's TensorBoard callback, when profiling is not requested.
-    r".*tf\.summary\.trace_on.*",
-)
 
 
 def load_backend(verbose):
@@ -31,12 +26,16 @@ def load_backend(verbose):
         import keras  # noqa: F401
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    for message in HARMLESS_WARNINGS:
-        warnings.filterwarnings("ignore", message=message)
+    # TensorFlow's Python warnings (tf.function retracing when `kmc compare` builds several
+    # models, ...) advise the library's authors, not the user.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     with tempfile.TemporaryFile() as held:
         try:
             with _stderr_to(held):
                 import keras  # noqa: F401
+
+                if importlib.util.find_spec("tensorflow") is not None:
+                    import tensorflow  # noqa: F401  (tf.data feeds every backend: quiet it too)
         except BaseException:
             held.seek(0)
             sys.stderr.write(held.read().decode(errors="replace"))

@@ -1,6 +1,8 @@
 """`kmc train MODEL` and `kmc compare MODEL...`: parse, resolve one `RunConfig`, run the stages."""
 
 import argparse
+import csv
+import io
 import os
 
 from keras_modern_cnn.choices import NORMALIZATIONS
@@ -136,6 +138,10 @@ def _throughput(metrics):
     return "n/a" if value is None else f"{value:.0f}"
 
 
+RESULT_COLUMNS = ("model", "parameters", "test_accuracy", "test_loss", "examples_per_second",
+                  "epochs", "optimizer", "learning_rate", "batch_size", "image_size")
+
+
 def results_table(all_metrics):
     """Markdown table: model, params, test accuracy, examples/sec, epochs."""
     lines = [
@@ -150,12 +156,22 @@ def results_table(all_metrics):
     return "\n".join(lines) + "\n"
 
 
+def results_csv(all_metrics):
+    """CSV of every model's metrics and the settings that produced them (`RESULT_COLUMNS`)."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(RESULT_COLUMNS)
+    for metrics in all_metrics:
+        writer.writerow(["" if metrics[key] is None else metrics[key] for key in RESULT_COLUMNS])
+    return text.getvalue()
+
+
 def run_compare(args):
     import keras
 
     from keras_modern_cnn.registry import get_spec
     from keras_modern_cnn.rundir import write_text
-    from keras_modern_cnn.training import plot_curves, read_history
+    from keras_modern_cnn.training import plot_comparison, plot_curves, read_history
 
     # Every configuration resolved (and so validated) before the first model trains.
     configs = [
@@ -164,14 +180,19 @@ def run_compare(args):
     ]
     all_metrics = []
     for config in configs:
-        print(f"== {config.model}", flush=True)
+        if not args.quiet:
+            print(f"== {config.model}", flush=True)
         all_metrics.append(_train(args, config))
         keras.backend.clear_session()
+    first = all_metrics[0]
+    title = f"{first['dataset']}, {first['epochs']} epochs (settings per model: results.csv)"
+    paths = {name: os.path.join(args.output_dir, name)
+             for name in ("results.md", "results.csv", "curves.png", "comparison.png")}
     table = results_table(all_metrics)
-    write_text(os.path.join(args.output_dir, "results.md"), table)
-    curves = plot_curves(
-        {m["model"]: read_history(m["history_path"]) for m in all_metrics},
-        os.path.join(args.output_dir, "curves.png"),
-    )
+    write_text(paths["results.md"], table)
+    write_text(paths["results.csv"], results_csv(all_metrics))
+    plot_curves({m["model"]: read_history(m["history_path"]) for m in all_metrics},
+                paths["curves.png"], title=title)
+    plot_comparison(all_metrics, paths["comparison.png"], title=title)
     print(table)
-    print(f"results: {os.path.join(args.output_dir, 'results.md')}  curves: {curves}")
+    print("results: " + "  ".join(paths.values()))
