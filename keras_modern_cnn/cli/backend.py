@@ -17,7 +17,6 @@ import sys
 import tempfile
 
 
-
 def load_backend(verbose):
     """Import Keras (and so the backend); quietly unless `verbose` or the user chose a level."""
     if "keras" in sys.modules:
