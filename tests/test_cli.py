@@ -59,6 +59,15 @@ def test_summary_prints_the_whole_table_when_piped(capsys):
     assert any("predictions (Dense)" in line and "(None, 5)" in line for line in rows)
 
 
+def test_tune_takes_the_train_flags_as_fixed_dimensions():
+    from keras_modern_cnn.cli import build_parser
+    from keras_modern_cnn.cli.tune import search_space
+
+    args = build_parser().parse_args(["tune", "resnet", "--optimizer", "sgd", "--learning-rate",
+                                      "0.05", "--set", "width_ratio=0.25:0.5"])
+    assert search_space(args) == {"width_ratio": (0.25, 0.5), "optimizer": "sgd", "learning_rate": 0.05}
+
+
 def test_old_spellings_still_work_with_a_deprecation_note(capsys):
     from keras_modern_cnn.cli import build_parser
 

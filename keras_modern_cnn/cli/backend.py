@@ -5,8 +5,8 @@ without a GPU) that read like failures, and some are written before `TF_CPP_MIN_
 takes effect. Unless the command has `--verbose` or the user set `TF_CPP_MIN_LOG_LEVEL`
 themselves, `kmc` sets it to 3 (errors included: real failures surface as Python exceptions)
 before the backend is first imported, imports Keras and TensorFlow (whose tf.data feeds every
-backend) with the process's standard error held aside (shown if an import fails), and keeps
-TensorFlow's Python logger to errors.
+backend) with the process's standard error held aside (shown if an import fails), keeps
+TensorFlow's Python logger to errors and hides the known-harmless warnings below.
 """
 
 import contextlib
@@ -15,6 +15,12 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
+
+
+# Keras warnings that ask nothing of the user (message regular expressions): KerasTuner reloads
+# a trial's best model without its optimizer state, which `kmc tune` never uses.
+HARMLESS_WARNINGS = (r"Skipping variable loading for optimizer",)
 
 
 def load_backend(verbose):
@@ -28,6 +34,8 @@ def load_backend(verbose):
     # TensorFlow's Python warnings (tf.function retracing when `kmc compare` builds several
     # models, ...) advise the library's authors, not the user.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    for message in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
     with tempfile.TemporaryFile() as held:
         try:
             with _stderr_to(held):

@@ -1,9 +1,11 @@
 """`kmc tune FAMILY`: a KerasTuner search over a family's hypermodel, resumable and distributable.
 
 Writes to OUTPUT_DIR/PROJECT_NAME: KerasTuner's trials and oracle, `executions.jsonl` (which
-process ran which trial), `results.csv` (trial, status, score, hyperparameters) and
-`best_model.keras`; `--export DIR` also writes the best model as a SavedModel.
+process ran which trial), `results.csv` (trial, status, score, hyperparameters; best first),
+`trials.png` (score per trial, best so far) and `best_model.keras`; `--export DIR` also writes the best model as a SavedModel.
 """
+
+import os
 
 from keras_modern_cnn.cards import read_cards
 from keras_modern_cnn.cli import options
@@ -118,7 +120,7 @@ def _scalar(text):
 def run(args):
     from keras_modern_cnn.config import resolve_config
     from keras_modern_cnn.registry import list_models
-    from keras_modern_cnn.tuning import HYPERMODELS, configure_distribution, tune
+    from keras_modern_cnn.tuning import HYPERMODELS, TRIALS_PLOT_FILE, configure_distribution, tune
 
     hypermodel_class = HYPERMODELS[args.family]
     overrides = search_space(args)
@@ -155,6 +157,7 @@ def run(args):
     for name, value in sorted(tuner.get_best_hyperparameters(1)[0].values.items()):
         print(f"  {name}: {value}")
     print(f"results: {results_path}")
+    print(f"trials plot: {os.path.join(os.path.dirname(results_path), TRIALS_PLOT_FILE)}")
     print(f"best model: {model_path}")
     if args.export:
         import keras
