@@ -167,7 +167,7 @@ def test_run_directory_resumes_refuses_extends_and_overwrites(tmp_path, capsys):
 
     for extra, message in [
         (["--epochs", "1"], "holds a finished run of 1 epochs"),
-        (["--epochs", "1", "--lr", "0.5", "--optimizer", "adam"],
+        (["--epochs", "1", "--learning-rate", "0.5", "--optimizer", "adam"],
          "other settings (optimizer: 'sgd' -> 'adam'; learning_rate: 1.0 -> 0.5)"),
         (["--epochs", "1", "--resume"], "--resume trains on only with more --epochs"),
     ]:
@@ -177,7 +177,7 @@ def test_run_directory_resumes_refuses_extends_and_overwrites(tmp_path, capsys):
         # Refused before touching anything.
         assert {name: (out / name).read_bytes() for name in finished} == finished
 
-    assert main([*run, "--epochs", "2", "--resume"]) == 0
+    assert main([*[arg for arg in run if arg != "--quiet"], "--epochs", "2", "--resume"]) == 0
     assert "resuming from epoch 2 of 2" in capsys.readouterr().out
     assert [row["epoch"] for row in read_history(out / "history.csv")] == [0, 1]
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
@@ -191,7 +191,7 @@ def test_run_directory_resumes_refuses_extends_and_overwrites(tmp_path, capsys):
 
 def test_a_non_finite_loss_stops_the_run_and_saves_nothing_of_it(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main([*KILL_RUN[:2], "--epochs", "1", "--lr", "1e30", "--train-examples", "64",
+    assert main([*KILL_RUN[:2], "--epochs", "1", "--learning-rate", "1e30", "--train-examples", "64",
                  "--test-examples", "32", "--batch-size", "32", "--quiet",
                  "--output-dir", str(out)]) == 2
     err = capsys.readouterr().err
