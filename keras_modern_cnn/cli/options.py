@@ -31,7 +31,10 @@ def deprecation_note(old, new):
           file=sys.stderr)
 
 
-def add_image_size(group, help="side of the square model input (default: the model's own)"):
+IMAGE_SIZE_HELP = "side of the square model input (default: the model's own)"
+
+
+def add_image_size(group, help=IMAGE_SIZE_HELP):
     group.add_argument("--image-size", type=int, default=None, help=help)
 
 
@@ -57,7 +60,7 @@ def add_output_dir(group, help, *, default=None, old_spellings=()):
                        help=help + (f" ({', '.join(old_spellings)}: old spelling)" if old_spellings else ""))
 
 
-def add_overwrite(group, help="start over, replacing what the output directory holds"):
+def add_overwrite(group, help):
     group.add_argument("--overwrite", action="store_true", help=help)
 
 

@@ -43,7 +43,7 @@ FAMILY_DEFAULTS_EPILOG = "default optimizer and learning rate per family (`kmc i
     "\n".join(f"  {family:<10} {optimizer} {rate:g}" for family, (optimizer, rate) in FAMILY_DEFAULTS.items())
 
 
-def add_data_arguments(parser, image_size_help="side of the square model input (default: the model's own)"):
+def add_data_arguments(parser, image_size_help=options.IMAGE_SIZE_HELP):
     """The data options `kmc train`, `compare` and `tune` share; returns the argument group."""
     data = parser.add_argument_group("data")
     data.add_argument(
