@@ -1,26 +1,39 @@
-"""Writes the model cards (`model_cards.json`) that `get_model_meta` reads.
+"""The model cards (`model_cards.json`): what every registered model is and costs, without Keras.
 
     python -m keras_modern_cnn.cards
 
-builds every registered model at its default configuration and records what it costs:
-parameter counts, forward FLOPs at the default input (`keras_modern_cnn.utils.flops`) and the
-channels of each stage. tests/test_contract.py checks every card against the built model, so
-a changed architecture fails there until the cards are regenerated.
+builds every registered model at its default configuration and records its registry entry
+(family, task, reference, default and minimum input), parameter counts, forward FLOPs at the
+default input (`keras_modern_cnn.utils.flops`) and the channels of each stage. `kmc list` and
+`kmc info` read the cards instead of building models (and so never import a backend);
+tests/test_contract.py checks every card against the registry and the built model, so a changed
+architecture fails there until the cards are regenerated.
 """
 
 import json
+import pathlib
 
-import keras
+CARDS_PATH = pathlib.Path(__file__).with_name("model_cards.json")
 
-from keras_modern_cnn import rundir
-from keras_modern_cnn.features import channels_of
+
+def read_cards():
+    """name -> card (a dict) of every model of the zoo, as `write_cards` wrote them."""
+    return json.loads(CARDS_PATH.read_text())
 
 
 def card(spec, model):
     """The card of `model`, built by `spec.builder()` with its defaults."""
+    import keras
+
+    from keras_modern_cnn.features import channels_of
     from keras_modern_cnn.utils import flops
 
     return {
+        "family": spec.family,
+        "task": spec.task,
+        "reference": spec.reference,
+        "default_input_shape": list(spec.default_input_shape),
+        "min_input_size": spec.min_input_size,
         "params": int(model.count_params()),
         "trainable_params": int(sum(keras.ops.size(w) for w in model.trainable_weights)),
         "flops": int(flops(model)),
@@ -33,18 +46,19 @@ def card(spec, model):
 
 def write_cards(path):
     """Build every registered model and write their cards to `path` atomically."""
-    import keras_modern_cnn as kmc
+    import keras
+
+    from keras_modern_cnn import rundir
+    from keras_modern_cnn.registry import get_spec, list_models
 
     cards = {}
-    for name in kmc.list_models():
-        spec = kmc.get_spec(name)
+    for name in list_models():
+        spec = get_spec(name)
         cards[name] = card(spec, spec.builder())
         keras.backend.clear_session()
     rundir.write_text(path, json.dumps(cards, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
-    from keras_modern_cnn.registry import CARDS_PATH
-
     write_cards(CARDS_PATH)
     print(f"Wrote {CARDS_PATH}")

@@ -1,7 +1,8 @@
 """One run, one configuration: `RunConfig`, resolved and validated once, saved as `run.json`.
 
 Resolution order (timm's `train.py` and Keras's own `fit` keep the same shape): the defaults
-below, then a recipe's settings (`--recipe d2l`, Dive into Deep Learning chapter 8), then every
+below and the model family's optimizer and learning rate (`recipes.FAMILY_DEFAULTS`), then a
+recipe's settings (`--recipe d2l`, Dive into Deep Learning chapter 8), then every
 setting the user gave explicitly. `None` means "not given"; zero and negative numbers are
 values and are validated as such. Every front-end (`kmc train`, `compare`, `tune`, Python)
 builds a `RunConfig` with `resolve_config`; the stages in `keras_modern_cnn.training` read it.
@@ -13,9 +14,8 @@ import math
 import numbers
 import os
 
-from keras_modern_cnn.data.pipeline import NORMALIZATIONS
-from keras_modern_cnn.distribute import DISTRIBUTIONS
-from keras_modern_cnn.recipes import get_recipe
+from keras_modern_cnn.choices import DISTRIBUTIONS, NORMALIZATIONS
+from keras_modern_cnn.recipes import family_defaults, get_recipe
 from keras_modern_cnn.registry import get_spec
 from keras_modern_cnn.validation import (
     check_bool,
@@ -30,8 +30,8 @@ OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
 JIT_COMPILE = ("auto", "on", "off")
 STRATEGIES = ("none",) + DISTRIBUTIONS
 EMBEDDED_DATASET = "shapes"
-# The d2l BN-LeNet learning rate for SGD; the Keras defaults for the adaptive optimizers.
-DEFAULT_LEARNING_RATES = {"sgd": 1.0, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+# Keras's default rate per optimizer: the rate of an optimizer other than the family's own.
+DEFAULT_LEARNING_RATES = {"sgd": 1e-2, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
 RUN_FILE = "run.json"
 RUN_FORMAT = 1
 
@@ -106,23 +106,28 @@ DEFAULTS = {
 def resolve_config(model, *, recipe=None, **given):
     """The `RunConfig` of a run: defaults, then `recipe`'s settings, then `given` (not None).
 
-    The learning rate defaults by optimizer, the image size to the model's own input, the
-    output directory to `runs/MODEL`. Every value is validated here, once, with a message
-    naming the argument and the value.
+    The optimizer and learning rate default to the family's (`recipes.family_defaults`; an
+    optimizer given without a rate takes Keras's default rate), the image size to the model's
+    own input, the output directory to `runs/MODEL`. Every value is validated here, once,
+    with a message naming the argument and the value.
     """
     unknown = sorted(set(given) - set(DEFAULTS) - {"recipe"})
     if unknown:
         raise TypeError(f"Unknown run settings {unknown}; known: {sorted(DEFAULTS)}")
     spec = get_spec(model)
-    settings = dict(DEFAULTS, learning_rate=None, image_size=None, output_dir=None)
+    settings = dict(DEFAULTS, optimizer=None, learning_rate=None, image_size=None, output_dir=None)
     if recipe is not None:
         settings.update(get_recipe(recipe, spec.name))
     settings.update({key: value for key, value in given.items() if value is not None})
     settings["recipe"] = recipe
+    family_optimizer, family_rate = family_defaults(spec.family)
+    if settings["optimizer"] is None:
+        settings["optimizer"] = family_optimizer
     if settings["learning_rate"] is None:
-        settings["learning_rate"] = DEFAULT_LEARNING_RATES[
-            check_choice("optimizer", settings["optimizer"], OPTIMIZERS)
-        ]
+        optimizer = check_choice("optimizer", settings["optimizer"], OPTIMIZERS)
+        settings["learning_rate"] = (
+            family_rate if optimizer == family_optimizer else DEFAULT_LEARNING_RATES[optimizer]
+        )
     if settings["image_size"] is None:
         settings["image_size"] = spec.default_input_shape[0]  # registry shapes: channels-last
     if settings["output_dir"] is None:

@@ -21,9 +21,9 @@ import os
 import keras
 
 from keras_modern_cnn.blocks import synchronized_batch_norm
+from keras_modern_cnn.choices import DISTRIBUTIONS
 from keras_modern_cnn.validation import check_choice
 
-DISTRIBUTIONS = ("mirrored", "multi-worker", "data-parallel")
 BACKEND_OF = {"mirrored": "tensorflow", "multi-worker": "tensorflow", "data-parallel": "jax"}
 
 

@@ -36,17 +36,12 @@ import warnings
 import keras
 import numpy as np
 
+from keras_modern_cnn.choices import FORMATS, INFERENCE_FORMATS, QUANTIZABLE_FORMATS
 from keras_modern_cnn.saving import make_backend_portable
 from keras_modern_cnn.utils.fold import fold_batch_norm as fold_model
 from keras_modern_cnn.validation import check_choice
 
-FORMATS = ("saved_model", "keras", "weights", "onnx", "litert", "openvino")
-# Formats that only serve predictions: BatchNorm is folded by default.
-INFERENCE_FORMATS = ("saved_model", "onnx", "litert", "openvino")
 QUANTIZATIONS = (None, "int8")
-# int8 is Keras's weight quantization (`model.quantize`, Dense layers) for these formats, and
-# full-integer LiteRT (every op, with a representative dataset) for "litert".
-QUANTIZABLE_FORMATS = ("saved_model", "keras", "litert")
 _SUFFIXES = {"keras": ".keras", "weights": ".weights.h5", "onnx": ".onnx", "litert": ".tflite",
              "openvino": ".xml"}
 # The backends Keras exports each format from natively, with the optional module it needs

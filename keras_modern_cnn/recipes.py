@@ -1,4 +1,5 @@
-"""Training recipes: the seeds' (d2l "Modern CNNs") settings per model, for `--recipe d2l`.
+"""Training recipes: each family's default optimizer and learning rate, and the seeds' (d2l
+"Modern CNNs") settings per model for `--recipe d2l`.
 
 Reference: Dive into Deep Learning, chapter 8; Fashion-MNIST, 10 epochs, plain SGD, the
 input size, learning rate and batch size each section uses (see REFERENCE.md).
@@ -19,6 +20,27 @@ D2L_RECIPES = {
     "densenet_d2l": dict(image_size=96, learning_rate=0.1, batch_size=256),  # 0.874
 }
 D2L_COMMON = dict(epochs=10, optimizer="sgd", dataset="fashion_mnist")
+
+# family -> (optimizer, learning rate) a run uses unless told otherwise: plain SGD at the rate
+# d2l trains the family's book model with (D2L_RECIPES above); U-Net, not in the book, Adam
+# at Keras's default rate (the rate of BENCHMARKS.md's U-Net runs).
+FAMILY_DEFAULTS = {
+    "lenet": ("sgd", 1.0),
+    "alexnet": ("sgd", 0.01),
+    "vgg": ("sgd", 0.05),
+    "nin": ("sgd", 0.1),
+    "googlenet": ("sgd", 0.1),
+    "resnet": ("sgd", 0.05),
+    "densenet": ("sgd", 0.1),
+    "unet": ("adam", 1e-3),
+}
+# A family registered outside the zoo: Adam at Keras's default rate, safe for most models.
+OTHER_FAMILY_DEFAULTS = ("adam", 1e-3)
+
+
+def family_defaults(family):
+    """(optimizer, learning rate) a model of `family` trains with unless told otherwise."""
+    return FAMILY_DEFAULTS.get(family, OTHER_FAMILY_DEFAULTS)
 
 
 def get_recipe(recipe, model_name):

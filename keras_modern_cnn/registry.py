@@ -9,15 +9,10 @@ and `get_model("resnet50", classes=10)` give access by name, as timm and torchvi
 
 import dataclasses
 import fnmatch
-import json
-import pathlib
+import importlib
 
-from keras_modern_cnn.features import FeatureInfo, feature_model
+from keras_modern_cnn.cards import read_cards
 from keras_modern_cnn.validation import check_bool, check_choice
-
-# Model cards: what a registered model costs, computed from the built full-size model by
-# `python -m keras_modern_cnn.cards` (a contract test checks every entry against the model).
-CARDS_PATH = pathlib.Path(__file__).with_name("model_cards.json")
 
 TASKS = ("classification", "segmentation")
 
@@ -54,6 +49,12 @@ class ModelSpec:
 _REGISTRY = {}
 
 
+def _registry():
+    """The registered models; the zoo registers itself on first use (it imports Keras)."""
+    importlib.import_module("keras_modern_cnn.applications")
+    return _REGISTRY
+
+
 def register_model(
     *, name, family, default_input_shape, reference, task="classification", min_input_size=None,
     stages=(), exact_stages=False,
@@ -62,7 +63,7 @@ def register_model(
     check_choice("task", task, TASKS)
 
     def decorator(builder):
-        if name in _REGISTRY:
+        if name in _registry():
             raise ValueError(
                 f"A model named {name!r} is already registered (by "
                 f"{_REGISTRY[name].builder.__module__}.{_REGISTRY[name].builder.__name__}). "
@@ -96,7 +97,7 @@ def list_models(pattern="*", *, family=None, task=None):
     """Sorted registered names matching a shell-style wildcard `pattern` (e.g. "resnet*")."""
     return sorted(
         spec.name
-        for spec in _REGISTRY.values()
+        for spec in _registry().values()
         if fnmatch.fnmatch(spec.name, pattern.lower())
         and (family is None or spec.family == family)
         and (task is None or spec.task == task)
@@ -106,7 +107,7 @@ def list_models(pattern="*", *, family=None, task=None):
 def get_spec(name):
     """The `ModelSpec` of a registered model; unknown names list what exists."""
     key = name.lower() if isinstance(name, str) else name
-    if key not in _REGISTRY:
+    if key not in _registry():
         close = [n for n in _REGISTRY if isinstance(key, str) and key[:3] in n]
         hint = f" Did you mean one of: {', '.join(sorted(close))}?" if close else ""
         raise ValueError(
@@ -147,6 +148,8 @@ def get_model(model_name, /, *, features_only=False, out_indices=None, **kwargs)
             f"{', '.join(name for name in sorted(_REGISTRY) if _REGISTRY[name].stages)}. "
             f"Received: name={model_name!r}, features_only=True"
         )
+    from keras_modern_cnn.features import feature_model
+
     for argument in ("include_top", "pooling", "classes", "classifier_activation"):
         if argument in kwargs:
             raise ValueError(
@@ -168,10 +171,11 @@ def get_model_meta(model_name):
     input; see `get_model(name, features_only=True)`) and `recipe` (the d2l training recipe
     where the book trains the model, else None).
     """
+    from keras_modern_cnn.features import FeatureInfo
     from keras_modern_cnn.recipes import D2L_RECIPES, get_recipe
 
     spec = get_spec(model_name)
-    cards = json.loads(CARDS_PATH.read_text())
+    cards = read_cards()
     if spec.name not in cards:
         raise ValueError(
             f"No model card for {spec.name!r}: regenerate them with `python -m "

@@ -21,6 +21,7 @@ import time
 
 import keras
 
+import keras_modern_cnn
 from keras_modern_cnn import losses, rundir, saving
 from keras_modern_cnn.config import OPTIMIZER_CLASSES
 from keras_modern_cnn.data import load_data, make_pipeline
@@ -57,6 +58,9 @@ def train(config, *, overwrite=False, resume=False, verbose="auto", log=print):
             f"{data.num_classes} classes ({names})")
         if data.skipped_files:
             log(f"skipped {data.skipped_files} unreadable image file(s)")
+        notice = resize_notice(config, data)
+        if notice:
+            log(notice)
         pipelines = make_pipelines(config, data)
         model = build_and_compile(config, data, plan)
         # Every check has passed: only now is the run directory touched.
@@ -79,6 +83,19 @@ def prepare_data(config):
         train_examples=config.train_examples, test_examples=config.test_examples,
         seed=config.seed, skip_unreadable=config.skip_unreadable,
     )
+
+
+def resize_notice(config, data):
+    """One line when the images are scaled by more than 2x to the model's input, else None."""
+    height, width = data.train.element_spec[0].shape[:2]
+    if height is None or width is None:  # sizes vary: each image is resized its own way
+        return None
+    factor = config.image_size / min(height, width)
+    if 0.5 <= factor <= 2:
+        return None
+    return (f"note: {height}x{width} images are resized {factor:.3g}x to "
+            f"{config.image_size}x{config.image_size} for {config.model}; "
+            f"--image-size sets the input side")
 
 
 def data_info(data, config):
@@ -158,7 +175,8 @@ def report(config, data, model, results, timer, wall_time, plan):
     output_dir = config.output_dir
     history_path = os.path.join(output_dir, rundir.HISTORY_FILE)
     curves_path = os.path.join(output_dir, rundir.CURVES_FILE)
-    plot_curves({config.model: read_history(history_path)}, curves_path)
+    plot_curves({config.model: read_history(history_path)}, curves_path,
+                title=run_title(config, data.name))
     metrics = {
         "model": config.model,
         "dataset": data.name,
@@ -190,7 +208,7 @@ def report(config, data, model, results, timer, wall_time, plan):
 
 def load_model(path):
     """A `.keras` model written by `kmc`, or a one-line error naming the file."""
-    import keras_modern_cnn  # noqa: F401  (registers the custom layers for safe loading)
+    keras_modern_cnn._load()  # registers the custom layers for safe loading
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such model file. Received: model_file={str(path)!r}")
@@ -370,37 +388,71 @@ def write_history(rows, path):
     rundir.write_text(path, text.getvalue())
 
 
-def plot_curves(histories, path):
-    """The seeds' training plot: train loss, train accuracy and test accuracy per epoch.
+def plot_curves(histories, path, title=None):
+    """Loss and accuracy per epoch, train (solid) and test (dashed), one colour per model.
 
-    One model: the three curves on one axis, as d2l draws them. Several models (`kmc
-    compare`): one panel per quantity, one line per model.
+    Two panels (a loss of 3 would squash accuracies on a shared axis), whole-number epoch
+    ticks, 200 dpi. `histories`: model name -> `read_history` rows; `title`: the settings.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
+    from matplotlib.ticker import MaxNLocator
 
-    quantities = [("loss", "train loss"), ("accuracy", "train acc"), ("val_accuracy", "test acc")]
-    if len(histories) == 1:
-        (name, rows), = histories.items()
-        figure, axis = pyplot.subplots(figsize=(4.5, 3.2))
-        for key, label in quantities:
-            axis.plot([r["epoch"] + 1 for r in rows], [r.get(key) for r in rows], label=label)
-        axis.set_title(name)
+    figure, axes = pyplot.subplots(1, 2, figsize=(10, 3.6))
+    panels = [("loss", "loss (cross-entropy)"), ("accuracy", "accuracy")]
+    for axis, (key, label) in zip(axes, panels):
+        for index, (name, rows) in enumerate(histories.items()):
+            epochs = [row["epoch"] + 1 for row in rows]
+            prefix = "" if len(histories) == 1 else f"{name} "
+            for split, style in (("", "-"), ("val_", "--")):
+                axis.plot(epochs, [row.get(split + key) for row in rows], style, marker="o",
+                          markersize=3, color=f"C{index}",
+                          label=prefix + ("test" if split else "train"))
         axis.set_xlabel("epoch")
-        axis.legend()
+        axis.set_ylabel(label)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
-    else:
-        figure, axes = pyplot.subplots(1, 3, figsize=(13, 3.6))
-        for axis, (key, label) in zip(axes, quantities):
-            for name, rows in histories.items():
-                axis.plot([r["epoch"] + 1 for r in rows], [r.get(key) for r in rows], label=name)
-            axis.set_title(label)
-            axis.set_xlabel("epoch")
-            axis.grid(alpha=0.3)
-        axes[-1].legend()
+    axes[0].set_ylim(bottom=0)
+    axes[1].set_ylim(0, 1.02)
+    axes[1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))  # off the data
+    figure.suptitle(title or ", ".join(histories))
     figure.tight_layout()
-    rundir.atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=100))
+    rundir.atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=200))
     pyplot.close(figure)
     return path
+
+
+def plot_comparison(all_metrics, path, title):
+    """Bar charts of test accuracy and training examples/sec, one bar per model (`kmc compare`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    names = [metrics["model"] for metrics in all_metrics]
+    figure, axes = pyplot.subplots(1, 2, figsize=(max(6, 1.6 * len(names) + 2), 3.6))
+    panels = [("test_accuracy", "test accuracy", "{:.3f}"),
+              ("examples_per_second", "training examples/sec", "{:,.0f}")]
+    for axis, (key, label, number) in zip(axes, panels):
+        values = [metrics[key] or 0 for metrics in all_metrics]  # None: no epoch timed
+        bars = axis.bar(names, values, color=[f"C{i}" for i in range(len(names))])
+        axis.bar_label(bars, labels=[number.format(value) for value in values], fontsize="small")
+        axis.set_ylabel(label)
+        axis.tick_params(axis="x", labelrotation=30 if len(names) > 3 else 0)
+        axis.margins(y=0.15)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0].set_ylim(0, 1.1)
+    figure.suptitle(title)
+    figure.tight_layout()
+    rundir.atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=200))
+    pyplot.close(figure)
+    return path
+
+
+def run_title(config, data_name):
+    """The settings a curve depends on, for a plot's title."""
+    width = "" if config.width_ratio is None else f", width x{config.width_ratio:g}"
+    return (f"{config.model} on {data_name} ({config.image_size}px{width}): {config.optimizer} "
+            f"lr {config.learning_rate:g}, batch {config.batch_size}")

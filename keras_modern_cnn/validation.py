@@ -9,8 +9,6 @@ import numbers
 import os
 import warnings
 
-import keras
-
 POOLING_CHOICES = (None, "avg", "max")
 
 
@@ -131,6 +129,8 @@ def check_application_args(
             f"Received: classifier_activation={classifier_activation!r}"
         )
     if isinstance(classifier_activation, str):
+        import keras
+
         try:
             keras.activations.get(classifier_activation)
         except ValueError:
@@ -150,6 +150,8 @@ def check_application_args(
 
 def spatial_and_channels(shape):
     """Split a (H, W, C) or (C, H, W) shape by the current image data format."""
+    import keras
+
     if keras.config.image_data_format() == "channels_first":
         return tuple(shape[1:]), shape[0]
     return tuple(shape[:-1]), shape[-1]

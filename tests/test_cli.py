@@ -6,21 +6,82 @@ import sys
 import keras
 import pytest
 
+import keras_modern_cnn as kmc
 from keras_modern_cnn.cli import main
 
 
 def test_list_shows_registered_models_with_parameter_counts(capsys):
     assert main(["list", "bn_*"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["model", "family", "task"]
-    assert lines[1].split() == ["bn_lenet", "lenet", "classification", "28x28x1", "45,330", "44,878"]
+    assert lines[0].split() == ["model", "family", "task", "input", "params", "trainable", "GFLOPs"]
+    assert lines[1].split() == [
+        "bn_lenet", "lenet", "classification", "28x28x1", "45,330", "44,878", "0.000563"
+    ]
 
 
-def test_summary_prints_layer_output_shapes(capsys):
-    assert main(["summary", "bn_lenet", "--input-shape", "32,32,3", "--classes", "5"]) == 0
-    out = capsys.readouterr().out
-    assert "conv1_conv" in out and "(None, 28, 28, 6)" in out
-    assert "predictions" in out and "(None, 5)" in out
+def test_info_reads_the_model_card_and_the_family_defaults(capsys):
+    assert main(["info", "ResNet18"]) == 0
+    info = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    meta = kmc.get_model_meta("resnet18")
+    assert info["parameters"].strip() == (
+        f"{meta['params']:,} total, {meta['trainable_params']:,} trainable")
+    assert info["GFLOPs"].strip().startswith(f"{meta['gflops']:.3g} per image at 224x224x3")
+    assert info["minimum input"].strip() == "32x32"
+    assert info["kmc train defaults"].strip() == "optimizer sgd, learning rate 0.05, image size 224"
+    assert "learning_rate 0.05" in info["--recipe d2l"] and "image_size 96" in info["--recipe d2l"]
+
+
+def test_help_list_and_info_import_no_backend():
+    # A fresh process: what `kmc --help` (and friends) load, seen in sys.modules.
+    script = (
+        "import contextlib, io, sys\n"
+        "from keras_modern_cnn.cli import main\n"
+        "for argv in (['--help'], ['train', '--help'], ['tune', '--help'], ['list'], ['info', 'unet']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit:\n"
+        "            pass\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'keras', 'tensorflow', 'jax', 'torch'}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_summary_prints_the_whole_table_when_piped(capsys):
+    # capsys is not a terminal; the Connected-to column is the one a narrow page cut off.
+    assert main(["summary", "resnet50", "--image-size", "32", "--width-ratio", "0.0625",
+                 "--classes", "5"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+    assert rows and all(line.endswith("│") for line in rows)
+    assert any("conv2_block1_0_conv (Conv2D)" in line and "conv2_block1_0_bn" not in line
+               for line in rows)
+    assert any("predictions (Dense)" in line and "(None, 5)" in line for line in rows)
+
+
+def test_tune_takes_the_train_flags_as_fixed_dimensions():
+    from keras_modern_cnn.cli import build_parser
+    from keras_modern_cnn.cli.tune import search_space
+
+    args = build_parser().parse_args(["tune", "resnet", "--optimizer", "sgd", "--learning-rate",
+                                      "0.05", "--set", "width_ratio=0.25:0.5"])
+    assert search_space(args) == {"width_ratio": (0.25, 0.5), "optimizer": "sgd", "learning_rate": 0.05}
+
+
+def test_old_spellings_still_work_with_a_deprecation_note(capsys):
+    from keras_modern_cnn.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train", "bn_lenet", "--lr", "0.5"]).learning_rate == 0.5
+    assert parser.parse_args(["tune", "lenet", "--directory", "d"]).output_dir == "d"
+    assert parser.parse_args(["summary", "nin", "--input-shape", "64,64,1"]).input_shape == (64, 64, 1)
+    notes = capsys.readouterr().err.splitlines()
+    assert notes == [
+        "kmc: note: --lr is deprecated and will be removed in the next release; use --learning-rate",
+        "kmc: note: --directory is deprecated and will be removed in the next release; use --output-dir",
+        "kmc: note: --input-shape is deprecated and will be removed in the next release; "
+        "use --image-size and --channels",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +138,8 @@ BAD_INVOCATIONS = [
     (["summary", "lenet5"], "Received: name='lenet5'"),
     (["summary", "bn_lenet", "--width-ratio", "-1"], "Received: width_ratio=-1"),
     (["summary", "bn_lenet", "--input-shape", "a,b"], "must look like 96,96,1. Received: 'a,b'"),
+    (["summary", "bn_lenet", "--image-size", "8"], "Received: input_shape=(8, 8, 1)"),
+    (["info", "lenet5"], "Received: name='lenet5'"),
     (["train"], "the following arguments are required: model"),
     (["train", "lenet5", *TRAIN], "Received: name='lenet5'"),
     (["train", "bn_lenet", "--epochs", "-1", *TRAIN], "Received: epochs=-1"),
@@ -85,9 +148,9 @@ BAD_INVOCATIONS = [
     (["train", "bn_lenet", "--batch-size", "0", *TRAIN], "Received: batch_size=0"),
     (["train", "bn_lenet", "--image-size", "0", *TRAIN], "Received: image_size=0"),
     (["train", "bn_lenet", "--image-size", "8", *TRAIN], "Received: input_shape=(8, 8, 1)"),
-    (["train", "bn_lenet", "--lr", "0", *TRAIN], "Received: learning_rate=0.0"),
-    (["train", "bn_lenet", "--lr", "inf", *TRAIN], "Received: learning_rate=inf"),
-    (["train", "bn_lenet", "--lr", "nan", *TRAIN], "Received: learning_rate=nan"),
+    (["train", "bn_lenet", "--learning-rate", "0", *TRAIN], "Received: learning_rate=0.0"),
+    (["train", "bn_lenet", "--learning-rate", "inf", *TRAIN], "Received: learning_rate=inf"),
+    (["train", "bn_lenet", "--learning-rate", "nan", *TRAIN], "Received: learning_rate=nan"),
     (["train", "bn_lenet", "--width-ratio", "0", *TRAIN], "Received: width_ratio=0.0"),
     (["train", "bn_lenet", "--train-examples", "0"], "Received: train_examples=0"),
     (["train", "bn_lenet", "--test-examples", "-5"], "Received: test_examples=-5"),
@@ -108,7 +171,7 @@ BAD_INVOCATIONS = [
     (["train", "bn_lenet", "--output-dir", "{tmp}/file"], "is a file"),
     (["train", "bn_lenet", "--epochs", "2", *TRAIN[:4], "--output-dir", "{tmp}/finished"],
      "holds a finished run of 2 epochs"),
-    (["train", "bn_lenet", "--epochs", "2", "--lr", "0.5", *TRAIN[:4], "--output-dir", "{tmp}/finished"],
+    (["train", "bn_lenet", "--epochs", "2", "--learning-rate", "0.5", *TRAIN[:4], "--output-dir", "{tmp}/finished"],
      "other settings (learning_rate: 1.0 -> 0.5)"),
     (["train", "bn_lenet", "--epochs", "1", *TRAIN[:4], "--output-dir", "{tmp}/finished"],
      "already holds 2 trained epochs"),
@@ -136,15 +199,17 @@ BAD_INVOCATIONS = [
     (["export", "{tmp}/truncated.keras", "--output", "{tmp}/exported"], "Cannot load the model"),
     (["export", "{tmp}/model.keras", "--output", "{tmp}/x", "--format", "bogus"], "invalid choice: 'bogus'"),
     (["tune", "lenet5"], "invalid choice: 'lenet5'"),
-    (["tune", "lenet", "--max-trials", "0", "--directory", "{tmp}/tune"], "Received: max_trials=0"),
-    (["tune", "lenet", "--epochs", "0", "--directory", "{tmp}/tune"], "Received: epochs=0"),
-    (["tune", "lenet", "--image-size", "0", "--directory", "{tmp}/tune"], "Received: image_size=0"),
-    (["tune", "lenet", "--set", "depth", "--directory", "{tmp}/tune"], "`--set` takes NAME=VALUE"),
-    (["tune", "lenet", "--directory", "{tmp}/file"], "Received: directory="),
-    (["tune", "lenet", "--tuner", "grid", "--directory", "{tmp}/tune"], "Received: tuner='grid'"),
-    (["tune", "lenet", "--distributed", "boss", "--directory", "{tmp}/tune"],
+    (["tune", "lenet", "--max-trials", "0", "--output-dir", "{tmp}/tune"], "Received: max_trials=0"),
+    (["tune", "lenet", "--epochs", "0", "--output-dir", "{tmp}/tune"], "Received: epochs=0"),
+    (["tune", "lenet", "--image-size", "0", "--output-dir", "{tmp}/tune"], "Received: image_size=0"),
+    (["tune", "lenet", "--set", "depth", "--output-dir", "{tmp}/tune"], "`--set` takes NAME=VALUE"),
+    (["tune", "lenet", "--learning-rate", "0.1", "--set", "learning_rate=1e-3:1e-2", "--output-dir",
+      "{tmp}/tune"], "`learning_rate` is given twice"),
+    (["tune", "lenet", "--output-dir", "{tmp}/file"], "Received: directory="),
+    (["tune", "lenet", "--tuner", "grid", "--output-dir", "{tmp}/tune"], "Received: tuner='grid'"),
+    (["tune", "lenet", "--distributed", "boss", "--output-dir", "{tmp}/tune"],
      "Received: distributed='boss'"),
-    (["tune", "lenet", "--distributed", "chief", "--oracle-address", "nowhere", "--directory",
+    (["tune", "lenet", "--distributed", "chief", "--oracle-address", "nowhere", "--output-dir",
       "{tmp}/tune"], "Received: --oracle-address='nowhere'"),
 ]
 
@@ -173,7 +238,7 @@ def test_the_table_covers_every_subcommand_with_at_least_40_invocations():
 
 def test_console_entry_point_runs_as_a_module():
     result = subprocess.run(
-        [sys.executable, "-m", "keras_modern_cnn.cli", "list", "--no-params"],
+        [sys.executable, "-m", "keras_modern_cnn.cli", "list"],
         capture_output=True, text=True, check=True,
     )
     assert "bn_lenet" in result.stdout

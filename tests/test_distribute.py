@@ -55,7 +55,7 @@ def train_arguments(output_dir, dataset, strategy):
     return [
         "train", "bn_lenet", "--dataset", dataset, "--train-examples", "32", "--test-examples",
         "32", "--image-size", "16", "--width-ratio", "0.5", "--epochs", "3", "--batch-size",
-        "32", "--lr", "0.1", "--strategy", strategy, "--output-dir", str(output_dir), "--quiet",
+        "32", "--learning-rate", "0.1", "--strategy", strategy, "--output-dir", str(output_dir), "--quiet",
     ]
 
 

@@ -4,6 +4,7 @@ import pathlib
 import re
 
 import keras_modern_cnn as kmc
+from keras_modern_cnn.cards import read_cards
 from keras_modern_cnn.cli.models import markdown_table
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
@@ -13,7 +14,9 @@ README = (REPOSITORY / "README.md").read_text()
 def test_model_table_matches_the_registry():
     table = re.search(r"<!-- model-table:start -->\n(.*?)\n<!-- model-table:end -->", README, re.S)
     assert table is not None
-    assert table.group(1) == markdown_table(kmc.list_models())
+    cards = read_cards()  # each checked against its built model by tests/test_contract.py
+    assert list(cards) == kmc.list_models()
+    assert table.group(1) == markdown_table(cards)
 
 
 def test_setup_commands_are_make_targets_and_ci_runs_the_test_command():

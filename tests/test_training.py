@@ -1,6 +1,7 @@
 """`kmc train` / `compare` / `evaluate` / `predict`: outputs, recipes, the run directory's rules,
 kills at named moments, non-finite losses."""
 
+import csv
 import json
 import os
 import signal
@@ -25,7 +26,8 @@ def test_train_writes_history_curves_logs_metrics_and_a_reloadable_model(tmp_pat
     out = tmp_path / "run"
     assert main(["train", "bn_lenet", "--epochs", "2", "--width-ratio", "0.5",
                  "--output-dir", str(out), *TINY]) == 0
-    assert "test accuracy:" in capsys.readouterr().out
+    # --quiet: the final summary only, no data line, no progress.
+    assert capsys.readouterr().out.splitlines()[0].startswith("test accuracy: ")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["dataset"] == "shapes"
     assert metrics["examples_per_second"] > 0 and metrics["parameters"] > 0
@@ -76,6 +78,14 @@ def test_config_resolves_defaults_then_recipe_then_flags_and_validates_once():
     assert resolve_config("vgg11", recipe="d2l").width_ratio == 0.25
     assert resolve_config("bn_lenet", recipe="d2l", epochs=2, dataset="shapes").epochs == 2
     assert resolve_config("bn_lenet", optimizer="adam").learning_rate == 1e-3
+    # Each family's default is its d2l recipe's (plain SGD at the book's rate); U-Net: Adam.
+    for name, recipe_model in [("resnet50", "resnet18"), ("densenet121", "densenet_d2l"),
+                               ("alexnet_bn", "alexnet"), ("vgg16", "vgg11")]:
+        config = resolve_config(name)
+        assert (config.optimizer, config.learning_rate) == (
+            "sgd", resolve_config(recipe_model, recipe="d2l").learning_rate)
+    assert (resolve_config("unet").optimizer, resolve_config("unet").learning_rate) == ("adam", 1e-3)
+    assert resolve_config("unet", optimizer="sgd").learning_rate == 1e-2  # Keras's SGD default
     assert resolve_config("GoogLeNet").image_size == 224  # the model's own input size
     with pytest.raises(ValueError, match="Received: model='vgg16'"):
         resolve_config("vgg16", recipe="d2l")
@@ -86,17 +96,27 @@ def test_config_resolves_defaults_then_recipe_then_flags_and_validates_once():
             resolve_config("bn_lenet", **{setting: value})
 
 
-def test_compare_writes_results_table_and_combined_curves_under_mixed_precision(tmp_path):
+def test_compare_writes_results_and_pictures_under_mixed_precision(tmp_path, capsys):
     out = tmp_path / "compare"
     assert main(["compare", "bn_lenet", "nin", "--epochs", "1", "--image-size", "68",
-                 "--width-ratio", "0.125", "--lr", "0.1", "--mixed-precision", "--batch-size", "32",
-                 "--train-examples", "64", "--test-examples", "32", "--quiet",
+                 "--width-ratio", "0.125", "--learning-rate", "0.1", "--mixed-precision",
+                 "--batch-size", "32", "--train-examples", "64", "--test-examples", "32",
                  "--output-dir", str(out)]) == 0
+    # Output is not a terminal: one progress line per epoch, no carriage-return frames; the
+    # 28px shapes are upsampled 2.4x, which a notice names.
+    printed = capsys.readouterr().out
+    assert "\r" not in printed and printed.count(" - val_accuracy: ") == 2
+    assert printed.count("note: 28x28 images are resized 2.43x to 68x68") == 2
     table = (out / "results.md").read_text().splitlines()
     assert table[0] == "| model | params | test accuracy | examples/sec | epochs |"
     assert [line.split("|")[1].strip() for line in table[2:]] == ["`bn_lenet`", "`nin`"]
     assert all(line.split("|")[5].strip() == "1" for line in table[2:])
-    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    with open(out / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["model"], row["learning_rate"], row["epochs"]) for row in rows] == [
+        ("bn_lenet", "0.1", "1"), ("nin", "0.1", "1")]
+    for picture in ("curves.png", "comparison.png"):
+        assert round(keras.utils.load_img(out / picture).info["dpi"][0]) == 200  # legible at 2x
     for name in ("bn_lenet", "nin"):
         metrics = json.loads((out / name / "metrics.json").read_text())
         assert np.isfinite(metrics["test_loss"]) and metrics["image_size"] == 68
@@ -128,7 +148,7 @@ def test_kill_9_at_a_named_moment_then_rerun_trains_every_epoch_exactly_once(tmp
     done = {"mid-epoch": 1, "epoch-checkpoint": 1, "final-save": 2}[point]
     assert json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"] == done
 
-    assert main([*KILL_RUN, "--output-dir", str(out)]) == 0
+    assert main([*KILL_RUN[:-1], "--output-dir", str(out)]) == 0  # not --quiet: notices shown
     resumed = "resuming from epoch 2 of 2" if done < 2 else "resuming: all 2 epochs trained"
     assert resumed in capsys.readouterr().out
     assert [row["epoch"] for row in read_history(out / "history.csv")] == [0, 1]
@@ -147,7 +167,7 @@ def test_run_directory_resumes_refuses_extends_and_overwrites(tmp_path, capsys):
 
     for extra, message in [
         (["--epochs", "1"], "holds a finished run of 1 epochs"),
-        (["--epochs", "1", "--lr", "0.5", "--optimizer", "adam"],
+        (["--epochs", "1", "--learning-rate", "0.5", "--optimizer", "adam"],
          "other settings (optimizer: 'sgd' -> 'adam'; learning_rate: 1.0 -> 0.5)"),
         (["--epochs", "1", "--resume"], "--resume trains on only with more --epochs"),
     ]:
@@ -157,7 +177,7 @@ def test_run_directory_resumes_refuses_extends_and_overwrites(tmp_path, capsys):
         # Refused before touching anything.
         assert {name: (out / name).read_bytes() for name in finished} == finished
 
-    assert main([*run, "--epochs", "2", "--resume"]) == 0
+    assert main([*[arg for arg in run if arg != "--quiet"], "--epochs", "2", "--resume"]) == 0
     assert "resuming from epoch 2 of 2" in capsys.readouterr().out
     assert [row["epoch"] for row in read_history(out / "history.csv")] == [0, 1]
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
@@ -171,7 +191,7 @@ def test_run_directory_resumes_refuses_extends_and_overwrites(tmp_path, capsys):
 
 def test_a_non_finite_loss_stops_the_run_and_saves_nothing_of_it(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main([*KILL_RUN[:2], "--epochs", "1", "--lr", "1e30", "--train-examples", "64",
+    assert main([*KILL_RUN[:2], "--epochs", "1", "--learning-rate", "1e30", "--train-examples", "64",
                  "--test-examples", "32", "--batch-size", "32", "--quiet",
                  "--output-dir", str(out)]) == 2
     err = capsys.readouterr().err

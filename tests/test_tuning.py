@@ -246,7 +246,7 @@ def _executions(project):
 def test_kmc_tune_resumes_after_kill_9_without_rerunning_trials_and_reports_a_changed_space(tmp_path, capsys):
     project = tmp_path / "lenet"
     command = [sys.executable, "-m", "keras_modern_cnn.cli", *TUNE, "--max-trials", "3",
-               "--directory", str(tmp_path)]
+               "--output-dir", str(tmp_path)]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (project / EXECUTIONS_FILE).exists():  # one trial has finished
@@ -257,7 +257,7 @@ def test_kmc_tune_resumes_after_kill_9_without_rerunning_trials_and_reports_a_ch
     before = _executions(project)
     assert 1 <= len(before) < 3 and not (project / "best_model.keras").exists()
 
-    assert main([*TUNE, "--max-trials", "3", "--directory", str(tmp_path),
+    assert main([*TUNE, "--max-trials", "3", "--output-dir", str(tmp_path),
                  "--export", str(tmp_path / "exported")]) == 0
     out = capsys.readouterr().out
     assert "best hyperparameters:" in out and "width_ratio:" in out
@@ -267,14 +267,18 @@ def test_kmc_tune_resumes_after_kill_9_without_rerunning_trials_and_reports_a_ch
     assert {e["pid"] for e in executions[len(before):]} == {os.getpid()}
     with open(project / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["trial"] for row in rows] == ["0", "1", "2"]
+    assert sorted(row["trial"] for row in rows) == ["0", "1", "2"]
+    scores = [float(row["score"]) for row in rows]
+    assert scores == sorted(scores, reverse=True)  # best val_accuracy first
     assert all(row["status"] == "COMPLETED" and 0.25 <= float(row["width_ratio"]) <= 0.5 for row in rows)
+    assert round(keras.utils.load_img(project / "trials.png").info["dpi"][0]) == 200
+    assert f"trials plot: {project / 'trials.png'}" in out
     model = keras.saving.load_model(project / "best_model.keras", safe_mode=True)
     assert model.input_shape == (None, 16, 16, 1)
     assert (tmp_path / "exported" / "saved_model.pb").exists()
 
     capsys.readouterr()
-    changed = [*TUNE, "--max-trials", "3", "--directory", str(tmp_path), "--set", "width_ratio=0.5"]
+    changed = [*TUNE, "--max-trials", "3", "--output-dir", str(tmp_path), "--set", "width_ratio=0.5"]
     assert main(changed) == 2
     error = capsys.readouterr().err
     assert "search space changed" in error and "changed width_ratio" in error
@@ -287,7 +291,7 @@ def test_distributed_chief_and_two_workers_run_every_trial_exactly_once(tmp_path
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     base = [sys.executable, "-m", "keras_modern_cnn.cli", *TUNE, "--max-trials", "3",
-            "--directory", str(tmp_path), "--oracle-address", f"127.0.0.1:{port}"]
+            "--output-dir", str(tmp_path), "--oracle-address", f"127.0.0.1:{port}"]
     chief = subprocess.Popen([*base, "--distributed", "chief"], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     workers = [
@@ -323,7 +327,7 @@ def test_distributed_chief_and_two_workers_run_every_trial_exactly_once(tmp_path
     ],
 )
 def test_kmc_tune_bad_arguments_give_one_line_and_exit_2(tmp_path, capsys, extra, message):
-    assert main([*TUNE, "--directory", str(tmp_path), *extra]) == 2
+    assert main([*TUNE, "--output-dir", str(tmp_path), *extra]) == 2
     error = capsys.readouterr().err
     assert message in error and len(error.strip().splitlines()) == 1
     assert not os.environ.get("KERASTUNER_TUNER_ID")

@@ -37,15 +37,18 @@ __all__ = [
     "make_tuner",
     "search_space_changes",
     "write_results",
+    "plot_trials",
     "tune",
     "configure_distribution",
     "EXECUTIONS_FILE",
     "RESULTS_FILE",
     "BEST_MODEL_FILE",
+    "TRIALS_PLOT_FILE",
     "DISTRIBUTED_ROLES",
 ]
 
 EXECUTIONS_FILE, RESULTS_FILE, BEST_MODEL_FILE = "executions.jsonl", "results.csv", "best_model.keras"
+TRIALS_PLOT_FILE = "trials.png"
 DISTRIBUTED_ROLES = ("chief", "worker")
 
 
@@ -257,19 +260,56 @@ def make_tuner(
 
 
 def write_results(tuner, path):
-    """Write `path` (CSV, atomically): trial, status, score, one column per hyperparameter."""
-    trials = sorted(tuner.oracle.trials.values(), key=lambda trial: trial.trial_id)
+    """Write `path` (CSV, atomically): trial, status, score, one column per hyperparameter;
+    best score first, trials without a score (failed, running) last by trial id."""
+    trials = sorted(tuner.oracle.trials.values(), key=lambda trial: int(trial.trial_id))
+    maximize = tuner.oracle.objective.direction == "max"
+    scored = sorted((t for t in trials if t.score is not None), key=lambda t: t.score,
+                    reverse=maximize)
     names = list(dict.fromkeys(name for trial in trials for name in trial.hyperparameters.values))
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["trial", "status", "score", *names])
-    for trial in trials:
+    for trial in scored + [t for t in trials if t.score is None]:
         values = trial.hyperparameters.values
         writer.writerow(
             [trial.trial_id, trial.status, "" if trial.score is None else trial.score]
             + [values.get(name, "") for name in names]
         )
     return rundir.write_text(path, text.getvalue())
+
+
+def plot_trials(tuner, path):
+    """Score of each trial in the order they ran, and the best score so far (`trials.png`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+    from matplotlib.ticker import MaxNLocator
+
+    trials = sorted(tuner.oracle.trials.values(), key=lambda trial: int(trial.trial_id))
+    best = max if tuner.oracle.objective.direction == "max" else min
+    numbers, scores, best_so_far = [], [], []
+    for trial in trials:
+        if trial.score is not None:
+            numbers.append(int(trial.trial_id))
+            scores.append(trial.score)
+            best_so_far.append(best(scores))
+    failed = len(trials) - len(scores)
+    figure, axis = pyplot.subplots(figsize=(6, 3.6))
+    axis.plot(numbers, scores, "o", color="C0", label="trial")
+    axis.step(numbers, best_so_far, where="post", color="C1", label="best so far")
+    axis.set_xlabel("trial (as in results.csv, in the order run)")
+    axis.set_ylabel(tuner.oracle.objective.name)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    axis.set_title(f"{tuner.project_name}: {len(trials)} trials"
+                   + (f", {failed} without a score (failed)" if failed else ""))
+    figure.tight_layout()
+    rundir.atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=200))
+    pyplot.close(figure)
+    return path
 
 
 def configure_distribution(role, oracle_address, tuner_id=None):
@@ -339,11 +379,12 @@ def tune(
     pipelines = make_pipelines(config, data)
     search.search(
         pipelines["train"], validation_data=pipelines["test"], epochs=config.epochs,
-        verbose=verbose,
+        verbose=verbose, shuffle=False,  # the pipeline shuffles (Keras warns otherwise)
     )
     if search.is_worker:
         return search, None, None
     results_path = write_results(search, os.path.join(search.project_dir, RESULTS_FILE))
+    plot_trials(search, os.path.join(search.project_dir, TRIALS_PLOT_FILE))
     if not any(t.status == "COMPLETED" for t in search.oracle.trials.values()):
         return search, results_path, None
     model = search.get_best_models(1)[0]

@@ -1,14 +1,18 @@
 """The `kmc` command line: `kmc list`, `kmc summary MODEL`, `kmc train MODEL`, ...
 
 Each sub-command lives in its own module exposing `add_parser(subparsers)`, which registers
-the arguments and sets `run` (a function taking the parsed arguments) as the default. Every
-error a user can cause, argparse's included, is one line on stderr and exit status 2.
+the arguments and sets `run` (a function taking the parsed arguments) as the default, and
+`needs_backend=False` where the command reads only the model cards. Building the parser imports
+no Keras: `kmc --help` and `kmc list` answer at once; the backend is loaded (quietly, see
+`cli.backend`) just before a command that needs it runs. Every error a user can cause,
+argparse's included, is one line on stderr and exit status 2.
 """
 
 import argparse
 import sys
 
-from keras_modern_cnn.cli import evaluate, export, models, train, tune
+from keras_modern_cnn.cli import evaluate, export, models, options, train, tune
+from keras_modern_cnn.cli.backend import load_backend
 
 SUBCOMMAND_MODULES = [models, train, evaluate, export, tune]
 
@@ -28,6 +32,10 @@ def build_parser():
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in SUBCOMMAND_MODULES:
         module.add_parser(subparsers)
+    for subparser in subparsers.choices.values():
+        options.add_verbose(subparser)
+        if subparser.get_default("needs_backend") is None:
+            subparser.set_defaults(needs_backend=True)
     return parser
 
 
@@ -36,6 +44,8 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.needs_backend:
+            load_backend(args.verbose)
         return args.run(args) or 0
     except (ValueError, OSError) as error:
         # Problems found past argparse (bad values, data, files): one clear line.

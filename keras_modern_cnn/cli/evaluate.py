@@ -9,8 +9,7 @@ import io
 import json
 import os
 
-from keras_modern_cnn.data.checks import IMAGE_EXTENSIONS
-from keras_modern_cnn.data.pipeline import NORMALIZATIONS
+from keras_modern_cnn.choices import NORMALIZATIONS
 
 OUTPUT_FORMATS = (".csv", ".json")
 
@@ -94,6 +93,8 @@ def run_evaluate(args):
 
 def image_files(paths):
     """The image files named, folders expanded (sorted); a missing path is an error."""
+    from keras_modern_cnn.data.checks import IMAGE_EXTENSIONS
+
     files = []
     for path in paths:
         if os.path.isdir(path):

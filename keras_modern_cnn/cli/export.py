@@ -8,7 +8,7 @@ import argparse
 import os
 import tempfile
 
-from keras_modern_cnn.export import FORMATS, INFERENCE_FORMATS, QUANTIZABLE_FORMATS
+from keras_modern_cnn.choices import FORMATS, INFERENCE_FORMATS, QUANTIZABLE_FORMATS
 
 
 def add_parser(subparsers):

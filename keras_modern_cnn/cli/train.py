@@ -1,10 +1,14 @@
 """`kmc train MODEL` and `kmc compare MODEL...`: parse, resolve one `RunConfig`, run the stages."""
 
+import argparse
+import csv
+import io
 import os
 
+from keras_modern_cnn.choices import NORMALIZATIONS
+from keras_modern_cnn.cli import options
 from keras_modern_cnn.config import JIT_COMPILE, OPTIMIZERS, STRATEGIES
-from keras_modern_cnn.data.pipeline import NORMALIZATIONS
-from keras_modern_cnn.recipes import RECIPES
+from keras_modern_cnn.recipes import FAMILY_DEFAULTS, RECIPES
 
 
 def add_parser(subparsers):
@@ -15,25 +19,31 @@ def add_parser(subparsers):
         "command on an unfinished run resumes it; a finished run or one with other settings "
         "is never replaced without --overwrite; --resume with more --epochs trains a "
         "finished run on.",
+        epilog=FAMILY_DEFAULTS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="registered name (see `kmc list`)")
-    add_training_arguments(parser)
-    parser.add_argument("--output-dir", default=None, help="default: runs/MODEL")
+    add_training_arguments(parser, output_dir_help="default: runs/MODEL")
     parser.set_defaults(run=run)
 
     compare = subparsers.add_parser(
         "compare", help="train several models and write a results table and curves",
         description="Train each MODEL into OUTPUT_DIR/MODEL (the rules of `kmc train`), then "
-        "write OUTPUT_DIR/results.md (model, params, test accuracy, examples/sec, epochs) and "
-        "OUTPUT_DIR/curves.png.",
+        "write OUTPUT_DIR/results.md and results.csv (model, params, test accuracy, "
+        "examples/sec, epochs), OUTPUT_DIR/curves.png and OUTPUT_DIR/comparison.png (test "
+        "accuracy and examples/sec per model).",
+        epilog=FAMILY_DEFAULTS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     compare.add_argument("models", nargs="+", metavar="MODEL")
-    add_training_arguments(compare)
-    compare.add_argument("--output-dir", default="runs/compare")
+    add_training_arguments(compare, output_dir_help="default: runs/compare",
+                           output_dir_default="runs/compare")
     compare.set_defaults(run=run_compare)
 
 
-def add_data_arguments(parser, image_size_help="input side (default: the model's)"):
+FAMILY_DEFAULTS_EPILOG = "default optimizer and learning rate per family (`kmc info MODEL`):\n" + \
+    "\n".join(f"  {family:<10} {optimizer} {rate:g}" for family, (optimizer, rate) in FAMILY_DEFAULTS.items())
+
+
+def add_data_arguments(parser, image_size_help=options.IMAGE_SIZE_HELP):
     """The data options `kmc train`, `compare` and `tune` share; returns the argument group."""
     data = parser.add_argument_group("data")
     data.add_argument(
@@ -46,7 +56,7 @@ def add_data_arguments(parser, image_size_help="input side (default: the model's
         "--no-download", dest="download", action="store_false", default=None,
         help="never download: use only data already prepared in the data directory",
     )
-    data.add_argument("--image-size", type=int, default=None, help=image_size_help)
+    options.add_image_size(data, image_size_help)
     data.add_argument("--train-examples", type=int, default=None, help="use the first N training examples")
     data.add_argument("--test-examples", type=int, default=None, help="use the first N test examples")
     data.add_argument("--normalization", choices=NORMALIZATIONS, default=None, help="default scale")
@@ -57,7 +67,7 @@ def add_data_arguments(parser, image_size_help="input side (default: the model's
     return data
 
 
-def add_training_arguments(parser):
+def add_training_arguments(parser, *, output_dir_help, output_dir_default=None):
     data = add_data_arguments(parser)
     data.add_argument("--augment", action="store_true", default=None,
                       help="random flip and crop (training only)")
@@ -67,20 +77,23 @@ def add_training_arguments(parser):
         help="the seeds' settings per model (input size, lr, batch size, 10 epochs, SGD, "
         "Fashion-MNIST); explicit flags still win",
     )
-    fit.add_argument("--epochs", type=int, default=None, help="default 10")
-    fit.add_argument("--batch-size", type=int, default=None, help="default 128")
-    fit.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="default sgd")
-    fit.add_argument("--lr", type=float, default=None, help="learning rate (sgd default 1.0, d2l BN-LeNet)")
-    fit.add_argument("--width-ratio", type=float, default=None, help="multiply every conv's channels")
+    options.add_epochs(fit)
+    options.add_batch_size(fit)
+    fit.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                     help="default: the family's (below)")
+    options.add_learning_rate(
+        fit, "default: the family's with its optimizer (below), else Keras's for the optimizer"
+    )
+    options.add_width_ratio(fit)
     fit.add_argument("--seed", type=int, default=None, help="default 0")
     fit.add_argument("--mixed-precision", action="store_true", default=None,
                      help="mixed_float16 dtype policy")
     fit.add_argument("--jit-compile", choices=JIT_COMPILE, default=None, help="XLA compilation (default auto)")
     fit.add_argument("--strategy", choices=STRATEGIES, default=None, help="distribution strategy (default none)")
-    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.add_quiet(fit)
     run_dir = parser.add_argument_group("run directory")
-    run_dir.add_argument("--overwrite", action="store_true",
-                         help="start over, replacing the run in the output directory")
+    options.add_output_dir(run_dir, output_dir_help, default=output_dir_default)
+    options.add_overwrite(run_dir, "start over, replacing the run in the output directory")
     run_dir.add_argument("--resume", action="store_true",
                          help="train a finished run on to more --epochs")
 
@@ -91,7 +104,7 @@ def run_config(args, model, output_dir):
 
     return resolve_config(
         model, recipe=args.recipe, dataset=args.dataset, epochs=args.epochs,
-        batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr,
+        batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.learning_rate,
         image_size=args.image_size, width_ratio=args.width_ratio, data_dir=args.data_dir,
         download=args.download, train_examples=args.train_examples,
         test_examples=args.test_examples, normalization=args.normalization,
@@ -105,7 +118,8 @@ def _train(args, config):
     from keras_modern_cnn.training import train
 
     return train(config, overwrite=args.overwrite, resume=args.resume,
-                 verbose=0 if args.quiet else "auto")
+                 verbose=options.fit_verbosity(args.quiet),
+                 log=(lambda line: None) if args.quiet else print)
 
 
 def run(args):
@@ -124,6 +138,10 @@ def _throughput(metrics):
     return "n/a" if value is None else f"{value:.0f}"
 
 
+RESULT_COLUMNS = ("model", "parameters", "test_accuracy", "test_loss", "examples_per_second",
+                  "epochs", "optimizer", "learning_rate", "batch_size", "image_size")
+
+
 def results_table(all_metrics):
     """Markdown table: model, params, test accuracy, examples/sec, epochs."""
     lines = [
@@ -138,12 +156,22 @@ def results_table(all_metrics):
     return "\n".join(lines) + "\n"
 
 
+def results_csv(all_metrics):
+    """CSV of every model's metrics and the settings that produced them (`RESULT_COLUMNS`)."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(RESULT_COLUMNS)
+    for metrics in all_metrics:
+        writer.writerow(["" if metrics[key] is None else metrics[key] for key in RESULT_COLUMNS])
+    return text.getvalue()
+
+
 def run_compare(args):
     import keras
 
     from keras_modern_cnn.registry import get_spec
     from keras_modern_cnn.rundir import write_text
-    from keras_modern_cnn.training import plot_curves, read_history
+    from keras_modern_cnn.training import plot_comparison, plot_curves, read_history
 
     # Every configuration resolved (and so validated) before the first model trains.
     configs = [
@@ -152,14 +180,19 @@ def run_compare(args):
     ]
     all_metrics = []
     for config in configs:
-        print(f"== {config.model}", flush=True)
+        if not args.quiet:
+            print(f"== {config.model}", flush=True)
         all_metrics.append(_train(args, config))
         keras.backend.clear_session()
+    first = all_metrics[0]
+    title = f"{first['dataset']}, {first['epochs']} epochs (settings per model: results.csv)"
+    paths = {name: os.path.join(args.output_dir, name)
+             for name in ("results.md", "results.csv", "curves.png", "comparison.png")}
     table = results_table(all_metrics)
-    write_text(os.path.join(args.output_dir, "results.md"), table)
-    curves = plot_curves(
-        {m["model"]: read_history(m["history_path"]) for m in all_metrics},
-        os.path.join(args.output_dir, "curves.png"),
-    )
+    write_text(paths["results.md"], table)
+    write_text(paths["results.csv"], results_csv(all_metrics))
+    plot_curves({m["model"]: read_history(m["history_path"]) for m in all_metrics},
+                paths["curves.png"], title=title)
+    plot_comparison(all_metrics, paths["comparison.png"], title=title)
     print(table)
-    print(f"results: {os.path.join(args.output_dir, 'results.md')}  curves: {curves}")
+    print("results: " + "  ".join(paths.values()))

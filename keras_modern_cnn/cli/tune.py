@@ -1,48 +1,63 @@
 """`kmc tune FAMILY`: a KerasTuner search over a family's hypermodel, resumable and distributable.
 
-Writes to DIRECTORY/PROJECT_NAME: KerasTuner's trials and oracle, `executions.jsonl` (which
-process ran which trial), `results.csv` (trial, status, score, hyperparameters) and
-`best_model.keras`; `--export DIR` also writes the best model as a SavedModel.
+Writes to OUTPUT_DIR/PROJECT_NAME: KerasTuner's trials and oracle, `executions.jsonl` (which
+process ran which trial), `results.csv` (trial, status, score, hyperparameters; best first),
+`trials.png` (score per trial, best so far) and `best_model.keras`; `--export DIR` also writes the best model as a SavedModel.
 """
 
+import os
+
+from keras_modern_cnn.cards import read_cards
+from keras_modern_cnn.cli import options
 from keras_modern_cnn.cli.train import add_data_arguments
-from keras_modern_cnn.registry import get_spec, list_models
+from keras_modern_cnn.config import OPTIMIZERS
+
+DEFAULT_EPOCHS = 3  # per trial: a search runs many short trainings
+# The train flags `kmc tune` takes as fixed values of the search dimension of the same name.
+FIXED_DIMENSIONS = ("optimizer", "learning_rate", "width_ratio")
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "tune", help="search a family's hyperparameters with KerasTuner",
         description="Search FAMILY's depth, width ratio, learning rate and optimizer (and its "
-        "own dimensions) with KerasTuner. Rerunning the same command resumes the search; "
-        "finished trials are not rerun. Distributed: start one `--distributed chief` and any "
-        "number of `--distributed worker` with the same --oracle-address and directory "
-        "(or set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT).",
+        "own dimensions) with KerasTuner. --optimizer, --learning-rate and --width-ratio fix "
+        "a dimension as in `kmc train`; --set fixes, narrows or lists any dimension. "
+        "Rerunning the same command resumes the search; finished trials are not rerun. "
+        "Distributed: start one `--distributed chief` and any number of `--distributed "
+        "worker` with the same --oracle-address and output directory (or set "
+        "KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT).",
     )
-    parser.add_argument("family", choices=sorted({get_spec(name).family for name in list_models()}))
+    parser.add_argument("family", choices=sorted({card["family"] for card in read_cards().values()}))
     data = add_data_arguments(
-        parser,
-        image_size_help="input side (default: the family's d2l size, e.g. 28 for lenet, 96 for resnet)",
+        parser, "side of the square model input (default: the family's d2l size, e.g. 28 for "
+        "lenet, 96 for resnet)",
     )
-    data.add_argument("--batch-size", type=int, default=128)
+    options.add_batch_size(data)
+    trial = parser.add_argument_group("every trial (as `kmc train`; fixed in the search)")
+    options.add_epochs(trial, "epochs per trial (hyperband: the most epochs); default 3")
+    trial.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                       help="fix the optimizer (default: searched)")
+    options.add_learning_rate(trial, "fix the learning rate (default: searched, log scale)")
+    options.add_width_ratio(trial, "fix the width ratio (default: searched)")
+    trial.add_argument("--seed", type=int, default=0)
     search = parser.add_argument_group("search")
     search.add_argument("--tuner", default="random", help="random, bayesian or hyperband")
     search.add_argument(
         "--max-trials", type=int, default=None,
         help="trials of random/bayesian searches (default 10; hyperband sets its own)",
     )
-    search.add_argument(
-        "--epochs", type=int, default=3, help="epochs per trial (hyperband: the most epochs)"
-    )
     search.add_argument("--objective", default="val_accuracy")
     search.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-        help="fix or narrow a dimension: width_ratio=0.5 (fixed), optimizer=adam,sgd "
+        help="fix or narrow a dimension: depth=18 (fixed), optimizer=adam,sgd "
         "(choice), learning_rate=1e-4:1e-2 (range); repeatable",
     )
-    search.add_argument("--directory", default="runs/tune")
-    search.add_argument("--project-name", default=None, help="default: FAMILY")
-    search.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
-    search.add_argument("--seed", type=int, default=0)
+    options.add_output_dir(search, "where the searches live (default runs/tune)",
+                           default="runs/tune", old_spellings=("--directory",))
+    search.add_argument("--project-name", default=None,
+                        help="the search's folder in the output directory (default: FAMILY)")
+    options.add_overwrite(search, "start over instead of resuming")
     search.add_argument("--max-consecutive-failed-trials", type=int, default=3)
     search.add_argument(
         "--max-model-size", type=int, default=None, help="fail larger models (parameters)"
@@ -50,7 +65,7 @@ def add_parser(subparsers):
     search.add_argument(
         "--export", default=None, metavar="DIR", help="also export the best model (SavedModel)"
     )
-    search.add_argument("--quiet", action="store_true", help="no KerasTuner or Keras progress")
+    options.add_quiet(search, "no KerasTuner or Keras progress: print only the best trial")
     distributed = parser.add_argument_group("distributed")
     distributed.add_argument("--distributed", default=None, metavar="ROLE", help="chief or worker")
     distributed.add_argument(
@@ -61,6 +76,22 @@ def add_parser(subparsers):
         "--tuner-id", default=None, help="a worker's unique id (default: worker-HOST-PID)"
     )
     parser.set_defaults(run=run)
+
+
+def search_space(args):
+    """The `--set` overrides with the fixed train flags; a dimension given twice is an error."""
+    overrides = dict(parse_override(text) for text in args.overrides)
+    for name in FIXED_DIMENSIONS:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if name in overrides:
+            raise ValueError(
+                f"`{name}` is given twice: --{name.replace('_', '-')} fixes it, --set "
+                f"{name}=... sets it; keep one. Received: {name}={value!r}"
+            )
+        overrides[name] = value
+    return overrides
 
 
 def parse_override(text):
@@ -89,17 +120,18 @@ def _scalar(text):
 def run(args):
     from keras_modern_cnn.config import resolve_config
     from keras_modern_cnn.registry import list_models
-    from keras_modern_cnn.tuning import HYPERMODELS, configure_distribution, tune
+    from keras_modern_cnn.tuning import HYPERMODELS, TRIALS_PLOT_FILE, configure_distribution, tune
 
     hypermodel_class = HYPERMODELS[args.family]
-    overrides = dict(parse_override(text) for text in args.overrides)
+    overrides = search_space(args)
     # The search's data and per-trial settings, resolved and validated as a run's are; the
     # family's first registered model stands for the family (its task, its run settings).
     config = resolve_config(
         list_models(family=args.family)[0], dataset=args.dataset, data_dir=args.data_dir,
         download=args.download, train_examples=args.train_examples,
         test_examples=args.test_examples, normalization=args.normalization,
-        skip_unreadable=args.skip_unreadable, epochs=args.epochs, batch_size=args.batch_size,
+        skip_unreadable=args.skip_unreadable, batch_size=args.batch_size,
+        epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs,
         seed=args.seed,
         image_size=hypermodel_class.default_input_size if args.image_size is None else args.image_size,
     )
@@ -110,10 +142,10 @@ def run(args):
     keras.utils.set_random_seed(config.seed)
     tuner, results_path, model_path = tune(
         hypermodel_class, config, tuner=args.tuner, objective=args.objective,
-        max_trials=args.max_trials, directory=args.directory,
+        max_trials=args.max_trials, directory=args.output_dir,
         project_name=args.project_name or args.family, overwrite=args.overwrite,
         overrides=overrides, max_consecutive_failed_trials=args.max_consecutive_failed_trials,
-        max_model_size=args.max_model_size, verbose=0 if args.quiet else 1,
+        max_model_size=args.max_model_size, verbose=options.fit_verbosity(args.quiet),
     )
     if tuner.is_worker:
         print(f"worker {tuner.tuner_id}: no trials left")
@@ -125,6 +157,7 @@ def run(args):
     for name, value in sorted(tuner.get_best_hyperparameters(1)[0].values.items()):
         print(f"  {name}: {value}")
     print(f"results: {results_path}")
+    print(f"trials plot: {os.path.join(os.path.dirname(results_path), TRIALS_PLOT_FILE)}")
     print(f"best model: {model_path}")
     if args.export:
         import keras

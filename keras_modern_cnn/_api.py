@@ -1,0 +1,25 @@
+"""The public names of `keras_modern_cnn`, loaded on first use (see the package docstring)."""
+
+from keras_modern_cnn import layers, losses, saving, utils
+from keras_modern_cnn.applications import *  # noqa: F403  (every builder of the zoo)
+from keras_modern_cnn.applications import __all__ as _builders
+from keras_modern_cnn.blocks import batch_norm_implementation
+from keras_modern_cnn.export import export
+from keras_modern_cnn.features import FeatureInfo, copy_weights_by_name
+from keras_modern_cnn.heads import pre_logits, replace_head
+from keras_modern_cnn.layers import BatchNorm
+from keras_modern_cnn.registry import (
+    get_model,
+    get_model_meta,
+    get_spec,
+    list_models,
+    register_model,
+    unregister_model,
+)
+
+__all__ = [
+    "layers", "losses", "saving", "utils", *_builders, "batch_norm_implementation", "export",
+    "FeatureInfo", "copy_weights_by_name", "pre_logits", "replace_head", "BatchNorm",
+    "get_model", "get_model_meta", "get_spec", "list_models", "register_model",
+    "unregister_model",
+]

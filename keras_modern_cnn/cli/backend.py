@@ -1,0 +1,63 @@
+"""Loading Keras and its backend for a `kmc` command, without the backend's start-up noise.
+
+TensorFlow prints start-up lines (oneDNN, CUDA stubs, `failed call to cuInit` on a machine
+without a GPU) that read like failures, and some are written before `TF_CPP_MIN_LOG_LEVEL`
+takes effect. Unless the command has `--verbose` or the user set `TF_CPP_MIN_LOG_LEVEL`
+themselves, `kmc` sets it to 3 (errors included: real failures surface as Python exceptions)
+before the backend is first imported, imports Keras and TensorFlow (whose tf.data feeds every
+backend) with the process's standard error held aside (shown if an import fails), keeps
+TensorFlow's Python logger to errors and hides the known-harmless warnings below.
+"""
+
+import contextlib
+import importlib.util
+import logging
+import os
+import sys
+import tempfile
+import warnings
+
+
+# Keras warnings that ask nothing of the user (message regular expressions): KerasTuner reloads
+# a trial's best model without its optimizer state, which `kmc tune` never uses.
+HARMLESS_WARNINGS = (r"Skipping variable loading for optimizer",)
+
+
+def load_backend(verbose):
+    """Import Keras (and so the backend); quietly unless `verbose` or the user chose a level."""
+    if "keras" in sys.modules:
+        return
+    if verbose or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        import keras  # noqa: F401
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    # TensorFlow's Python warnings (tf.function retracing when `kmc compare` builds several
+    # models, ...) advise the library's authors, not the user.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    for message in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
+    with tempfile.TemporaryFile() as held:
+        try:
+            with _stderr_to(held):
+                import keras  # noqa: F401
+
+                if importlib.util.find_spec("tensorflow") is not None:
+                    import tensorflow  # noqa: F401  (tf.data feeds every backend: quiet it too)
+        except BaseException:
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+
+
+@contextlib.contextmanager
+def _stderr_to(file):
+    """Point file descriptor 2 (C++ logging writes there directly) at `file`, then restore it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
