@@ -3,12 +3,13 @@
     import keras_modern_cnn as kmc
     model = kmc.get_model("bn_lenet")          # or kmc.BNLeNet(), kmc.DenseNet(growth_rate=32)
 
-The package loads Keras, the zoo and its custom layers on first use of any name below (or at
-import when Keras is already imported), so `kmc --help` and `kmc list` start without a backend.
-Loading registers the custom layers: `keras.saving.load_model` then reloads every model.
+The package loads Keras, the zoo and its custom layers on first use of any name below, or as
+soon as Keras is imported (at once if it already is), so `kmc --help` and `kmc list` start
+without a backend while `keras.saving.load_model` always finds the custom layers.
 """
 
 import importlib
+import importlib.abc
 import importlib.util
 import sys
 
@@ -35,5 +36,27 @@ def __dir__():
     return sorted(set(globals()) | set(_load().__all__))
 
 
+class _LoadAfterKeras(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: when `keras` is first imported, runs `_load` right after it, so the
+    custom layers are registered before any `keras.saving.load_model` call can need them."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            execute_keras = spec.loader.exec_module
+
+            def exec_module(module):
+                execute_keras(module)
+                _load()
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
 if "keras" in sys.modules:
     _load()
+else:
+    sys.meta_path.insert(0, _LoadAfterKeras())

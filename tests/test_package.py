@@ -39,3 +39,22 @@ def test_editable_install_maps_the_zoo_and_tuning_to_the_repository():
     assert pathlib.Path(keras_modern_cnn.applications.__file__).parent == REPOSITORY / "applications"
     assert pathlib.Path(keras_modern_cnn.tuning.__file__).parent == REPOSITORY / "tuning"
     assert importlib.metadata.version("keras-modern-cnn") == keras_modern_cnn.__version__
+
+
+def test_a_model_file_loads_after_import_keras_modern_cnn_then_import_keras(tmp_path):
+    """The package loads Keras lazily; its layers must still be registered for `load_model`
+    whichever of the two imports comes first (`import keras_modern_cnn` alone loads no backend)."""
+    model_file = keras_modern_cnn.saving.save_model(
+        keras_modern_cnn.get_model("bn_lenet", width_ratio=0.5), tmp_path / "model.keras"
+    )
+    script = (
+        "import sys\n"
+        "import keras_modern_cnn\n"
+        "assert 'keras' not in sys.modules\n"
+        "import keras\n"
+        f"model = keras.saving.load_model({str(model_file)!r}, safe_mode=True)\n"
+        "print(sum(type(layer).__name__ == 'BatchNorm' for layer in model.layers))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.split()[-1]) == 4  # BN-LeNet: after each of 2 convs and 2 dense layers
