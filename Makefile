@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-tensorflow test-jax gpu-check gpu-wheels
+.PHONY: demo test test-tensorflow test-jax test-torch gpu-check gpu-wheels
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,12 +20,21 @@ demo: $(STAMP)
 	$(BIN)/kmc train bn_lenet --epochs 3 --output-dir runs/demo --overwrite
 	$(BIN)/kmc evaluate runs/demo/model.keras
 
-# The whole suite on TensorFlow, then on JAX; fails if either fails. Two processes, one test
-# file each at a time (module fixtures such as the export round trips run once).
+# The whole suite on TensorFlow, JAX and PyTorch, one after the other; every backend runs even
+# when an earlier one fails, and the target fails if any did. Two processes, one test file each
+# at a time (module fixtures such as the export round trips run once). `make test-jax` (or
+# test-tensorflow, test-torch) runs one backend.
+BACKENDS := tensorflow jax torch
 PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
 test: $(STAMP)
-	KERAS_BACKEND=tensorflow $(PYTEST)
-	KERAS_BACKEND=jax $(PYTEST)
+	@failed=""; for backend in $(BACKENDS); do \
+		echo "== KERAS_BACKEND=$$backend"; \
+		KERAS_BACKEND=$$backend $(PYTEST) || failed="$$failed $$backend"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test: failed on:$$failed"; exit 1; fi
+
+$(BACKENDS:%=test-%): test-%: $(STAMP)
+	KERAS_BACKEND=$* $(PYTEST)
 
 # The prepared GPU check (benchmarks/gpu_check.py; BENCHMARKS.md, "GPU check"): every backend
 # that imports with GPU_CHECK_PYTHON, one after the other, writing runs/gpu_check/. No set-up

@@ -151,6 +151,12 @@ def training_gradients(model, images, output_weights):
             return keras.ops.sum(outputs * output_weights)
 
         return jax.jit(jax.grad(read_out))([v.value for v in model.trainable_variables])
+    if keras.backend.backend() == "torch":
+        import torch
+
+        trainable = [v.value for v in model.trainable_variables]
+        read_out = (model(images, training=True) * torch.as_tensor(output_weights)).sum()
+        return torch.autograd.grad(read_out, trainable, allow_unused=True)
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
