@@ -36,9 +36,16 @@ def __dir__():
     return sorted(set(globals()) | set(_load().__all__))
 
 
-class _LoadAfterKeras(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: when `keras` is first imported, runs `_load` right after it, so the
-    custom layers are registered before any `keras.saving.load_model` call can need them."""
+# The modules whose classes `keras.saving.load_model` must find registered. They import only
+# Keras and `validation`, so importing them never cycles back into a half-imported module.
+SERIALIZABLE_MODULES = ("keras_modern_cnn.layers", "keras_modern_cnn.losses")
+
+
+class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: when `keras` is first imported, imports `SERIALIZABLE_MODULES`
+    right after it, so the custom layers are registered before any `load_model` can need them.
+    (Not the whole API: Keras may be imported half-way through one of this package's modules.)
+    """
 
     def find_spec(self, name, path=None, target=None):
         if name != "keras":
@@ -50,7 +57,8 @@ class _LoadAfterKeras(importlib.abc.MetaPathFinder):
 
             def exec_module(module):
                 execute_keras(module)
-                _load()
+                for name in SERIALIZABLE_MODULES:
+                    importlib.import_module(name)
 
             spec.loader.exec_module = exec_module
         return spec
@@ -59,4 +67,4 @@ class _LoadAfterKeras(importlib.abc.MetaPathFinder):
 if "keras" in sys.modules:
     _load()
 else:
-    sys.meta_path.insert(0, _LoadAfterKeras())
+    sys.meta_path.insert(0, _RegisterAfterKeras())

@@ -24,8 +24,12 @@ def normalize(inputs, axis, epsilon, gamma, beta, moving_mean, moving_variance, 
         outputs, mean, inverse_stddev = torch.ops.aten.native_batch_norm(
             x, gamma, beta, None, None, True, 0.0, epsilon
         )
-        mean = mean.detach()
-        variance = torch.clamp(inverse_stddev.detach() ** -2 - epsilon, min=0.0)
+        mean, inverse_stddev = mean.detach(), inverse_stddev.detach()
+        variance = torch.clamp(inverse_stddev**-2 - epsilon, min=0.0)
+        # A variance that overflows float32 (a diverged run) gives inverse_stddev 0, and the
+        # kernel then outputs beta where the portable path and Keras give NaN: make the
+        # statistics NaN as theirs are, so inference (and the run's NaN check) sees it.
+        variance = torch.where(inverse_stddev > 0, variance, torch.nan)
     else:
         mean, variance = moving_mean, moving_variance
         outputs = torch.nn.functional.batch_norm(
