@@ -367,9 +367,9 @@ def test_torch_kernels_equal_the_portable_path(shape, axis, monkeypatch):
             layer(inputs, training=True), layer(inputs, training=False), inputs.grad,
             layer.gamma.value.grad, layer.beta.value.grad, layer.moving_mean, layer.moving_variance,
         ]
-        # A diverged batch (squares overflow float32) poisons the statistics on both paths.
+        # A diverged batch (squares overflow float32) makes the statistics non-finite on both.
         layer(torch.tensor(x * 1e20), training=True)
-        assert np.isnan(layer.moving_variance.numpy()).all()
+        assert not np.isfinite(layer.moving_variance.numpy()).any()
     for fast, portable in zip(results[True], results[False]):
         portable = np.asarray(portable)
         np.testing.assert_allclose(fast, portable, rtol=1e-5, atol=1e-5 * np.abs(portable).max())
