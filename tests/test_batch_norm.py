@@ -363,13 +363,12 @@ def test_torch_kernels_equal_the_portable_path(shape, axis, monkeypatch):
         )
         inputs = torch.tensor(x, requires_grad=True)
         (layer(inputs, training=True) * upstream).sum().backward()
-        results[use_torch_kernels] = [
+        results[use_torch_kernels] = [np.array(value) for value in (
             layer(inputs, training=True), layer(inputs, training=False), inputs.grad,
             layer.gamma.value.grad, layer.beta.value.grad, layer.moving_mean, layer.moving_variance,
-        ]
+        )]
         # A diverged batch (squares overflow float32) makes the statistics non-finite on both.
         layer(torch.tensor(x * 1e20), training=True)
         assert not np.isfinite(layer.moving_variance.numpy()).any()
     for fast, portable in zip(results[True], results[False]):
-        portable = np.asarray(portable)
         np.testing.assert_allclose(fast, portable, rtol=1e-5, atol=1e-5 * np.abs(portable).max())
