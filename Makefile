@@ -42,7 +42,7 @@ $(BACKENDS:%=test-%): test-%: $(STAMP)
 # machine); GPU_CHECK_ARGS=--smoke is the CPU rehearsal CI runs.
 GPU_CHECK_PYTHON ?= $(BIN)/python
 gpu-check:
-	@for backend in tensorflow jax; do \
+	@for backend in $(BACKENDS); do \
 		if KERAS_BACKEND=$$backend $(GPU_CHECK_PYTHON) -c "import keras" >/dev/null 2>&1; then \
 			KERAS_BACKEND=$$backend $(GPU_CHECK_PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS) || exit 1; \
 		else \

@@ -156,7 +156,12 @@ def device_info():
             if gpus else "cpu"
         return dict(backend=backend, backend_version=tf.__version__,
                     platform="gpu" if gpus else "cpu", device=name, device_count=len(gpus) or 1)
-    raise SystemExit(f"Run with KERAS_BACKEND=jax or tensorflow. Received: backend={backend!r}")
+    import torch
+
+    gpus = torch.cuda.device_count()
+    return dict(backend=backend, backend_version=torch.__version__,
+                platform="gpu" if gpus else "cpu",
+                device=torch.cuda.get_device_name(0) if gpus else "cpu", device_count=gpus or 1)
 
 
 @contextlib.contextmanager
@@ -241,6 +246,13 @@ def loss_and_gradients(model, images, labels):
         step = jax.jit(jax.value_and_grad(loss_and_outputs, has_aux=True))
         (loss, outputs), gradients = step([v.value for v in model.trainable_variables])
         return outputs, loss, gradients
+    if keras.config.backend() == "torch":
+        import torch
+
+        outputs = model(images, training=True)
+        loss = loss_fn(labels, outputs)
+        trainable = [v.value for v in model.trainable_variables]
+        return outputs, loss, torch.autograd.grad(loss, trainable, allow_unused=True)
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
@@ -413,6 +425,8 @@ def memory_config(name, memory_efficient, settings):
     TensorFlow: `train_on_batch` steps, peak from its allocator after a reset. JAX: the jitted
     gradient step of `densenet_memory.py` (forward and backward; no optimizer update), compiled
     once; peak from the device allocator (a fresh process) or, on CPU, XLA's buffer assignment.
+    PyTorch: `train_on_batch` steps in a fresh process; peak from the CUDA caching allocator,
+    or on CPU the process's peak resident memory (includes the libraries: a weaker ratio).
     """
     side, batch_size = settings.memory_image_size, settings.memory_batch
     fresh_session()
@@ -437,6 +451,24 @@ def memory_config(name, memory_efficient, settings):
         def peak():
             return tf.config.experimental.get_memory_info(device)["peak"], (
                 f"TensorFlow allocator peak ({device}) over train_on_batch steps")
+    elif keras.config.backend() == "torch":
+        import resource
+
+        import torch
+
+        compiled(model, 0.01, settings.jit_compile)
+        if platform == "gpu":
+            torch.cuda.reset_peak_memory_stats()
+
+        def step():
+            model.train_on_batch(images, labels)
+
+        def peak():
+            if platform == "gpu":
+                return torch.cuda.max_memory_allocated(), (
+                    "PyTorch CUDA allocator peak over train_on_batch steps, fresh process")
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, (
+                "peak resident memory of a fresh process (CPU) over train_on_batch steps")
     else:
         import jax
 
@@ -463,7 +495,7 @@ def memory_config(name, memory_efficient, settings):
 
 
 def memory_config_in_child(name, memory_efficient, settings, deadline):
-    """`memory_config` in a fresh process (JAX cannot reset its peak counter)."""
+    """`memory_config` in a fresh process (see `memory_part`)."""
     job = dict(name=name, memory_efficient=memory_efficient,
                settings=dataclasses.asdict(settings))
     timeout = max(deadline - time.monotonic(), 1.0) + 15.0
@@ -482,7 +514,10 @@ CHILD_PREFIX = "GPU_CHECK_CHILD "
 
 
 def memory_part(settings, deadline):
-    fresh_process = keras.config.backend() == "jax" and device_info()["platform"] == "gpu"
+    # JAX on a GPU cannot reset its peak counter, and a process's peak resident memory (torch
+    # on CPU) never goes down: one fresh process per configuration.
+    fresh_process = keras.config.backend() == "torch" or (
+        keras.config.backend() == "jax" and device_info()["platform"] == "gpu")
     measure = memory_config_in_child if fresh_process else (
         lambda name, flag, settings, deadline: memory_config(name, flag, settings))
     items = []

