@@ -1,4 +1,5 @@
-"""Files written on one backend load, compiled, on the other two (all six pairs over the suite).
+"""Files written on one backend load, compiled, and export on the other two (all six pairs
+over the suite).
 
 Each backend's suite writes with its own backend and loads in subprocesses on the others, so
 the three runs of `make test` together cover every ordered pair.
@@ -25,6 +26,11 @@ import keras_modern_cnn
 model = keras.saving.load_model(sys.argv[1])          # compiled, safe mode
 images = np.load(sys.argv[2])
 np.save(sys.argv[3], keras.ops.convert_to_numpy(model.predict(images, verbose=0)))
+# It exports from there, in the format Keras exports natively on that backend, and serves.
+from keras_modern_cnn.export import load_served
+format, name = ("onnx", "served.onnx") if keras.backend.backend() == "torch" else ("saved_model", "served")
+served = keras_modern_cnn.export(model, sys.argv[4] + "/" + name, format=format)
+np.save(sys.argv[4] + "/served.npy", load_served(served)(images))
 # The restored optimizer is this backend's and keeps training the model.
 masks = np.zeros(images.shape[:-1], "int64")
 assert np.isfinite(model.fit(images, masks, verbose=0).history["loss"][0])
@@ -46,17 +52,19 @@ def tiny_trained_unet():
 @pytest.mark.slow
 @pytest.mark.parametrize("reader", [b for b in BACKENDS if b != keras.backend.backend()])
 def test_a_trained_model_saved_here_loads_compiled_on_another_backend(tmp_path, reader):
-    """Slow: starts a Python on the other backend (about 10 s of imports)."""
+    """Slow: starts a Python on the other backend (about 10 s of imports, then an export)."""
     model, images = tiny_trained_unet()
     path = saving.save_model(model, tmp_path / "unet.keras")
     np.save(tmp_path / "images.npy", images)
     environment = dict(os.environ, KERAS_BACKEND=reader)
     subprocess.run(
-        [sys.executable, "-c", LOAD_AND_PREDICT, path, tmp_path / "images.npy", tmp_path / "out.npy"],
+        [sys.executable, "-c", LOAD_AND_PREDICT, path, tmp_path / "images.npy", tmp_path / "out.npy",
+         tmp_path],
         env=environment, check=True, timeout=300,
     )
     expected = keras.ops.convert_to_numpy(model.predict(images, verbose=0))
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "served.npy"), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_saving_is_atomic_and_leaves_no_staged_files(tmp_path):
