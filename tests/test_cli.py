@@ -31,6 +31,12 @@ def test_info_reads_the_model_card_and_the_family_defaults(capsys):
     assert "learning_rate 0.05" in info["--recipe d2l"] and "image_size 96" in info["--recipe d2l"]
 
 
+def test_help_names_the_three_backends(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "KERAS_BACKEND to tensorflow (the default), jax or torch" in capsys.readouterr().out
+
+
 def test_help_list_and_info_import_no_backend():
     # A fresh process: what `kmc --help` (and friends) load, seen in sys.modules.
     script = (

@@ -28,6 +28,7 @@ def build_parser():
     parser = OneLineErrorParser(
         prog="kmc",
         description="keras-modern-cnn: build, train, tune and export the d2l 'Modern CNNs'.",
+        epilog="Backend: set KERAS_BACKEND to tensorflow (the default), jax or torch.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in SUBCOMMAND_MODULES:
