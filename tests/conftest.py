@@ -28,6 +28,22 @@ if keras.backend.backend() == "torch":
     torch.Tensor.__array__ = _detached_array
 
 
+# Tests of what no backend changes (argument parsing, tf.data pipelines, packaging, KerasTuner's
+# oracle protocol) are marked `backend_independent` and run in the TensorFlow pass of
+# `make test` only: the JAX and PyTorch passes would prove the same thing again.
+BACKEND_INDEPENDENT_PASS = "tensorflow"
+
+
+def pytest_collection_modifyitems(config, items):
+    if keras.backend.backend() == BACKEND_INDEPENDENT_PASS:
+        return
+    proven_elsewhere = [item for item in items if item.get_closest_marker("backend_independent")]
+    if proven_elsewhere:
+        config.hook.pytest_deselected(items=proven_elsewhere)
+        proven_elsewhere = set(proven_elsewhere)
+        items[:] = [item for item in items if item not in proven_elsewhere]
+
+
 @pytest.fixture(autouse=True)
 def clean_keras_state():
     """Every test starts seeded and from Keras's defaults, whatever ran before it in its process.

@@ -10,6 +10,9 @@ import tensorflow_datasets as tfds
 
 from keras_modern_cnn.data import SHAPE_CLASSES, load_data, make_pipeline
 
+# The pipelines are tf.data's whatever the backend: run in the TensorFlow pass only (conftest.py).
+pytestmark = pytest.mark.backend_independent
+
 
 def _labels(pipeline):
     return [batch_labels.numpy().tolist() for _, batch_labels in pipeline]

@@ -7,9 +7,14 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
 import keras_modern_cnn
 import keras_modern_cnn.applications
 import keras_modern_cnn.tuning
+
+# The wheel's layout and the import hook: run in the TensorFlow pass only (conftest.py).
+pytestmark = pytest.mark.backend_independent
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 

@@ -3,9 +3,14 @@
 import pathlib
 import re
 
+import pytest
+
 import keras_modern_cnn as kmc
 from keras_modern_cnn.cards import read_cards
 from keras_modern_cnn.cli.models import markdown_table
+
+# The README against the registry and the Makefile: run in the TensorFlow pass only (conftest.py).
+pytestmark = pytest.mark.backend_independent
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 README = (REPOSITORY / "README.md").read_text()

@@ -18,6 +18,9 @@ from tensorflow_datasets.image_classification import mnist
 
 from keras_modern_cnn.data import load_data
 
+# TFDS's downloader involves no backend: run in the TensorFlow pass only (conftest.py).
+pytestmark = pytest.mark.backend_independent
+
 TRAIN_EXAMPLES, TEST_EXAMPLES = 12, 6
 
 
