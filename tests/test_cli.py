@@ -220,6 +220,7 @@ BAD_INVOCATIONS = [
 ]
 
 
+@pytest.mark.backend_independent  # argument and file checks, made before any model runs
 @pytest.mark.parametrize("argv, message", BAD_INVOCATIONS)
 def test_every_bad_invocation_is_one_line_on_stderr_and_exit_2(files, capsys, argv, message):
     argv = [arg.replace("{tmp}", str(files)) for arg in argv]

@@ -286,6 +286,7 @@ def test_kmc_tune_resumes_after_kill_9_without_rerunning_trials_and_reports_a_ch
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent  # KerasTuner's oracle protocol; trials train on every backend above
 def test_distributed_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
