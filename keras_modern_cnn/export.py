@@ -183,6 +183,14 @@ def _write(path, format, model, quantize, representative_data):
             model.export(path, format=format, verbose=False, input_signature=_signature(model))
 
 
+def inference_copy(model):
+    """A copy of `model`'s architecture and weights without its compile state (an optimizer's
+    variables would otherwise ride along in a `.keras` file: Adam's double its size)."""
+    clone = keras.models.clone_model(model)  # Keras 3.15 clones the compile state too
+    clone.set_weights(model.get_weights())
+    return keras.Model(clone.inputs, clone.outputs, name=model.name)
+
+
 def _inference_copy(model, fold, quantize):
     """The model to write: folded and/or Keras-quantized copies; `model` is never modified."""
     if fold:
@@ -190,9 +198,7 @@ def _inference_copy(model, fold, quantize):
     if quantize is None:
         return model
     if not fold:
-        copy = keras.models.clone_model(model)
-        copy.set_weights(model.get_weights())
-        model = copy
+        model = inference_copy(model)
     with warnings.catch_warnings():
         # Keras warns once per layer type it leaves in float (convolutions, BatchNorm, ...).
         warnings.filterwarnings("ignore", message=".*does not have a `quantize` method")

@@ -251,10 +251,13 @@ def test_each_runtime_serves_what_keras_predicts(served_formats, name, format):
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """A BN-LeNet `kmc train` run on the embedded shapes (about 0.8 test accuracy)."""
+    """A BN-LeNet `kmc train` run on the embedded shapes (0.6-0.7 test accuracy on every backend;
+    BN-LeNet's default SGD at 1.0 ends anywhere between 0.3 and 0.9 depending on the backend's
+    initial weights)."""
     run = tmp_path_factory.mktemp("run")
     assert main(["train", "bn_lenet", "--epochs", "3", "--width-ratio", "0.5",
                  "--train-examples", "2048", "--test-examples", "256", "--batch-size", "64",
+                 "--optimizer", "adam", "--learning-rate", "0.01",
                  "--quiet", "--output-dir", str(run)]) == 0
     return run
 
@@ -283,7 +286,7 @@ def test_a_kmc_train_model_exports_with_one_command(trained_run, tmp_path, capsy
 
 
 # Full-integer LiteRT or Keras's Dense int8: the trained model's test
-# accuracy moves by at most this much (measured: +0.002 for LiteRT, 0 for Keras, 256 examples).
+# accuracy moves by at most this much (256 examples).
 INT8_ACCURACY_TOLERANCE = 0.03
 
 

@@ -58,8 +58,12 @@ def run(args):
         print(f"exported {args.format}: {path}")
         return
     test_images, test_labels, calibration = _quantization_data(model, info, args)
+    from keras_modern_cnn.export import inference_copy
+
+    # Like for like: the int8 artefact is an inference model, without the optimizer state a
+    # trained `.keras` file carries, so the float32 reference is one too.
     with tempfile.TemporaryDirectory() as scratch:
-        reference = export(model, os.path.join(scratch, os.path.basename(args.output)),
+        reference = export(inference_copy(model), os.path.join(scratch, os.path.basename(args.output)),
                            format=args.format, fold_batch_norm=args.fold_batch_norm)
         before = _measure(reference, args.format, test_images, test_labels)
     path = export(
