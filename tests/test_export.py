@@ -17,7 +17,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from test_contract import GOLDEN
+from test_contract import FAMILY_MODELS, GOLDEN, SHARED_BEHAVIOUR_MODELS
 
 import keras_modern_cnn as kmc
 from keras_modern_cnn.cli import main
@@ -28,16 +28,13 @@ BATCH_NORMS = (BatchNorm, keras.layers.BatchNormalization)
 
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 
-# One tiny model per family for the serving formats beyond TensorFlow's SavedModel.
-FAMILY_MODELS = ("bn_lenet", "alexnet_bn", "vgg11_bn", "nin", "googlenet_bn", "resnet18",
-                 "densenet_d2l", "unet")
-
 
 def models_served(format):
     """The models whose `format` export is served and compared on this backend.
 
-    Every registered model for TensorFlow's SavedModel; one per family for the other formats
-    and for SavedModel on JAX (each family brings its own layers; depth variants bring none);
+    Every registered model for TensorFlow's SavedModel; one per family (FAMILY_MODELS) for the
+    other formats and for SavedModel on JAX (each family brings its own layers; depth variants
+    bring none);
     one model where Keras has no exporter on this backend and `kmc.export` goes through
     TensorFlow in a subprocess (the route is what is new: TensorFlow's own run covers the
     families, and the artefact is the one it writes).
@@ -96,15 +93,16 @@ def load_saved_models_in_fresh_process(requests, directory):
 
 @pytest.fixture(scope="module")
 def round_trips(tmp_path_factory):
-    """For every registered model: predictions before, after `.keras`, after weights-only, after
-    folding BatchNorm, and (for `models_served("saved_model")`) from a folded SavedModel
-    exported from the *reloaded* `.keras` model (a known Keras failure case).
+    """For every registered model (one per family on JAX and PyTorch: SHARED_BEHAVIOUR_MODELS):
+    predictions before, after `.keras`, after weights-only, after folding BatchNorm, and (for
+    `models_served("saved_model")`) from a folded SavedModel exported from the *reloaded*
+    `.keras` model (a known Keras failure case).
 
-    Slow (7-10 minutes, the suite's longest item): it is the only place every registered variant
+    Slow (5-10 minutes, the suite's longest item): it is the only place every registered variant
     is exported and served, once per module rather than once per test."""
     directory = tmp_path_factory.mktemp("export")
     results, requests = {}, {}
-    for name in sorted(GOLDEN):
+    for name in SHARED_BEHAVIOUR_MODELS:
         model, images = tiny_model_with_moved_statistics(name)
         expected = np.asarray(model(images, training=False))
         moved = [
@@ -140,7 +138,7 @@ def round_trips(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(GOLDEN))
+@pytest.mark.parametrize("name", SHARED_BEHAVIOUR_MODELS)
 def test_every_model_round_trips_three_ways_with_equal_predictions(round_trips, name):
     result = round_trips[name]
     # The premise: BatchNorm statistics moved away from their zero initial mean.
@@ -154,7 +152,7 @@ def test_every_model_round_trips_three_ways_with_equal_predictions(round_trips, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(GOLDEN))
+@pytest.mark.parametrize("name", SHARED_BEHAVIOUR_MODELS)
 def test_every_model_folds_its_batch_norms_with_equal_predictions(round_trips, name):
     result = round_trips[name]
     np.testing.assert_allclose(
