@@ -191,7 +191,7 @@ def inference_copy(model):
     return keras.Model(clone.inputs, clone.outputs, name=model.name)
 
 
-def _inference_copy(model, fold, quantize):
+def _model_to_write(model, fold, quantize):
     """The model to write: folded and/or Keras-quantized copies; `model` is never modified."""
     if fold:
         model = fold_model(model)
@@ -268,7 +268,7 @@ def export(model, path, format="saved_model", *, overwrite=False, fold_batch_nor
         )
     path = _check_target(path, format, overwrite)
     _check_exporter(format)
-    model = _inference_copy(model, fold_batch_norm, None if full_integer else quantize)
+    model = _model_to_write(model, fold_batch_norm, None if full_integer else quantize)
 
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
