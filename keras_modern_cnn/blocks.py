@@ -41,9 +41,9 @@ def current_batch_norm_implementation():
 
 @contextlib.contextmanager
 def synchronized_batch_norm():
-    """Build every BatchNorm with `synchronized=True`: statistics over all tf.distribute replicas.
+    """Build every BatchNorm with `synchronized=True`: statistics over the global batch.
 
-    `keras_modern_cnn.distribute.distribution_scope` enters it for the TensorFlow strategies.
+    `keras_modern_cnn.distribute.distribution_scope` enters it for every strategy.
     """
     global _synchronized_batch_norm
     previous, _synchronized_batch_norm = _synchronized_batch_norm, True

@@ -5,12 +5,12 @@
   `TF_CONFIG` environment variable (TensorFlow).
 - "data-parallel": `keras.distribution.DataParallel` over every device JAX sees (JAX).
 
-Under both TensorFlow strategies the zoo's BatchNorm layers are built with
-`synchronized=True`, so batch statistics are taken over the global batch, as single-device
-training on that batch would (Ioffe & Szegedy 2015; "cross-GPU BN", Peng et al., MegDet,
-CVPR 2018). Under JAX DataParallel the jit-compiled step already computes them over the
-global batch. Models built outside the zoo's builders need `BatchNorm(synchronized=True)`
-themselves. References: TensorFlow guides "Distributed training with TensorFlow" and
+Under every strategy the zoo's BatchNorm layers are built with `synchronized=True`, so batch
+statistics are taken over the global batch, as single-device training on that batch would
+(Ioffe & Szegedy 2015; "cross-GPU BN", Peng et al., MegDet, CVPR 2018): tf.distribute
+all-reduces them; under JAX DataParallel the jit-compiled step reduces the sharded batch
+globally. Models built outside the zoo's builders need `BatchNorm(synchronized=True)`
+themselves on TensorFlow. References: TensorFlow guides "Distributed training with TensorFlow" and
 "Multi-worker training with Keras"; Keras guide "Distributed training with Keras 3".
 """
 
@@ -53,7 +53,8 @@ def distribution_scope(name):
             f"backend is {backend!r} (set KERAS_BACKEND).{hint} Received: strategy={name!r}"
         )
     if name == "data-parallel":
-        with _keras_distribution(keras.distribution.DataParallel()) as distribution:
+        with _keras_distribution(keras.distribution.DataParallel()) as distribution, \
+                synchronized_batch_norm():
             yield distribution
         return
 

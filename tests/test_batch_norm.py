@@ -230,16 +230,32 @@ def test_model_round_trips_through_keras_file_in_safe_mode(tmp_path):
     np.testing.assert_allclose(reloaded(x), model(x), atol=1e-6)
 
 
-def test_synchronized_statistics_per_backend():
-    if keras.config.backend() == "tensorflow":
-        x = np.random.default_rng(9).normal(size=(6, 4)).astype("float32")
-        synced = BatchNorm(synchronized=True)
-        plain = BatchNorm()
-        np.testing.assert_allclose(synced(x, training=True), plain(x, training=True), atol=1e-5)
-        np.testing.assert_allclose(synced.moving_variance.numpy(), plain.moving_variance.numpy(), rtol=1e-5)
-    else:
-        with pytest.raises(ValueError, match="needs the TensorFlow backend.*Received: synchronized=True"):
-            BatchNorm(synchronized=True)
+def test_synchronized_statistics_on_one_device_are_the_batch_statistics_on_every_backend(tmp_path):
+    """Global-batch statistics across devices are tested in test_distribute.py (tf.distribute
+    workers, JAX DataParallel); on one device they are the batch's, and the setting is saved."""
+    x = np.random.default_rng(9).normal(2.0, 3.0, size=(6, 4)).astype("float32")
+    inputs = keras.Input((4,))
+    synced = keras.Model(inputs, BatchNorm(synchronized=True, name="bn")(inputs))
+    plain = BatchNorm()
+    np.testing.assert_allclose(synced(x, training=True), plain(x, training=True), atol=1e-5)
+    layer = synced.get_layer("bn")
+    np.testing.assert_allclose(layer.moving_variance, plain.moving_variance, rtol=1e-5)
+    synced.save(tmp_path / "synchronized.keras")
+    reloaded = keras.saving.load_model(tmp_path / "synchronized.keras", safe_mode=True)
+    assert reloaded.get_layer("bn").synchronized
+    np.testing.assert_allclose(reloaded(x), synced(x), atol=1e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch.distributed process groups")
+def test_synchronized_statistics_refuse_a_torch_process_group(monkeypatch):
+    import torch.distributed
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda *group: 2)
+    x = np.ones((4, 3), "float32")
+    with pytest.raises(NotImplementedError, match="'bn' has synchronized=True.*2 processes"):
+        BatchNorm(synchronized=True, name="bn")(x, training=True)
+    BatchNorm(synchronized=True)(x, training=False)  # inference uses no batch statistics
 
 
 @pytest.mark.parametrize(

@@ -150,6 +150,8 @@ def data_parallel_worker():
             )
             model.fit(images, labels, batch_size=16, epochs=1, shuffle=False, verbose=0)
             results[strategy] = {
+                "synchronized": [layer.synchronized for layer in model.layers
+                                 if isinstance(layer, BatchNorm)],
                 "sharded_over": len(model.weights[0].value.sharding.device_set),
                 "weights": {w.path: keras.ops.convert_to_numpy(w).tolist() for w in model.weights},
             }
@@ -177,6 +179,8 @@ def test_jax_data_parallel_over_two_host_devices_matches_single_device_training(
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["devices"] == 2
     assert results["data-parallel"]["sharded_over"] == 2 and results["none"]["sharded_over"] == 1
+    assert results["data-parallel"]["synchronized"] == [True] * 3
+    assert results["none"]["synchronized"] == [False] * 3
     parallel, single = results["data-parallel"]["weights"], results["none"]["weights"]
     assert sorted(parallel) == sorted(single) and sum("moving_" in path for path in single) == 6
     for path in single:

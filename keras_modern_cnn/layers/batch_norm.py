@@ -99,8 +99,15 @@ class BatchNorm(keras.layers.Layer):
         beta_initializer, gamma_initializer, moving_mean_initializer,
         moving_variance_initializer: initializers (moving variance starts at 1).
         beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint: as in Keras.
-        synchronized: aggregate statistics across replicas under `tf.distribute`
-            (TensorFlow backend only; ignored for masked calls, as in Keras).
+        synchronized: statistics of the global batch under data parallelism, as single-device
+            training on that batch. TensorFlow: aggregated across `tf.distribute` replicas
+            (ignored for masked calls, as in Keras). JAX: the jit-compiled step of
+            `keras.distribution.DataParallel` already reduces a sharded batch globally, so the
+            statistics are the default computation's (Keras's own layer refuses the argument on
+            JAX). PyTorch: Keras has no data-parallel training; the statistics are this
+            process's batch, and a call inside a multi-process `torch.distributed` group is an
+            error rather than silently local statistics. The setting is saved, so a model
+            trained with it loads and runs on every backend.
         renorm: batch renormalization (Ioffe 2017): in training, the normalised batch is
             corrected by `r = sigma_B / sigma`, `d = (mu_B - mu) / sigma` (constants for the
             gradient) from the moving `renorm_mean`/`renorm_stddev`, so training sees the
@@ -148,13 +155,6 @@ class BatchNorm(keras.layers.Layer):
         self.center = check_bool("center", center)
         self.scale = check_bool("scale", scale)
         self.synchronized = check_bool("synchronized", synchronized)
-        if self.synchronized and keras.config.backend() != "tensorflow":
-            raise ValueError(
-                "`synchronized=True` aggregates statistics through tf.distribute and needs the "
-                f"TensorFlow backend; the current backend is {keras.config.backend()!r}. On JAX, "
-                "use keras.distribution.DataParallel, whose jit-compiled step already computes "
-                "statistics over the global batch. Received: synchronized=True"
-            )
         self.renorm = check_bool("renorm", renorm)
         self.renorm_clipping = _check_renorm_clipping(renorm_clipping, self.renorm)
         self.renorm_momentum = float(
@@ -299,6 +299,8 @@ class BatchNorm(keras.layers.Layer):
             )
         dtype = _statistics_dtype(inputs.dtype)
         with_batch_statistics = self._takes_batch_statistics(inputs, training)
+        if with_batch_statistics and self.synchronized and keras.backend.backend() == "torch":
+            _refuse_torch_process_group(self.name)
         if self._torch_kernels_apply(inputs, mask):
             from keras_modern_cnn.layers import torch_batch_norm
 
@@ -394,7 +396,7 @@ class BatchNorm(keras.layers.Layer):
         """
         if mask is not None:
             return self._masked_moments(x, mask)
-        if self.synchronized:
+        if self.synchronized and keras.config.backend() == "tensorflow":
             return ops.moments(x, axes=self._reduction_axes, synchronized=True)
         first = [0] * len(x.shape)
         sizes = list(x.shape)
@@ -454,3 +456,18 @@ class _SquareRootInitializer:
 
     def __call__(self, shape, dtype=None):
         return ops.sqrt(self.initializer(shape, dtype=dtype))
+
+
+def _refuse_torch_process_group(name):
+    """Statistics across `torch.distributed` processes are not implemented: refuse, not mislead."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and (
+        torch.distributed.get_world_size() > 1
+    ):
+        raise NotImplementedError(
+            f"BatchNorm {name!r} has synchronized=True, but statistics across the "
+            f"{torch.distributed.get_world_size()} processes of a torch.distributed group are "
+            "not implemented (Keras offers no data-parallel training on PyTorch): train data-"
+            "parallel on JAX (keras.distribution) or TensorFlow (tf.distribute)."
+        )
