@@ -169,17 +169,25 @@ def data_parallel_worker():
 
 
 def multi_host_worker():
-    """`kmc train` as one process of a multi-process run; dumps the weights it ends with."""
+    """`kmc train` as one process of a multi-process run; dumps the test images it feeds and
+    the weights it ends with. (Feeding the whole batch in every process would give the same
+    weights: the mean loss and BN statistics of a batch repeated are those of the batch.)"""
     from keras_modern_cnn import training
 
-    report = training.report
+    make_pipelines, report = training.make_pipelines, training.report
+    path = os.path.join(sys.argv[3], f"%s{os.environ['JAX_PROCESS_ID']}")
+
+    def make_pipelines_and_dump_the_test_share(config, data):
+        pipelines = make_pipelines(config, data)  # the test split is not shuffled: no side effect
+        np.save(path % "test_share", np.concatenate([batch[0] for batch in pipelines["test"]]))
+        return pipelines
 
     def report_and_dump(config, data, model, *rest):
         weights = {w.path: keras.ops.convert_to_numpy(w) for w in model.weights}
-        np.savez(os.path.join(sys.argv[3], f"weights{os.environ['JAX_PROCESS_ID']}.npz"), **weights)
+        np.savez(path % "weights" + ".npz", **weights)
         return report(config, data, model, *rest)
 
-    training.report = report_and_dump
+    training.make_pipelines, training.report = make_pipelines_and_dump_the_test_share, report_and_dump
     sys.exit(main(odd_arguments(sys.argv[2])))
 
 
@@ -232,7 +240,11 @@ def test_jax_data_parallel_over_two_devices_or_two_processes_matches_single_devi
     assert model.input_shape == (None, 16, 16, 1)
     assert model.output_shape == (None, len(SHAPE_CLASSES))
 
-    # Two processes: equal weights, equal to one process over two devices on the same batches.
+    # Two processes: each fed its half of every test batch (8, 8 and 1 + 1 zero-weight padding),
+    # ended with equal weights, equal to one process over two devices on the same batches.
+    shares = [np.load(tmp_path / f"test_share{index}.npy") for index in range(2)]
+    assert [len(share) for share in shares] == [9, 9] and not np.array_equal(*shares)
+    assert not shares[1][-1].any() and shares[0].reshape(9, -1).any(axis=1).all()
     for output in outputs:  # process 1 names the files process 0 wrote, not its removed copy
         assert f"saved model: {tmp_path / 'multi-host' / 'model.keras'}" in output
     process0, process1 = (np.load(tmp_path / f"weights{index}.npz") for index in range(2))
