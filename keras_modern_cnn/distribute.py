@@ -35,7 +35,8 @@ def distribution_scope(name):
     """Build, compile, fit and save under the distribution `name`; yields the strategy.
 
     With the TensorFlow strategies, enter the scope before the program runs any TensorFlow
-    op (MultiWorkerMirroredStrategy configures collectives at start-up).
+    op (MultiWorkerMirroredStrategy configures collectives at start-up); with "data-parallel"
+    across processes (`jax_cluster`), before any JAX computation (it joins the cluster).
 
         with distribution_scope("data-parallel"):   # KERAS_BACKEND=jax
             model = keras_modern_cnn.get_model("resnet18", classes=10)
