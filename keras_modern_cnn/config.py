@@ -52,7 +52,8 @@ class RunConfig:
         normalization, augment: the input pipeline.
         skip_unreadable: skip (and count) unreadable image files instead of stopping.
         seed: seeds Keras, NumPy, Python and the pipeline.
-        mixed_precision, jit_compile, strategy: how the model runs.
+        mixed_precision, jit_compile, strategy: how the model runs; mixed_precision None and
+            jit_compile "auto" take the device's defaults (`keras_modern_cnn.devices`).
         output_dir: the run directory (`keras_modern_cnn.rundir`).
     """
 
@@ -73,7 +74,7 @@ class RunConfig:
     augment: bool = False
     skip_unreadable: bool = False
     seed: int = 0
-    mixed_precision: bool = False
+    mixed_precision: object = None
     jit_compile: str = "auto"
     strategy: str = "none"
     output_dir: str = ""
@@ -153,8 +154,10 @@ def validate(config):
         if getattr(config, name) is not None:
             check_positive_int(name, getattr(config, name))
     check_choice("normalization", config.normalization, NORMALIZATIONS)
-    for name in ("download", "augment", "skip_unreadable", "mixed_precision"):
+    for name in ("download", "augment", "skip_unreadable"):
         check_bool(name, getattr(config, name))
+    if config.mixed_precision is not None:
+        check_bool("mixed_precision", config.mixed_precision)
     if isinstance(config.seed, bool) or not isinstance(config.seed, numbers.Integral):
         raise ValueError(f"`seed` must be an integer. Received: seed={config.seed!r}")
     check_choice("jit_compile", config.jit_compile, JIT_COMPILE)
@@ -166,9 +169,11 @@ def validate(config):
     return config
 
 
-def config_to_json(config, data_info=None):
-    """The text of `run.json`: the configuration, and what the data told (class names, ...)."""
-    record = {"format": RUN_FORMAT, "config": config.to_dict(), "data": data_info or {}}
+def config_to_json(config, data_info=None, device=None):
+    """The text of `run.json`: the configuration, what the data told (class names, ...) and
+    the device settings the run resolved (`keras_modern_cnn.devices.DeviceSettings.to_dict`)."""
+    record = {"format": RUN_FORMAT, "config": config.to_dict(), "data": data_info or {},
+              "device": device or {}}
     return json.dumps(record, indent=2, allow_nan=False) + "\n"
 
 

@@ -3,7 +3,8 @@
 - "mirrored": `tf.distribute.MirroredStrategy` over this machine's GPUs (TensorFlow).
 - "multi-worker": `tf.distribute.MultiWorkerMirroredStrategy`, cluster and task read from the
   `TF_CONFIG` environment variable (TensorFlow).
-- "data-parallel": `keras.distribution.DataParallel` over every device JAX sees (JAX).
+- "data-parallel": `keras.distribution.DataParallel` over every device JAX sees (JAX); across
+  processes (hosts) when the standard JAX coordinator variables are set (`jax_cluster`).
 
 Under every strategy the zoo's BatchNorm layers are built with `synchronized=True`, so batch
 statistics are taken over the global batch, as single-device training on that batch would
@@ -19,11 +20,13 @@ import json
 import os
 
 import keras
+import numpy as np
 
 from keras_modern_cnn.blocks import synchronized_batch_norm
 from keras_modern_cnn.choices import DISTRIBUTIONS
 from keras_modern_cnn.validation import check_choice
 
+JAX_CLUSTER_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 BACKEND_OF = {"mirrored": "tensorflow", "multi-worker": "tensorflow", "data-parallel": "jax"}
 
 
@@ -32,7 +35,8 @@ def distribution_scope(name):
     """Build, compile, fit and save under the distribution `name`; yields the strategy.
 
     With the TensorFlow strategies, enter the scope before the program runs any TensorFlow
-    op (MultiWorkerMirroredStrategy configures collectives at start-up).
+    op (MultiWorkerMirroredStrategy configures collectives at start-up); with "data-parallel"
+    across processes (`jax_cluster`), before any JAX computation (it joins the cluster).
 
         with distribution_scope("data-parallel"):   # KERAS_BACKEND=jax
             model = keras_modern_cnn.get_model("resnet18", classes=10)
@@ -53,6 +57,9 @@ def distribution_scope(name):
             f"backend is {backend!r} (set KERAS_BACKEND).{hint} Received: strategy={name!r}"
         )
     if name == "data-parallel":
+        cluster = jax_cluster(os.environ)
+        if cluster is not None:
+            _initialize_jax_cluster(*cluster)
         with _keras_distribution(keras.distribution.DataParallel()) as distribution, \
                 synchronized_batch_norm():
             yield distribution
@@ -67,6 +74,79 @@ def distribution_scope(name):
         strategy = _multi_worker_mirrored_strategy_class()()
     with strategy.scope(), synchronized_batch_norm():
         yield strategy
+
+
+def jax_cluster(environ):
+    """`(coordinator_address, num_processes, process_id)` from `environ`, or None if unset.
+
+    The standard JAX variables (`jax.distributed.initialize`): JAX_COORDINATOR_ADDRESS
+    (`host:port` of process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID (0 to N - 1); all three
+    or none.
+    """
+    values = {name: environ.get(name) for name in JAX_CLUSTER_VARIABLES}
+    if all(value is None for value in values.values()):
+        return None
+    for name, value in values.items():
+        if value is None:
+            given = ", ".join(f"{n}={v!r}" for n, v in values.items() if v is not None)
+            raise ValueError(
+                f"A multi-process `strategy` 'data-parallel' needs all of "
+                f"{', '.join(JAX_CLUSTER_VARIABLES)} (given: {given}). Received: {name}=None"
+            )
+    address, processes, index = values.values()
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(
+            "JAX_COORDINATOR_ADDRESS must be process 0's `host:port`, e.g. 10.0.0.1:1234. "
+            f"Received: JAX_COORDINATOR_ADDRESS={address!r}"
+        )
+    if not processes.isdigit() or int(processes) < 1:
+        raise ValueError(
+            f"JAX_NUM_PROCESSES must be an integer >= 1. Received: JAX_NUM_PROCESSES={processes!r}"
+        )
+    if not index.isdigit() or int(index) >= int(processes):
+        raise ValueError(
+            f"JAX_PROCESS_ID must be an integer in [0, {int(processes) - 1}] "
+            f"(JAX_NUM_PROCESSES={processes}). Received: JAX_PROCESS_ID={index!r}"
+        )
+    return address, int(processes), int(index)
+
+
+def process_index(strategy):
+    """This process's index in a multi-process `strategy` 'data-parallel' run, else 0.
+
+    Read from the environment (`jax_cluster`), so it is known before JAX starts.
+    """
+    cluster = jax_cluster(os.environ) if strategy == "data-parallel" else None
+    return 0 if cluster is None else cluster[2]
+
+
+def check_same_on_every_process(name, values):
+    """Raise unless every process of a multi-process JAX run passes equal integer `values`."""
+    import jax
+    from jax.experimental import multihost_utils
+
+    if jax.process_count() == 1:
+        return
+    try:
+        multihost_utils.assert_equal(np.asarray(values, dtype="int64"))
+    except AssertionError:
+        raise ValueError(
+            f"Process {jax.process_index()} sees another {name} than process 0; every process "
+            f"must see the same (a file system they share). Received: {name}={values!r}"
+        ) from None
+
+
+def _initialize_jax_cluster(address, processes, index):
+    """`keras.distribution.initialize`, once per process, before any JAX computation.
+
+    JAX's cross-process CPU collectives default to gloo (`jax_cpu_collectives_implementation`,
+    JAX 0.10), so CPU hosts need no setting.
+    """
+    import jax
+
+    if not jax.distributed.is_initialized():
+        keras.distribution.initialize(address, num_processes=processes, process_id=index)
 
 
 def check_tf_config(tf_config):

@@ -19,10 +19,12 @@ Rules, checked before anything is written:
   (train on from the saved model). Fewer epochs than done is an error.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+import tempfile
 import time
 
 from keras_modern_cnn.config import RUN_FILE, config_to_json, read_run_file
@@ -40,6 +42,7 @@ METRICS_KEYS = (
     "model", "dataset", "task", "epochs", "test_accuracy", "test_loss",
     "examples_per_second", "parameters", "wall_time_seconds",
 )
+RUN_MODES = ("new", "resume", "extend")  # RunPlan.mode
 BLOCK_AT_VARIABLE, BLOCK_MARKER_VARIABLE = "KMC_TEST_BLOCK_AT", "KMC_TEST_MARKER"
 BLOCK_POINTS = ("mid-epoch", "epoch-checkpoint", "final-save")
 
@@ -142,7 +145,8 @@ class RunPlan:
     """What `train` does in the run directory: start a new run, resume one, or extend one.
 
     Attributes:
-        mode: "new", "resume" (same settings, unfinished) or "extend" (finished, `resume=True`).
+        mode: one of RUN_MODES: "new", "resume" (same settings, unfinished) or "extend"
+            (finished, `resume=True`).
         epochs_done: epochs already finished (0 for a new run).
         from_saved_model: continue from `model.keras` (an extended run) rather than build.
         overwrite: remove the previous run's files when the run begins.
@@ -161,8 +165,9 @@ class RunPlan:
             return f"resuming: all {epochs} epochs trained in {self.output_dir}; saving the results"
         return f"resuming from epoch {self.epochs_done + 1} of {epochs} in {self.output_dir}"
 
-    def begin(self, config, data_info):
-        """Clear the old run when overwriting, create the directory, write `run.json`."""
+    def begin(self, config, data_info, device=None):
+        """Clear the old run when overwriting, create the directory, write `run.json` (the
+        configuration, the data's and the device's description)."""
         if self.overwrite:
             for name in RUN_ARTEFACTS:
                 path = os.path.join(self.output_dir, name)
@@ -171,11 +176,35 @@ class RunPlan:
                 elif os.path.exists(path):
                     os.remove(path)
         os.makedirs(self.output_dir, exist_ok=True)
-        write_text(os.path.join(self.output_dir, RUN_FILE), config_to_json(config, data_info))
+        write_text(os.path.join(self.output_dir, RUN_FILE), config_to_json(config, data_info, device))
 
     def finish(self):
         """The model and metrics are durable: the checkpoint can go."""
         shutil.rmtree(os.path.join(self.output_dir, BACKUP_DIR), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_copy(output_dir):
+    """Yield a temporary copy of the run in `output_dir` (what a resume reads); removed on exit.
+
+    A multi-process run's processes other than 0 train on one: they run every step of writing
+    (JAX saves collectively, so all must) without touching the run directory.
+    """
+    root = tempfile.mkdtemp(prefix="kmc-run-")
+    copy = os.path.join(root, "run")
+    try:
+        os.makedirs(copy)
+        for name in RUN_ARTEFACTS:
+            path = os.path.join(output_dir, name)
+            if name == LOGS_DIR or not os.path.exists(path):
+                continue
+            if os.path.isdir(path):
+                shutil.copytree(path, os.path.join(copy, name))
+            else:
+                shutil.copy2(path, copy)
+        yield copy
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def plan_run(config, *, overwrite=False, resume=False):

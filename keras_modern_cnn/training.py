@@ -12,6 +12,7 @@ Reference recipe: Dive into Deep Learning, "Modern CNNs" (plain SGD, Fashion-MNI
 
 import contextlib
 import csv
+import dataclasses
 import importlib.util
 import io
 import json
@@ -25,6 +26,7 @@ import keras_modern_cnn
 from keras_modern_cnn import losses, rundir, saving
 from keras_modern_cnn.config import OPTIMIZER_CLASSES
 from keras_modern_cnn.data import load_data, make_pipeline
+from keras_modern_cnn.devices import device_settings
 from keras_modern_cnn.registry import get_spec
 
 
@@ -40,6 +42,10 @@ def make_optimizer(name, learning_rate):
 def train(config, *, overwrite=False, resume=False, verbose="auto", log=print):
     """Train, evaluate and save the run `config` describes; returns the metrics dict.
 
+    In a multi-process `data-parallel` run (`keras_modern_cnn.distribute.jax_cluster`), process
+    0 writes the run directory; every other process runs the same steps (saving included: JAX
+    saves collectively) on a private copy of it, removed at the end.
+
     Args:
         config: a `RunConfig` (`keras_modern_cnn.config.resolve_config`).
         overwrite: start over in a directory holding another or a finished run.
@@ -47,10 +53,31 @@ def train(config, *, overwrite=False, resume=False, verbose="auto", log=print):
         verbose: `model.fit` verbosity ("auto": progress bar).
         log: where one-line notices go ("resuming from epoch N of M").
     """
+    from keras_modern_cnn.distribute import jax_cluster
+
+    cluster = jax_cluster(os.environ) if config.strategy == "data-parallel" else None
+    if cluster is None or cluster[2] == 0:
+        return _train(config, overwrite, resume, verbose, log)
+    _, processes, index = cluster
+    log(f"process {index} of {processes}: process 0 writes {config.output_dir}")
+    with rundir.private_copy(config.output_dir) as copy:
+        metrics = _train(dataclasses.replace(config, output_dir=copy), overwrite, resume,
+                         verbose, log)
+    # The paths of the files process 0 wrote.
+    return {**metrics, **{key: os.path.join(config.output_dir, os.path.relpath(metrics[key], copy))
+                          for key in ("model_path", "curves_path", "history_path")}}
+
+
+def _train(config, overwrite, resume, verbose, log):
+    """`train` in `config.output_dir`: plan, then the stages under the strategy."""
     plan = rundir.plan_run(config, overwrite=overwrite, resume=resume)
     # The whole run, data included, under the strategy: MultiWorkerMirroredStrategy must exist
     # before the first TensorFlow op, and JAX reads the distribution when fit runs.
-    with _strategy(config.strategy):
+    with _strategy(config.strategy) as strategy:
+        if isinstance(strategy, keras.distribution.DataParallel):
+            strategy.auto_shard_dataset = False  # make_pipelines gives each process its share
+        device = device_settings(config, _device_count(strategy))
+        log(device.summary())
         keras.utils.set_random_seed(config.seed)
         data = prepare_data(config)
         names = ", ".join(data.class_names[:5]) + (", ..." if data.num_classes > 5 else "")
@@ -62,9 +89,14 @@ def train(config, *, overwrite=False, resume=False, verbose="auto", log=print):
         if notice:
             log(notice)
         pipelines = make_pipelines(config, data)
-        model = build_and_compile(config, data, plan)
+        model = build_and_compile(config, data, device, plan)
+        if config.strategy == "data-parallel":  # every process planned before process 0 writes
+            from keras_modern_cnn.distribute import check_same_on_every_process
+
+            check_same_on_every_process(
+                "run directory state", (rundir.RUN_MODES.index(plan.mode), plan.epochs_done))
         # Every check has passed: only now is the run directory touched.
-        plan.begin(config, data_info(data, config))
+        plan.begin(config, data_info(data, config), device.to_dict())
         if plan.message(config.epochs):
             log(plan.message(config.epochs))
         timer, wall_time = fit(config, model, pipelines, verbose)
@@ -108,13 +140,15 @@ def data_info(data, config):
 
 
 def make_pipelines(config, data):
-    """The train and test `tf.data` pipelines of a run."""
+    """The train and test `tf.data` pipelines of a run (this process's share of each batch)."""
+    processes, process_index = _processes(config.strategy)
     return {
         split: make_pipeline(
             getattr(data, split), image_size=config.image_size, batch_size=config.batch_size,
             training=split == "train", task=data.task, normalization=config.normalization,
             augment=config.augment and split == "train", seed=config.seed,
             shuffle_buffer=min(data.num_train, 50000), replicas=_replicas(config.strategy),
+            processes=processes, process_index=process_index,
         )
         for split in ("train", "test")
     }
@@ -127,9 +161,28 @@ def _replicas(strategy):
     return len(keras.distribution.list_devices())
 
 
-def build_and_compile(config, data, plan=None):
-    """The compiled model: built for the data, or the saved one when a run is extended."""
-    with _dtype_policy("mixed_float16" if config.mixed_precision else None):
+def _processes(strategy):
+    """(processes, this one's index) of a data-parallel run; (1, 0) otherwise."""
+    if strategy != "data-parallel":
+        return 1, 0
+    import jax
+
+    return jax.process_count(), jax.process_index()
+
+
+def _device_count(strategy):
+    """Devices a run trains on, every process's included."""
+    if strategy is None:
+        return 1
+    if isinstance(strategy, keras.distribution.DataParallel):
+        return strategy.device_mesh.devices.size
+    return strategy.num_replicas_in_sync
+
+
+def build_and_compile(config, data, device, plan=None):
+    """The compiled model under the run's `DeviceSettings`: built for the data, or the saved
+    one when a run is extended."""
+    with _dtype_policy(device.dtype_policy):
         if plan is not None and plan.from_saved_model:
             return load_model(os.path.join(config.output_dir, rundir.MODEL_FILE))
         model = build_model(get_spec(config.model), data, config.image_size, config.width_ratio)
@@ -139,7 +192,7 @@ def build_and_compile(config, data, plan=None):
             # zero-weight padding does not dilute its loss.
             loss=losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
             weighted_metrics=_metrics(data),  # padded examples (weight 0) never count
-            jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile],
+            jit_compile=device.jit_compile,
         )
     return model
 
@@ -288,8 +341,7 @@ def _metrics(data):
 @contextlib.contextmanager
 def _dtype_policy(policy):
     previous = keras.config.dtype_policy()
-    if policy is not None:
-        keras.config.set_dtype_policy(policy)
+    keras.config.set_dtype_policy(policy)
     try:
         yield
     finally:

@@ -130,6 +130,8 @@ def test_channels_first_pipeline_transposes_batches(tmp_path):
         (dict(image_size=0), "Received: image_size=0"),
         (dict(normalization="imagenet"), "Received: normalization='imagenet'"),
         (dict(task="detection"), "Received: task='detection'"),
+        (dict(replicas=3, processes=2), "multiple of `processes` \\(2\\). Received: replicas=3"),
+        (dict(replicas=2, processes=2, process_index=2), "Received: process_index=2"),
     ],
 )
 def test_pipeline_arguments_are_validated(kwargs, message):
@@ -137,6 +139,24 @@ def test_pipeline_arguments_are_validated(kwargs, message):
     arguments = {**dict(image_size=28, batch_size=4, training=True), **kwargs}
     with pytest.raises(ValueError, match=message):
         make_pipeline(data.train, **arguments)
+
+
+@pytest.mark.backend_independent  # tf.data only
+def test_each_process_takes_its_own_share_of_every_padded_batch(tmp_path):
+    data = load_data(_write_npz(tmp_path / "data.npz"), test_examples=7)
+
+    def batches(**share):
+        pipeline = make_pipeline(data.test, image_size=8, batch_size=4, training=False,
+                                 replicas=4, **share)
+        return [[np.asarray(part) for part in batch] for batch in pipeline]
+
+    whole = batches()
+    shares = [batches(processes=2, process_index=index) for index in range(2)]
+    assert [len(batch[0]) for batch in whole] == [4, 4]  # 7 examples, the last one zero-weight
+    for batch, first, second in zip(whole, *shares):
+        for part, *halves in zip(batch, first, second):
+            np.testing.assert_array_equal(np.concatenate(halves), part)
+            assert len(halves[0]) == len(halves[1]) == 2
 
 
 def _arrays(num=8, size=8, channels=1, seed=0):

@@ -1,6 +1,7 @@
 """Data-parallel training: `kmc train --strategy multi-worker` (two TensorFlow worker processes on
-127.0.0.1, synchronized BatchNorm) and keras.distribution.DataParallel over two JAX host devices,
-each checked against single-process training on the same global batches."""
+127.0.0.1, synchronized BatchNorm), keras.distribution.DataParallel over two JAX host devices and
+`kmc train --strategy data-parallel` in two JAX processes on 127.0.0.1, each checked against
+single-process training on the same global batches."""
 
 import contextlib
 import json
@@ -16,7 +17,7 @@ import pytest
 from keras_modern_cnn import BatchNorm, LeNet
 from keras_modern_cnn.data import SHAPE_CLASSES
 from keras_modern_cnn.cli import main
-from keras_modern_cnn.distribute import check_tf_config, distribution_scope
+from keras_modern_cnn.distribute import check_tf_config, distribution_scope, jax_cluster
 from keras_modern_cnn.training import read_history
 
 TIMEOUT = 300
@@ -57,6 +58,13 @@ def train_arguments(output_dir, dataset, strategy):
         "32", "--image-size", "16", "--width-ratio", "0.5", "--epochs", "3", "--batch-size",
         "32", "--learning-rate", "0.1", "--strategy", strategy, "--output-dir", str(output_dir), "--quiet",
     ]
+
+
+def odd_arguments(output_dir):
+    """Sizes that do not divide by 2 devices: 33 training examples in batches of 8 (the last
+    holds 1), 17 test examples (the last batch of 1 is padded with a zero-weight example)."""
+    return [*train_arguments(output_dir, "shapes", "data-parallel"), "--train-examples", "33",
+            "--test-examples", "17", "--batch-size", "8", "--epochs", "2"]
 
 
 def train_command(output_dir, dataset, strategy):
@@ -157,25 +165,65 @@ def data_parallel_worker():
             }
     output_dir = sys.argv[2]
     results["cli_status"] = main(train_arguments(output_dir, "shapes", "data-parallel"))
-    # Sizes that do not divide by the 2 devices: 33 training examples in batches of 8 (the last
-    # holds 1), 17 test examples (the last batch of 1 is padded with a zero-weight example).
-    odd = [*train_arguments(os.path.join(output_dir, "odd"), "shapes", "data-parallel"),
-           "--train-examples", "33", "--test-examples", "17", "--batch-size", "8", "--epochs", "2"]
-    results["odd_cli_status"] = main(odd)
+    results["odd_cli_status"] = main(odd_arguments(os.path.join(output_dir, "odd")))
     with open(os.path.join(output_dir, "results.json"), "w") as handle:
         json.dump(results, handle)
 
 
+def multi_host_worker():
+    """`kmc train` as one process of a multi-process run; dumps the test images it feeds and
+    the weights it ends with. (Feeding the whole batch in every process would give the same
+    weights: the mean loss and BN statistics of a batch repeated are those of the batch.)"""
+    from keras_modern_cnn import training
+
+    make_pipelines, report = training.make_pipelines, training.report
+    path = os.path.join(sys.argv[3], f"%s{os.environ['JAX_PROCESS_ID']}")
+
+    def make_pipelines_and_dump_the_test_share(config, data):
+        pipelines = make_pipelines(config, data)  # the test split is not shuffled: no side effect
+        np.save(path % "test_share", np.concatenate([batch[0] for batch in pipelines["test"]]))
+        return pipelines
+
+    def report_and_dump(config, data, model, *rest):
+        weights = {w.path: keras.ops.convert_to_numpy(w) for w in model.weights}
+        np.savez(path % "weights" + ".npz", **weights)
+        return report(config, data, model, *rest)
+
+    training.make_pipelines, training.report = make_pipelines_and_dump_the_test_share, report_and_dump
+    sys.exit(main(odd_arguments(sys.argv[2])))
+
+
 @JAX_ONLY
 @pytest.mark.slow
-def test_jax_data_parallel_over_two_host_devices_matches_single_device_training(tmp_path, capsys):
+def test_jax_data_parallel_over_two_devices_or_two_processes_matches_single_device_training(
+        tmp_path, capsys):
+    """One process with two host devices, and (at the same time) two `kmc train` processes of
+    one device each on 127.0.0.1 sharing one --output-dir, which only process 0 writes."""
+    coordinator = f"127.0.0.1:{free_port()}"
+    processes = []
+    for index in range(2):
+        (tmp_path / f"tmp{index}").mkdir()
+        environment = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
+                           JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES="2",
+                           JAX_PROCESS_ID=str(index), TMPDIR=str(tmp_path / f"tmp{index}"))
+        processes.append(subprocess.Popen(
+            [sys.executable, __file__, "multi-host", str(tmp_path / "multi-host"), str(tmp_path)],
+            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ))
     flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
     environment = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS=flags.strip())
-    result = subprocess.run(
-        [sys.executable, __file__, "data-parallel", str(tmp_path)], env=environment,
-        capture_output=True, text=True, timeout=TIMEOUT,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, __file__, "data-parallel", str(tmp_path)], env=environment,
+            capture_output=True, text=True, timeout=TIMEOUT,
+        )
+        outputs = [process.communicate(timeout=TIMEOUT)[0] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    for index, process in enumerate(processes):
+        assert process.returncode == 0, f"process {index} failed:\n{outputs[index][-3000:]}"
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["devices"] == 2
     assert results["data-parallel"]["sharded_over"] == 2 and results["none"]["sharded_over"] == 1
@@ -195,6 +243,30 @@ def test_jax_data_parallel_over_two_host_devices_matches_single_device_training(
     model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     assert model.input_shape == (None, 16, 16, 1)
     assert model.output_shape == (None, len(SHAPE_CLASSES))
+
+    # Two processes: each fed its half of every test batch (8, 8 and 1 + 1 zero-weight padding),
+    # ended with equal weights, equal to one process over two devices on the same batches.
+    shares = [np.load(tmp_path / f"test_share{index}.npy") for index in range(2)]
+    assert [len(share) for share in shares] == [9, 9] and not np.array_equal(*shares)
+    assert not shares[1][-1].any() and shares[0].reshape(9, -1).any(axis=1).all()
+    for output in outputs:  # process 1 names the files process 0 wrote, not its removed copy
+        assert f"saved model: {tmp_path / 'multi-host' / 'model.keras'}" in output
+    process0, process1 = (np.load(tmp_path / f"weights{index}.npz") for index in range(2))
+    _, two_devices = saved_weights(odd / "model.keras")
+    _, saved = saved_weights(tmp_path / "multi-host" / "model.keras")
+    assert sorted(process0) == sorted(two_devices) == sorted(saved)
+    for path, value in two_devices.items():
+        np.testing.assert_array_equal(process0[path], process1[path], err_msg=path)
+        np.testing.assert_array_equal(process0[path], saved[path], err_msg=path)
+        np.testing.assert_allclose(process0[path], value, rtol=1e-6, atol=1e-7, err_msg=path)
+    shared = json.loads((tmp_path / "multi-host" / "metrics.json").read_text())
+    assert shared["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    # Process 0 alone wrote the run directory, every file whole; process 1 left nothing behind.
+    assert sorted(os.listdir(tmp_path / "multi-host")) == [
+        "curves.png", "history.csv", "logs", "metrics.json", "model.keras", "run.json"]
+    run = json.loads((tmp_path / "multi-host" / "run.json").read_text())
+    assert run["device"]["count"] == 2 and run["config"]["strategy"] == "data-parallel"
+    assert os.listdir(tmp_path / "tmp0") == os.listdir(tmp_path / "tmp1") == []
 
 
 def test_strategy_and_tf_config_are_validated(monkeypatch):
@@ -231,5 +303,36 @@ def test_strategy_and_tf_config_are_validated(monkeypatch):
                 pass
 
 
-if __name__ == "__main__":  # the subprocess of the JAX test
-    data_parallel_worker()
+@pytest.mark.backend_independent  # reads environment variables only
+def test_jax_coordinator_variables_are_validated_all_or_none():
+    good = {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "2",
+            "JAX_PROCESS_ID": "1"}
+    assert jax_cluster({}) is None
+    assert jax_cluster(good) == ("10.0.0.1:1234", 2, 1)
+    for name, value, message in [
+        ("JAX_PROCESS_ID", None, "needs all of .* Received: JAX_PROCESS_ID=None"),
+        ("JAX_COORDINATOR_ADDRESS", "10.0.0.1", "Received: JAX_COORDINATOR_ADDRESS='10.0.0.1'"),
+        ("JAX_NUM_PROCESSES", "0", "Received: JAX_NUM_PROCESSES='0'"),
+        ("JAX_NUM_PROCESSES", "two", "Received: JAX_NUM_PROCESSES='two'"),
+        ("JAX_PROCESS_ID", "2", r"in \[0, 1\] .*Received: JAX_PROCESS_ID='2'"),
+        ("JAX_PROCESS_ID", "-1", "Received: JAX_PROCESS_ID='-1'"),
+    ]:
+        environ = {key: v for key, v in dict(good, **{name: value}).items() if v is not None}
+        with pytest.raises(ValueError, match=message):
+            jax_cluster(environ)
+
+
+@JAX_ONLY
+def test_kmc_train_reports_a_partial_jax_cluster_in_one_line_before_writing(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1234")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    monkeypatch.delenv("JAX_PROCESS_ID", raising=False)
+    assert main(train_arguments(tmp_path / "run", "shapes", "data-parallel")) == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1 and "Received: JAX_PROCESS_ID=None" in error
+    assert not (tmp_path / "run").exists()
+
+
+if __name__ == "__main__":  # the subprocesses of the JAX test
+    {"data-parallel": data_parallel_worker, "multi-host": multi_host_worker}[sys.argv[1]]()

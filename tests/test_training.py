@@ -96,15 +96,62 @@ def test_config_resolves_defaults_then_recipe_then_flags_and_validates_once():
             resolve_config("bn_lenet", **{setting: value})
 
 
+def test_device_defaults_resolve_per_backend_and_device_and_explicit_flags_win(monkeypatch):
+    from keras_modern_cnn import devices
+    from keras_modern_cnn.cli import build_parser
+
+    backend = keras.config.backend()
+    compiler = "torch.compile" if backend == "torch" else "XLA"
+    xla = backend != "torch"  # the GPU rows: XLA on for TensorFlow and JAX
+    device = ("cpu", None)
+    monkeypatch.setattr(devices, "detect_device", lambda _: device)
+    # The CPU rows keep what Keras chose before the table (XLA on JAX only), in float32.
+    cpu = devices.device_settings(resolve_config("bn_lenet"), 2)
+    assert cpu.summary() == (f"device: CPU x2 ({backend}) - {compiler} "
+                             f"{'on' if backend == 'jax' else 'off'}, float32, channels_last")
+    assert "BENCHMARKS.md" in cpu.reasons["dtype_policy"]
+    for capability, policy in [((8, 0), "mixed_bfloat16"), ((7, 5), "mixed_float16")]:
+        device = ("gpu", capability)
+        gpu = devices.device_settings(resolve_config("bn_lenet"), 1)
+        assert gpu.summary() == (f"device: GPU x1 ({backend}) - {compiler} "
+                                 f"{'on' if xla else 'off'}, {policy}, channels_last")
+    if xla:
+        mirrored = devices.device_settings(resolve_config("bn_lenet", strategy="mirrored"), 1)
+        assert not mirrored.jit_compile
+        assert mirrored.reasons["jit_compile"] == devices.TF_DISTRIBUTE_NO_XLA
+    args = build_parser().parse_args(["train", "bn_lenet", "--no-mixed-precision",
+                                      "--jit-compile", "off" if xla else "on"])
+    explicit = devices.device_settings(resolve_config(
+        "bn_lenet", mixed_precision=args.mixed_precision, jit_compile=args.jit_compile), 1)
+    assert (explicit.jit_compile, explicit.dtype_policy) == (not xla, "float32")
+    assert set(explicit.reasons.values()) == {devices.EXPLICIT, gpu.reasons["data_format"]}
+    with pytest.raises(ValueError, match="Received: mixed_precision='yes'"):
+        resolve_config("bn_lenet", mixed_precision="yes")
+
+
+# The CPU's own choice (op by op, JAX's eager mode, would slow the test 5x), given explicitly.
+JIT_AS_DEFAULT = "on" if keras.config.backend() == "jax" else "off"
+
+
 def test_compare_writes_results_and_pictures_under_mixed_precision(tmp_path, capsys):
     out = tmp_path / "compare"
     assert main(["compare", "bn_lenet", "nin", "--epochs", "1", "--image-size", "68",
                  "--width-ratio", "0.125", "--learning-rate", "0.1", "--mixed-precision",
-                 "--batch-size", "32", "--train-examples", "64", "--test-examples", "32",
-                 "--output-dir", str(out)]) == 0
+                 "--jit-compile", JIT_AS_DEFAULT, "--batch-size", "32", "--train-examples", "64",
+                 "--test-examples", "32", "--output-dir", str(out)]) == 0
     # Output is not a terminal: one progress line per epoch, no carriage-return frames; the
     # 28px shapes are upsampled 2.4x, which a notice names.
     printed = capsys.readouterr().out
+    # Each run starts with its device line; the explicit flags won over the CPU's defaults.
+    backend = keras.config.backend()
+    compiler = "torch.compile" if backend == "torch" else "XLA"
+    device_line = (f"device: CPU x1 ({backend}) - {compiler} {JIT_AS_DEFAULT}, mixed_float16, "
+                   "channels_last")
+    lines = printed.splitlines()
+    assert [lines[lines.index(f"== {name}") + 1] for name in ("bn_lenet", "nin")] == [device_line] * 2
+    recorded = json.loads((out / "nin" / "run.json").read_text())["device"]
+    assert recorded["dtype_policy"] == "mixed_float16"
+    assert recorded["reasons"]["jit_compile"] == recorded["reasons"]["dtype_policy"] == "given explicitly"
     assert "\r" not in printed and printed.count(" - val_accuracy: ") == 2
     assert printed.count("note: 28x28 images are resized 2.43x to 68x68") == 2
     table = (out / "results.md").read_text().splitlines()

@@ -86,9 +86,11 @@ def add_training_arguments(parser, *, output_dir_help, output_dir_default=None):
     )
     options.add_width_ratio(fit)
     fit.add_argument("--seed", type=int, default=None, help="default 0")
-    fit.add_argument("--mixed-precision", action="store_true", default=None,
-                     help="mixed_float16 dtype policy")
-    fit.add_argument("--jit-compile", choices=JIT_COMPILE, default=None, help="XLA compilation (default auto)")
+    fit.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                     help="mixed float16/bfloat16 dtype policy (default: the device's, "
+                     "printed at the start)")
+    fit.add_argument("--jit-compile", choices=JIT_COMPILE, default=None,
+                     help="XLA compilation (default auto: the device's, printed at the start)")
     fit.add_argument("--strategy", choices=STRATEGIES, default=None, help="distribution strategy (default none)")
     options.add_quiet(fit)
     run_dir = parser.add_argument_group("run directory")

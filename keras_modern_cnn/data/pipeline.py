@@ -26,6 +26,8 @@ def make_pipeline(
     shuffle_buffer=10000,
     seed=None,
     replicas=1,
+    processes=1,
+    process_index=0,
 ):
     """Batched, prefetched `tf.data.Dataset` of `(images, targets)` ready for `model.fit`.
 
@@ -50,6 +52,9 @@ def make_pipeline(
             examples per epoch, different ones each epoch as the split is reshuffled) and
             evaluation pads it with zero-weight examples, yielding `(images, targets,
             weights)`, so every test example counts exactly once in weighted metrics.
+        processes, process_index: the processes of a multi-process data-parallel run (their
+            devices count in `replicas`) and this one's index: it yields its own contiguous
+            share of every batch, the `process_index`-th of `processes` equal slices.
     """
     import tensorflow as tf
 
@@ -62,6 +67,16 @@ def make_pipeline(
     check_bool("cache", cache)
     shuffle_buffer = check_positive_int("shuffle_buffer", shuffle_buffer)
     replicas = check_positive_int("replicas", replicas)
+    processes = check_positive_int("processes", processes)
+    if replicas % processes:
+        raise ValueError(
+            f"`replicas` must be a multiple of `processes` ({processes}). Received: replicas={replicas}"
+        )
+    if check_positive_int("process_index", process_index, minimum=0) >= processes:
+        raise ValueError(
+            f"`process_index` must be below `processes` ({processes}). "
+            f"Received: process_index={process_index!r}"
+        )
     segmentation = task == "segmentation"
     channels_first = keras.config.image_data_format() == "channels_first"
     autotune = tf.data.AUTOTUNE
@@ -104,6 +119,10 @@ def make_pipeline(
 
         return padded(images), padded(targets), weights
 
+    def process_share(*batch):
+        share = tf.shape(batch[0])[0] // processes
+        return tuple(part[process_index * share:(process_index + 1) * share] for part in batch)
+
     def to_channels_first(images, *rest):
         return (tf.transpose(images, (0, 3, 1, 2)), *rest)
 
@@ -119,6 +138,8 @@ def make_pipeline(
         pipeline = pipeline.map(drop_remainder).filter(lambda images, _: tf.shape(images)[0] > 0)
     elif replicas > 1:
         pipeline = pipeline.map(pad_with_zero_weights)
+    if processes > 1:
+        pipeline = pipeline.map(process_share)
     if channels_first:
         pipeline = pipeline.map(to_channels_first, num_parallel_calls=autotune)
     return pipeline.prefetch(autotune)
