@@ -130,6 +130,11 @@ def files(tmp_path_factory):
                    test_accuracy=0.5, test_loss=1.0, examples_per_second=1.0, parameters=1,
                    wall_time_seconds=1.0)
     (finished / "metrics.json").write_text(json.dumps(metrics))
+    unet_run = root / "unet_resnet18"
+    unet_run.mkdir()
+    config = resolve_config("unet", encoder="resnet18", image_size=32, epochs=2,
+                            train_examples=64, test_examples=32, output_dir=str(unet_run))
+    (unet_run / "run.json").write_text(config_to_json(config))
     (root / "orphan").mkdir()
     (root / "orphan" / "history.csv").write_text("epoch,loss\n0,1.0\n")
     return root
@@ -182,7 +187,18 @@ BAD_INVOCATIONS = [
     (["train", "bn_lenet", "--epochs", "1", *TRAIN[:4], "--output-dir", "{tmp}/finished"],
      "already holds 2 trained epochs"),
     (["train", "bn_lenet", *TRAIN[:4], "--output-dir", "{tmp}/orphan"], "without its run.json"),
+    (["train", "bn_lenet", "--encoder", "resnet18", *TRAIN],
+     "bn_lenet is a classifier. Received: encoder='resnet18', model='bn_lenet'"),
+    (["train", "unet", "--encoder", "resnet19", "--image-size", "32", *TRAIN],
+     "Received: encoder='resnet19'"),
+    (["train", "unet", "--encoder", "resnet18", "--image-size", "48", *TRAIN],
+     "must be a multiple of 32 with encoder='resnet18' (its deepest stage reduces the input "
+     "32x), e.g. 32 or 64. Received: image_size=48"),
+    (["train", "unet", "--encoder", "resnet34", "--image-size", "32", *TRAIN[:4], "--output-dir",
+      "{tmp}/unet_resnet18"], "other settings (encoder: 'resnet18' -> 'resnet34')"),
     (["compare"], "the following arguments are required: MODEL"),
+    (["compare", "unet", "bn_lenet", "--encoder", "vgg11", "--image-size", "32", *TRAIN],
+     "bn_lenet is a classifier. Received: encoder='vgg11'"),
     (["compare", "bn_lenet", "lenet5", *TRAIN], "Received: name='lenet5'"),
     (["compare", "bn_lenet", "--epochs", "0", *TRAIN], "Received: epochs=0"),
     (["evaluate", "{tmp}/missing.keras"], "No such model file"),
@@ -212,6 +228,10 @@ BAD_INVOCATIONS = [
     (["tune", "lenet", "--learning-rate", "0.1", "--set", "learning_rate=1e-3:1e-2", "--output-dir",
       "{tmp}/tune"], "`learning_rate` is given twice"),
     (["tune", "lenet", "--output-dir", "{tmp}/file"], "Received: directory="),
+    (["tune", "resnet", "--encoder", "resnet18", *TRAIN[:4], "--output-dir", "{tmp}/tune"],
+     "HyperResNet has no search dimension 'encoder'"),
+    (["tune", "unet", "--encoder", "resnet19", *TRAIN[:4], "--output-dir", "{tmp}/tune"],
+     "Received: encoder='resnet19'"),
     (["tune", "lenet", "--tuner", "grid", "--output-dir", "{tmp}/tune"], "Received: tuner='grid'"),
     (["tune", "lenet", "--distributed", "boss", "--output-dir", "{tmp}/tune"],
      "Received: distributed='boss'"),
