@@ -120,6 +120,10 @@ def files(tmp_path_factory):
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(4)])
     model.save(root / "model.keras")
     (root / "truncated.keras").write_bytes((root / "model.keras").read_bytes()[:100])
+    segmenter = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(3, 1, activation="softmax")])
+    segmenter.save(root / "segmenter.keras")
+    (root / "masks").mkdir()
+    (root / "masks" / "image_mask.png").write_bytes(b"")
 
     finished = root / "finished"
     finished.mkdir()
@@ -216,6 +220,15 @@ BAD_INVOCATIONS = [
     (["predict", "{tmp}/model.keras", "{tmp}/image.png", "--output", "{tmp}/p.txt"], "must end in .csv or .json"),
     (["predict", "{tmp}/model.keras", "{tmp}/image.png", "--output", "{tmp}/existing.csv"], "pass --overwrite"),
     (["predict", "{tmp}/truncated.keras", "{tmp}/image.png"], "Cannot load the model"),
+    (["predict", "{tmp}/model.keras", "{tmp}/image.png", "--output-dir", "{tmp}/out"],
+     "this model is a classifier (--output FILE writes its predictions)"),
+    (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png"], "pass --output-dir DIR"),
+    (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png", "--output-dir", "{tmp}/out", "--output",
+      "{tmp}/p.csv"], "a segmentation model writes mask images into --output-dir"),
+    (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png", "--output-dir", "{tmp}/file"],
+     "is a file). Received: output_dir="),
+    (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png", "--output-dir", "{tmp}/masks"],
+     "masks/image_mask.png (and 0 more); pass --overwrite"),
     (["export", "{tmp}/missing.keras", "--output", "{tmp}/exported"], "No model file"),
     (["export", "{tmp}/model.keras"], "the following arguments are required: --output"),
     (["export", "{tmp}/truncated.keras", "--output", "{tmp}/exported"], "Cannot load the model"),
@@ -253,6 +266,61 @@ def test_every_bad_invocation_is_one_line_on_stderr_and_exit_2(files, capsys, ar
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
     assert not (files / "out").exists()  # nothing was written
+
+
+@pytest.fixture(scope="module")
+def unet_run(tmp_path_factory):
+    """A tiny U-Net on a ResNet-18 encoder, trained 1 epoch by `kmc train` (width and image
+    size given too), and a few PNGs of other sizes than the model's 32x32."""
+    root = tmp_path_factory.mktemp("unet")
+    assert main(["train", "unet", "--encoder", "resnet18", "--width-ratio", "0.0625",
+                 "--image-size", "32", "--epochs", "1", "--train-examples", "64",
+                 "--test-examples", "32", "--batch-size", "32", "--quiet",
+                 "--output-dir", str(root / "run")]) == 0
+    from keras_modern_cnn.data import load_shapes
+
+    (images, _, _), _ = load_shapes(num_train=3, num_test=1, image_size=40, seed=1)
+    (root / "images" / "more").mkdir(parents=True)
+    keras.utils.save_img(root / "images" / "a.png", images[0])
+    keras.utils.save_img(root / "images" / "b.png", images[1][:28, :36])
+    keras.utils.save_img(root / "images" / "more" / "a.png", images[2])  # the same name
+    return root
+
+
+def test_train_unet_with_an_encoder_records_it_and_reports_iou_and_dice(unet_run):
+    import json
+
+    from keras_modern_cnn.config import read_run_file
+
+    config, info = read_run_file(unet_run / "run" / "run.json")
+    assert (config.model, config.encoder, config.width_ratio, config.image_size) == (
+        "unet", "resnet18", 0.0625, 32)
+    assert info["task"] == "segmentation" and info["num_classes"] == 11
+    metrics = json.loads((unet_run / "run" / "metrics.json").read_text())
+    assert metrics["encoder"] == "resnet18"
+    assert 0.0 < metrics["test_mean_iou"] <= metrics["test_mean_dice"] <= 1.0
+    model = keras.saving.load_model(unet_run / "run" / "model.keras")
+    assert model.get_layer("conv5_block2_out") and model.output_shape == (None, 32, 32, 11)
+
+
+def test_predict_on_a_segmentation_run_writes_masks_at_each_image_size(unet_run, capsys):
+    import numpy as np
+    from PIL import Image
+
+    out = unet_run / "masks"
+    assert main(["predict", str(unet_run / "run" / "model.keras"), str(unet_run / "images"),
+                 "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name, size in (("a", (40, 40)), ("b", (36, 28)), ("more/a", (40, 40))):
+        mask = Image.open(out / f"{name}_mask.png")
+        assert mask.mode == "P" and mask.size == size
+        assert np.asarray(mask).max() < 11  # class indices of background + ten shapes
+        overlay = Image.open(out / f"{name}_overlay.png")
+        assert overlay.size == (3 * size[0], size[1])  # input | mask | overlay
+        assert f"{out / name}_mask.png (" in printed
+    assert sorted(p.name for p in out.rglob("*") if ".tmp" in p.name) == []
+    assert main(["predict", str(unet_run / "run" / "model.keras"), str(unet_run / "images"),
+                 "--output-dir", str(out), "--overwrite"]) == 0
 
 
 def test_the_table_covers_every_subcommand_with_at_least_40_invocations():
