@@ -116,6 +116,7 @@ def files(tmp_path_factory):
     keras.utils.save_img(root / "one_class" / "cat" / "0.png", np.repeat(images[0], 3, -1))
     (root / "empty").mkdir()
     keras.utils.save_img(root / "image.png", images[0])
+    keras.utils.save_img(root / "image.jpg", images[0])
     (root / "existing.csv").write_text("image,rank,class,probability\n")
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(4)])
     model.save(root / "model.keras")
@@ -227,6 +228,8 @@ BAD_INVOCATIONS = [
       "{tmp}/p.csv"], "a segmentation model writes mask images into --output-dir"),
     (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png", "--output-dir", "{tmp}/file"],
      "is a file). Received: output_dir="),
+    (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png", "{tmp}/image.jpg", "--output-dir",
+      "{tmp}/out"], "Two images would write the same mask"),
     (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png", "--output-dir", "{tmp}/masks"],
      "masks/image_mask.png (and 0 more); pass --overwrite"),
     (["export", "{tmp}/missing.keras", "--output", "{tmp}/exported"], "No model file"),

@@ -223,6 +223,14 @@ def _check_predict_outputs(args, segmentation, files, classes):
     for path in files:
         stem = os.path.splitext(os.path.relpath(os.path.abspath(path), root))[0]
         targets.append([os.path.join(args.output_dir, stem + suffix) for suffix in MASK_SUFFIXES])
+    names = [mask for mask, _ in targets]
+    clash = next((name for name in names if names.count(name) > 1), None)
+    if clash is not None:
+        paths = [path for path, (mask, _) in zip(files, targets) if mask == clash]
+        raise ValueError(
+            f"Two images would write the same mask {clash}; rename one. Received: "
+            f"images={paths!r}"
+        )
     existing = [target for pair in targets for target in pair if os.path.exists(target)]
     if existing and not args.overwrite:
         raise ValueError(
