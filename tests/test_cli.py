@@ -72,6 +72,8 @@ def test_tune_takes_the_train_flags_as_fixed_dimensions():
     args = build_parser().parse_args(["tune", "resnet", "--optimizer", "sgd", "--learning-rate",
                                       "0.05", "--set", "width_ratio=0.25:0.5"])
     assert search_space(args) == {"width_ratio": (0.25, 0.5), "optimizer": "sgd", "learning_rate": 0.05}
+    args = build_parser().parse_args(["tune", "unet", "--encoder", "resnet18"])
+    assert search_space(args) == {"encoder": "resnet18"}
 
 
 def test_old_spellings_still_work_with_a_deprecation_note(capsys):
