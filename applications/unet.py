@@ -28,7 +28,7 @@ from keras_modern_cnn.assembly import (
     register_variants,
 )
 from keras_modern_cnn.blocks import batch_norm, channel_axis
-from keras_modern_cnn.registry import get_spec, list_models
+from keras_modern_cnn.registry import encoder_names, get_spec
 from keras_modern_cnn.validation import (
     check_application_args,
     check_bool,
@@ -52,11 +52,6 @@ def double_conv(x, filters, *, batch_norm_layers, name):
             x = batch_norm(x, name=f"{name}_bn{index}")
         x = keras.layers.Activation("relu", name=f"{name}_relu{index}")(x)
     return x
-
-
-def encoder_names():
-    """Registered models whose stages can feed a U-Net decoder (`ModelSpec.exact_stages`)."""
-    return [name for name in list_models(task="classification") if get_spec(name).exact_stages]
 
 
 def _check_encoder(encoder, depth, base_filters, decoder_filters):

@@ -38,7 +38,7 @@ def __dir__():
 
 # The modules whose classes `keras.saving.load_model` must find registered. They import only
 # Keras and `validation`, so importing them never cycles back into a half-imported module.
-SERIALIZABLE_MODULES = ("keras_modern_cnn.layers", "keras_modern_cnn.losses")
+SERIALIZABLE_MODULES = ("keras_modern_cnn.layers", "keras_modern_cnn.losses", "keras_modern_cnn.metrics")
 
 
 class _RegisterAfterKeras(importlib.abc.MetaPathFinder):

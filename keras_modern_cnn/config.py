@@ -16,7 +16,7 @@ import os
 
 from keras_modern_cnn.choices import DISTRIBUTIONS, NORMALIZATIONS
 from keras_modern_cnn.recipes import family_defaults, get_recipe
-from keras_modern_cnn.registry import get_spec
+from keras_modern_cnn.registry import encoder_names, get_spec
 from keras_modern_cnn.validation import (
     check_bool,
     check_choice,
@@ -47,6 +47,9 @@ class RunConfig:
         epochs, batch_size, optimizer, learning_rate: the optimisation.
         image_size: side of the square model input.
         width_ratio: channel multiplier of the model (None: the model's own).
+        encoder: a segmentation model's encoder: None (its own) or a registered classifier
+            of `registry.encoder_names()`, whose input side must then be a multiple of the
+            encoder's largest reduction (32).
         data_dir, download: where TFDS data lives, whether it may be downloaded.
         train_examples, test_examples: keep only the first N examples of a split.
         normalization, augment: the input pipeline.
@@ -66,6 +69,7 @@ class RunConfig:
     learning_rate: float = DEFAULT_LEARNING_RATES["sgd"]
     image_size: int = 28
     width_ratio: object = None
+    encoder: object = None
     data_dir: object = None
     download: bool = True
     train_examples: object = None
@@ -121,6 +125,8 @@ def resolve_config(model, *, recipe=None, **given):
         settings.update(get_recipe(recipe, spec.name))
     settings.update({key: value for key, value in given.items() if value is not None})
     settings["recipe"] = recipe
+    if isinstance(settings["encoder"], str):
+        settings["encoder"] = settings["encoder"].lower()  # as model names are
     family_optimizer, family_rate = family_defaults(spec.family)
     if settings["optimizer"] is None:
         settings["optimizer"] = family_optimizer
@@ -150,6 +156,8 @@ def validate(config):
     check_positive_int("image_size", config.image_size)
     if config.width_ratio is not None:
         check_width_ratio(config.width_ratio)
+    if config.encoder is not None:
+        _check_encoder(config)
     for name in ("train_examples", "test_examples"):
         if getattr(config, name) is not None:
             check_positive_int(name, getattr(config, name))
@@ -167,6 +175,26 @@ def validate(config):
         if not isinstance(value, str) or not value:
             raise ValueError(f"`{name}` must be a non-empty string. Received: {name}={value!r}")
     return config
+
+
+def _check_encoder(config):
+    """`encoder` names an encoder of a segmentation model whose reduction divides the input."""
+    if get_spec(config.model).task != "segmentation":
+        raise ValueError(
+            "`encoder` replaces a segmentation model's encoder (e.g. `kmc train unet --encoder "
+            f"resnet18`); {config.model} is a classifier. Received: encoder={config.encoder!r}, "
+            f"model={config.model!r}"
+        )
+    check_choice("encoder", config.encoder, encoder_names())
+    reduction = get_spec(config.encoder).stages[-1][1]
+    if config.image_size % reduction:
+        below = config.image_size // reduction * reduction
+        nearest = {max(below, reduction), below + reduction}
+        raise ValueError(
+            f"`image_size` must be a multiple of {reduction} with encoder={config.encoder!r} "
+            f"(its deepest stage reduces the input {reduction}x), e.g. "
+            f"{' or '.join(map(str, sorted(nearest)))}. Received: image_size={config.image_size}"
+        )
 
 
 def config_to_json(config, data_info=None, device=None):

@@ -104,6 +104,11 @@ def list_models(pattern="*", *, family=None, task=None):
     )
 
 
+def encoder_names():
+    """Registered classifiers whose stages can feed a U-Net decoder (`ModelSpec.exact_stages`)."""
+    return [name for name in list_models(task="classification") if _REGISTRY[name].exact_stages]
+
+
 def get_spec(name):
     """The `ModelSpec` of a registered model; unknown names list what exists."""
     key = name.lower() if isinstance(name, str) else name

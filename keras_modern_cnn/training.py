@@ -27,6 +27,7 @@ from keras_modern_cnn import losses, rundir, saving
 from keras_modern_cnn.config import OPTIMIZER_CLASSES
 from keras_modern_cnn.data import load_data, make_pipeline
 from keras_modern_cnn.devices import device_settings
+from keras_modern_cnn.metrics import MeanDice
 from keras_modern_cnn.registry import get_spec
 
 
@@ -185,7 +186,9 @@ def build_and_compile(config, data, device, plan=None):
     with _dtype_policy(device.dtype_policy):
         if plan is not None and plan.from_saved_model:
             return load_model(os.path.join(config.output_dir, rundir.MODEL_FILE))
-        model = build_model(get_spec(config.model), data, config.image_size, config.width_ratio)
+        model = build_model(
+            get_spec(config.model), data, config.image_size, config.width_ratio, config.encoder
+        )
         model.compile(
             optimizer=make_optimizer(config.optimizer, config.learning_rate),
             # Averaged over the weighted examples: a padded data-parallel test batch's
@@ -243,10 +246,12 @@ def report(config, data, model, results, timer, wall_time, plan):
         "optimizer": config.optimizer,
         "learning_rate": config.learning_rate,
         "width_ratio": config.width_ratio,
+        "encoder": config.encoder,
         "recipe": config.recipe,
         "test_accuracy": float(results["accuracy"]),
         "test_loss": float(results["loss"]),
-        **({"test_mean_iou": float(results["mean_iou"])} if "mean_iou" in results else {}),
+        **{f"test_{name}": float(results[name])
+           for name in SEGMENTATION_METRICS if name in results},
         "examples_per_second": timer.examples_per_second(data.num_train),
         "parameters": model.count_params(),
         "wall_time_seconds": wall_time,
@@ -312,11 +317,13 @@ class BlockMidEpoch(keras.callbacks.Callback):
         self._epoch = epoch
 
 
-def build_model(spec, data, image_size, width_ratio=None):
+def build_model(spec, data, image_size, width_ratio=None, encoder=None):
     """The registered model sized for the data: its channels, classes and `image_size`."""
     kwargs = dict(input_shape=input_shape(image_size, data.channels), classes=data.num_classes)
     if width_ratio is not None:
         kwargs["width_ratio"] = width_ratio
+    if encoder is not None:
+        kwargs["encoder"] = encoder
     return spec.builder(**kwargs)
 
 
@@ -327,6 +334,9 @@ def input_shape(image_size, channels):
     return (image_size, image_size, channels)
 
 
+SEGMENTATION_METRICS = ("mean_iou", "mean_dice")  # metrics.json: test_mean_iou, test_mean_dice
+
+
 def _metrics(data):
     if data.task == "segmentation":
         return [
@@ -334,6 +344,7 @@ def _metrics(data):
             keras.metrics.MeanIoU(
                 num_classes=data.num_classes, sparse_y_pred=False, name="mean_iou"
             ),
+            MeanDice(num_classes=data.num_classes, sparse_y_pred=False, name="mean_dice"),
         ]
     return ["accuracy"]
 
@@ -506,5 +517,6 @@ def plot_comparison(all_metrics, path, title):
 def run_title(config, data_name):
     """The settings a curve depends on, for a plot's title."""
     width = "" if config.width_ratio is None else f", width x{config.width_ratio:g}"
-    return (f"{config.model} on {data_name} ({config.image_size}px{width}): {config.optimizer} "
+    encoder = "" if config.encoder is None else f" ({config.encoder} encoder)"
+    return (f"{config.model}{encoder} on {data_name} ({config.image_size}px{width}): {config.optimizer} "
             f"lr {config.learning_rate:g}, batch {config.batch_size}")

@@ -72,6 +72,8 @@ def test_tune_takes_the_train_flags_as_fixed_dimensions():
     args = build_parser().parse_args(["tune", "resnet", "--optimizer", "sgd", "--learning-rate",
                                       "0.05", "--set", "width_ratio=0.25:0.5"])
     assert search_space(args) == {"width_ratio": (0.25, 0.5), "optimizer": "sgd", "learning_rate": 0.05}
+    args = build_parser().parse_args(["tune", "unet", "--encoder", "resnet18"])
+    assert search_space(args) == {"encoder": "resnet18"}
 
 
 def test_old_spellings_still_work_with_a_deprecation_note(capsys):
@@ -116,10 +118,15 @@ def files(tmp_path_factory):
     keras.utils.save_img(root / "one_class" / "cat" / "0.png", np.repeat(images[0], 3, -1))
     (root / "empty").mkdir()
     keras.utils.save_img(root / "image.png", images[0])
+    keras.utils.save_img(root / "image.jpg", images[0])
     (root / "existing.csv").write_text("image,rank,class,probability\n")
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(4)])
     model.save(root / "model.keras")
     (root / "truncated.keras").write_bytes((root / "model.keras").read_bytes()[:100])
+    segmenter = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(3, 1, activation="softmax")])
+    segmenter.save(root / "segmenter.keras")
+    (root / "masks").mkdir()
+    (root / "masks" / "image_mask.png").write_bytes(b"")
 
     finished = root / "finished"
     finished.mkdir()
@@ -130,6 +137,11 @@ def files(tmp_path_factory):
                    test_accuracy=0.5, test_loss=1.0, examples_per_second=1.0, parameters=1,
                    wall_time_seconds=1.0)
     (finished / "metrics.json").write_text(json.dumps(metrics))
+    unet_run = root / "unet_resnet18"
+    unet_run.mkdir()
+    config = resolve_config("unet", encoder="resnet18", image_size=32, epochs=2,
+                            train_examples=64, test_examples=32, output_dir=str(unet_run))
+    (unet_run / "run.json").write_text(config_to_json(config))
     (root / "orphan").mkdir()
     (root / "orphan" / "history.csv").write_text("epoch,loss\n0,1.0\n")
     return root
@@ -182,7 +194,18 @@ BAD_INVOCATIONS = [
     (["train", "bn_lenet", "--epochs", "1", *TRAIN[:4], "--output-dir", "{tmp}/finished"],
      "already holds 2 trained epochs"),
     (["train", "bn_lenet", *TRAIN[:4], "--output-dir", "{tmp}/orphan"], "without its run.json"),
+    (["train", "bn_lenet", "--encoder", "resnet18", *TRAIN],
+     "bn_lenet is a classifier. Received: encoder='resnet18', model='bn_lenet'"),
+    (["train", "unet", "--encoder", "resnet19", "--image-size", "32", *TRAIN],
+     "Received: encoder='resnet19'"),
+    (["train", "unet", "--encoder", "resnet18", "--image-size", "48", *TRAIN],
+     "must be a multiple of 32 with encoder='resnet18' (its deepest stage reduces the input "
+     "32x), e.g. 32 or 64. Received: image_size=48"),
+    (["train", "unet", "--encoder", "resnet34", "--image-size", "32", *TRAIN[:4], "--output-dir",
+      "{tmp}/unet_resnet18"], "other settings (encoder: 'resnet18' -> 'resnet34')"),
     (["compare"], "the following arguments are required: MODEL"),
+    (["compare", "unet", "bn_lenet", "--encoder", "vgg11", "--image-size", "32", *TRAIN],
+     "bn_lenet is a classifier. Received: encoder='vgg11'"),
     (["compare", "bn_lenet", "lenet5", *TRAIN], "Received: name='lenet5'"),
     (["compare", "bn_lenet", "--epochs", "0", *TRAIN], "Received: epochs=0"),
     (["evaluate", "{tmp}/missing.keras"], "No such model file"),
@@ -200,6 +223,17 @@ BAD_INVOCATIONS = [
     (["predict", "{tmp}/model.keras", "{tmp}/image.png", "--output", "{tmp}/p.txt"], "must end in .csv or .json"),
     (["predict", "{tmp}/model.keras", "{tmp}/image.png", "--output", "{tmp}/existing.csv"], "pass --overwrite"),
     (["predict", "{tmp}/truncated.keras", "{tmp}/image.png"], "Cannot load the model"),
+    (["predict", "{tmp}/model.keras", "{tmp}/image.png", "--output-dir", "{tmp}/out"],
+     "this model is a classifier (--output FILE writes its predictions)"),
+    (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png"], "pass --output-dir DIR"),
+    (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png", "--output-dir", "{tmp}/out", "--output",
+      "{tmp}/p.csv"], "a segmentation model writes mask images into --output-dir"),
+    (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png", "--output-dir", "{tmp}/file"],
+     "is a file). Received: output_dir="),
+    (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png", "{tmp}/image.jpg", "--output-dir",
+      "{tmp}/out"], "Two images would write the same mask"),
+    (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png", "--output-dir", "{tmp}/masks"],
+     "masks/image_mask.png (and 0 more); pass --overwrite"),
     (["export", "{tmp}/missing.keras", "--output", "{tmp}/exported"], "No model file"),
     (["export", "{tmp}/model.keras"], "the following arguments are required: --output"),
     (["export", "{tmp}/truncated.keras", "--output", "{tmp}/exported"], "Cannot load the model"),
@@ -212,6 +246,10 @@ BAD_INVOCATIONS = [
     (["tune", "lenet", "--learning-rate", "0.1", "--set", "learning_rate=1e-3:1e-2", "--output-dir",
       "{tmp}/tune"], "`learning_rate` is given twice"),
     (["tune", "lenet", "--output-dir", "{tmp}/file"], "Received: directory="),
+    (["tune", "resnet", "--encoder", "resnet18", *TRAIN[:4], "--output-dir", "{tmp}/tune"],
+     "HyperResNet has no search dimension 'encoder'"),
+    (["tune", "unet", "--encoder", "resnet19", *TRAIN[:4], "--output-dir", "{tmp}/tune"],
+     "Received: encoder='resnet19'"),
     (["tune", "lenet", "--tuner", "grid", "--output-dir", "{tmp}/tune"], "Received: tuner='grid'"),
     (["tune", "lenet", "--distributed", "boss", "--output-dir", "{tmp}/tune"],
      "Received: distributed='boss'"),
@@ -233,6 +271,61 @@ def test_every_bad_invocation_is_one_line_on_stderr_and_exit_2(files, capsys, ar
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
     assert not (files / "out").exists()  # nothing was written
+
+
+@pytest.fixture(scope="module")
+def unet_run(tmp_path_factory):
+    """A tiny U-Net on a ResNet-18 encoder, trained 1 epoch by `kmc train` (width and image
+    size given too), and a few PNGs of other sizes than the model's 32x32."""
+    root = tmp_path_factory.mktemp("unet")
+    assert main(["train", "unet", "--encoder", "resnet18", "--width-ratio", "0.0625",
+                 "--image-size", "32", "--epochs", "1", "--train-examples", "64",
+                 "--test-examples", "32", "--batch-size", "32", "--quiet",
+                 "--output-dir", str(root / "run")]) == 0
+    from keras_modern_cnn.data import load_shapes
+
+    (images, _, _), _ = load_shapes(num_train=3, num_test=1, image_size=40, seed=1)
+    (root / "images" / "more").mkdir(parents=True)
+    keras.utils.save_img(root / "images" / "a.png", images[0])
+    keras.utils.save_img(root / "images" / "b.png", images[1][:28, :36])
+    keras.utils.save_img(root / "images" / "more" / "a.png", images[2])  # the same name
+    return root
+
+
+def test_train_unet_with_an_encoder_records_it_and_reports_iou_and_dice(unet_run):
+    import json
+
+    from keras_modern_cnn.config import read_run_file
+
+    config, info = read_run_file(unet_run / "run" / "run.json")
+    assert (config.model, config.encoder, config.width_ratio, config.image_size) == (
+        "unet", "resnet18", 0.0625, 32)
+    assert info["task"] == "segmentation" and info["num_classes"] == 11
+    metrics = json.loads((unet_run / "run" / "metrics.json").read_text())
+    assert metrics["encoder"] == "resnet18"
+    assert 0.0 < metrics["test_mean_iou"] <= metrics["test_mean_dice"] <= 1.0
+    model = keras.saving.load_model(unet_run / "run" / "model.keras")
+    assert model.get_layer("conv5_block2_out") and model.output_shape == (None, 32, 32, 11)
+
+
+def test_predict_on_a_segmentation_run_writes_masks_at_each_image_size(unet_run, capsys):
+    import numpy as np
+    from PIL import Image
+
+    out = unet_run / "masks"
+    assert main(["predict", str(unet_run / "run" / "model.keras"), str(unet_run / "images"),
+                 "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name, size in (("a", (40, 40)), ("b", (36, 28)), ("more/a", (40, 40))):
+        mask = Image.open(out / f"{name}_mask.png")
+        assert mask.mode == "P" and mask.size == size
+        assert np.asarray(mask).max() < 11  # class indices of background + ten shapes
+        overlay = Image.open(out / f"{name}_overlay.png")
+        assert overlay.size == (3 * size[0], size[1])  # input | mask | overlay
+        assert f"{out / name}_mask.png (" in printed
+    assert sorted(p.name for p in out.rglob("*") if ".tmp" in p.name) == []
+    assert main(["predict", str(unet_run / "run" / "model.keras"), str(unet_run / "images"),
+                 "--output-dir", str(out), "--overwrite"]) == 0
 
 
 def test_the_table_covers_every_subcommand_with_at_least_40_invocations():

@@ -264,14 +264,38 @@ def tiny_segmenter():
     registry.unregister_model("tiny_segmenter")
 
 
-def test_segmentation_models_train_on_masks_with_mean_iou(tmp_path, tiny_segmenter):
+def test_segmentation_models_train_on_masks_with_mean_iou_and_dice(tmp_path, tiny_segmenter):
     from keras_modern_cnn.training import train
 
     config = resolve_config(tiny_segmenter, epochs=1, batch_size=32, learning_rate=0.1,
                             train_examples=64, test_examples=32, output_dir=str(tmp_path))
     metrics = train(config, verbose=0)
     assert metrics["task"] == "segmentation" and len(metrics["class_names"]) == 11
-    assert 0.0 <= metrics["test_mean_iou"] <= 1.0
-    assert "val_mean_iou" in read_history(tmp_path / "history.csv")[0]
+    iou, dice = metrics["test_mean_iou"], metrics["test_mean_dice"]
+    assert 0.0 < iou <= dice <= 1.0  # per class, Dice = 2 IoU / (1 + IoU) >= IoU
+    assert {"val_mean_iou", "val_mean_dice"} <= set(read_history(tmp_path / "history.csv")[0])
     model = keras.saving.load_model(tmp_path / "model.keras")
     assert model.output_shape == (None, 32, 32, 11)
+
+
+def test_mean_dice_matches_numpy_over_the_classes_present():
+    """Dice = 2 TP / (2 TP + FP + FN) per class, averaged over the classes in the labels or the
+    predictions (as `MeanIoU`); class 3 appears in neither and is left out."""
+    from keras_modern_cnn.metrics import MeanDice
+
+    y_true = np.array([[0, 0, 1, 1], [2, 2, 2, 0]])
+    y_pred = np.array([[0, 1, 1, 1], [2, 0, 4, 4]])
+    true, pred = y_true.ravel(), y_pred.ravel()
+    expected = [
+        2 * np.sum((true == c) & (pred == c)) / (np.sum(true == c) + np.sum(pred == c))
+        for c in range(5) if np.any(true == c) or np.any(pred == c)
+    ]
+    assert len(expected) == 4 and expected[3] == 0.0  # class 4: predicted, never true
+    metric = MeanDice(num_classes=5)
+    metric.update_state(y_true[:1], y_pred[:1])  # accumulates over batches
+    metric.update_state(y_true[1:], y_pred[1:])
+    np.testing.assert_allclose(float(metric.result()), np.mean(expected), rtol=1e-6)
+    one_hot = MeanDice(num_classes=5, sparse_y_pred=False)
+    one_hot.update_state(y_true, np.eye(5)[y_pred])
+    np.testing.assert_allclose(float(one_hot.result()), np.mean(expected), rtol=1e-6)
+    assert MeanDice.from_config(metric.get_config()).num_classes == 5

@@ -1,7 +1,7 @@
 """The options several sub-commands share, each defined once so every command spells it alike.
 
 The vocabulary: `--output-dir` (the directory a command fills), `--image-size` (side of the
-square model input), `--learning-rate`, `--width-ratio`, `--batch-size`, `--epochs`,
+square model input), `--learning-rate`, `--width-ratio`, `--encoder`, `--batch-size`, `--epochs`,
 `--overwrite`, `--quiet`, `--verbose`. An option's first spelling is its name; any other is an
 old spelling kept for one release, which still works and prints a deprecation note on stderr.
 """
@@ -53,6 +53,10 @@ def add_learning_rate(group, help):
 
 def add_width_ratio(group, help="multiply every convolution's channels (default: the model's)"):
     group.add_argument("--width-ratio", type=float, default=None, help=help)
+
+
+def add_encoder(group, help):
+    group.add_argument("--encoder", default=None, metavar="NAME", help=help)
 
 
 def add_output_dir(group, help, *, default=None, old_spellings=()):

@@ -85,6 +85,10 @@ def add_training_arguments(parser, *, output_dir_help, output_dir_default=None):
         fit, "default: the family's with its optimizer (below), else Keras's for the optimizer"
     )
     options.add_width_ratio(fit)
+    options.add_encoder(
+        fit, "segmentation models: a registered classifier as the encoder (resnet18, vgg11, "
+        "densenet121, ...; a wrong name lists them); the input side must be a multiple of 32",
+    )
     fit.add_argument("--seed", type=int, default=None, help="default 0")
     fit.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
                      help="mixed float16/bfloat16 dtype policy (default: the device's, "
@@ -107,7 +111,8 @@ def run_config(args, model, output_dir):
     return resolve_config(
         model, recipe=args.recipe, dataset=args.dataset, epochs=args.epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.learning_rate,
-        image_size=args.image_size, width_ratio=args.width_ratio, data_dir=args.data_dir,
+        image_size=args.image_size, width_ratio=args.width_ratio, encoder=args.encoder,
+        data_dir=args.data_dir,
         download=args.download, train_examples=args.train_examples,
         test_examples=args.test_examples, normalization=args.normalization,
         augment=args.augment, skip_unreadable=args.skip_unreadable, seed=args.seed,
@@ -125,9 +130,14 @@ def _train(args, config):
 
 
 def run(args):
+    from keras_modern_cnn.training import SEGMENTATION_METRICS
+
     config = run_config(args, args.model, args.output_dir)
     metrics = _train(args, config)
     print(f"test accuracy: {metrics['test_accuracy']:.3f}")
+    for name in SEGMENTATION_METRICS:
+        if f"test_{name}" in metrics:
+            print(f"test {name.replace('_', ' ')}: {metrics[f'test_{name}']:.3f}")
     print(f"examples/sec: {_throughput(metrics)}")
     print(f"saved model: {metrics['model_path']}")
     print(f"curves: {metrics['curves_path']}  history: {metrics['history_path']}")

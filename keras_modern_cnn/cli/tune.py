@@ -14,14 +14,15 @@ from keras_modern_cnn.config import OPTIMIZERS
 
 DEFAULT_EPOCHS = 3  # per trial: a search runs many short trainings
 # The train flags `kmc tune` takes as fixed values of the search dimension of the same name.
-FIXED_DIMENSIONS = ("optimizer", "learning_rate", "width_ratio")
+FIXED_DIMENSIONS = ("optimizer", "learning_rate", "width_ratio", "encoder")
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "tune", help="search a family's hyperparameters with KerasTuner",
         description="Search FAMILY's depth, width ratio, learning rate and optimizer (and its "
-        "own dimensions) with KerasTuner. --optimizer, --learning-rate and --width-ratio fix "
+        "own dimensions) with KerasTuner. --optimizer, --learning-rate, --width-ratio and "
+        "--encoder (unet) fix "
         "a dimension as in `kmc train`; --set fixes, narrows or lists any dimension. "
         "Rerunning the same command resumes the search; finished trials are not rerun. "
         "Distributed: start one `--distributed chief` and any number of `--distributed "
@@ -40,6 +41,8 @@ def add_parser(subparsers):
                        help="fix the optimizer (default: searched)")
     options.add_learning_rate(trial, "fix the learning rate (default: searched, log scale)")
     options.add_width_ratio(trial, "fix the width ratio (default: searched)")
+    options.add_encoder(trial, "unet: fix the encoder, classic or a registered classifier "
+                        "(default: searched)")
     trial.add_argument("--seed", type=int, default=0)
     search = parser.add_argument_group("search")
     search.add_argument("--tuner", default="random", help="random, bayesian or hyperband")
