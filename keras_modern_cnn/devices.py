@@ -44,6 +44,7 @@ class DeviceSettings:
     device: str  # "cpu" or "gpu"
     count: int
     jit_compile: bool
+    mixed_precision: bool
     dtype_policy: str
     data_format: str
     reasons: dict
@@ -89,7 +90,9 @@ def device_settings(config, count):
     if keras.config.image_data_format() != data_format:
         data_format, reasons["data_format"] = keras.config.image_data_format(), (
             "Keras's configuration (keras.json or keras.config.set_image_data_format) wins")
-    return DeviceSettings(backend, device, count, jit_compile, policy, data_format, reasons)
+    return DeviceSettings(
+        backend, device, count, jit_compile, mixed, policy, data_format, reasons
+    )
 
 
 def detect_device(backend):

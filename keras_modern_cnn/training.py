@@ -71,7 +71,6 @@ def train(config, *, overwrite=False, resume=False, verbose="auto", log=print):
 
 def _train(config, overwrite, resume, verbose, log):
     """`train` in `config.output_dir`: plan, then the stages under the strategy."""
-    plan = rundir.plan_run(config, overwrite=overwrite, resume=resume)
     # The whole run, data included, under the strategy: MultiWorkerMirroredStrategy must exist
     # before the first TensorFlow op, and JAX reads the distribution when fit runs.
     with _strategy(config.strategy) as strategy:
@@ -79,6 +78,10 @@ def _train(config, overwrite, resume, verbose, log):
             strategy.auto_shard_dataset = False  # make_pipelines gives each process its share
         device = device_settings(config, _device_count(strategy))
         log(device.summary())
+        # run.json records the precision the device chose, not "default": a run resumed on
+        # the same kind of device (or started before per-device defaults) compares equal.
+        config = dataclasses.replace(config, mixed_precision=device.mixed_precision)
+        plan = rundir.plan_run(config, overwrite=overwrite, resume=resume)
         keras.utils.set_random_seed(config.seed)
         data = prepare_data(config)
         names = ", ".join(data.class_names[:5]) + (", ..." if data.num_classes > 5 else "")

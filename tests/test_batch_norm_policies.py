@@ -98,10 +98,13 @@ def test_every_model_fits_predicts_and_reloads_under_every_policy(name, tmp_path
         assert {w.dtype for w in batch_norm_variables(model)} <= {keras.config.dtype_policy().variable_dtype}
         model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", run_eagerly=eager)
         statistics = [w for w in batch_norm_variables(model) if "moving" in w.name]
-        before = [as_float64(w) for w in statistics]
         history = model.fit(images, labels, epochs=1, batch_size=16, verbose=0)
         assert np.isfinite(history.history["loss"][0]), policy
-        assert all(not np.array_equal(b, as_float64(a)) for b, a in zip(before, statistics)), policy
+        # Every layer's moving mean leaves its initial 0 (a moving variance's step from 1 can round
+        # away in a bfloat16 variable, as in Keras's layer).
+        means = [w for w in statistics if "moving_mean" in w.name]
+        assert len(means) == len(statistics) // 2
+        assert all(np.any(as_float64(mean) != 0) for mean in means), policy
 
         if statistics:
             kmc.layers.recalibrate_batch_norm(model, [images])

@@ -100,7 +100,7 @@ def files(tmp_path_factory):
     import keras
     import numpy as np
 
-    from keras_modern_cnn.config import config_to_json, resolve_config
+    from keras_modern_cnn.config import config_to_json
 
     root = tmp_path_factory.mktemp("files")
     (root / "file").write_text("not a directory, not an image")
@@ -130,8 +130,8 @@ def files(tmp_path_factory):
 
     finished = root / "finished"
     finished.mkdir()
-    config = resolve_config("bn_lenet", epochs=2, train_examples=64, test_examples=32,
-                            output_dir=str(finished))
+    config = recorded_config("bn_lenet", epochs=2, train_examples=64, test_examples=32,
+                             output_dir=str(finished))
     (finished / "run.json").write_text(config_to_json(config))
     metrics = dict(model="bn_lenet", dataset="shapes", task="classification", epochs=2,
                    test_accuracy=0.5, test_loss=1.0, examples_per_second=1.0, parameters=1,
@@ -139,12 +139,20 @@ def files(tmp_path_factory):
     (finished / "metrics.json").write_text(json.dumps(metrics))
     unet_run = root / "unet_resnet18"
     unet_run.mkdir()
-    config = resolve_config("unet", encoder="resnet18", image_size=32, epochs=2,
-                            train_examples=64, test_examples=32, output_dir=str(unet_run))
+    config = recorded_config("unet", encoder="resnet18", image_size=32, epochs=2,
+                             train_examples=64, test_examples=32, output_dir=str(unet_run))
     (unet_run / "run.json").write_text(config_to_json(config))
     (root / "orphan").mkdir()
     (root / "orphan" / "history.csv").write_text("epoch,loss\n0,1.0\n")
     return root
+
+
+def recorded_config(model, **settings):
+    """The configuration a run on this CPU records in run.json: the precision its device chose
+    (`keras_modern_cnn.devices`), not the unresolved default."""
+    from keras_modern_cnn.config import resolve_config
+
+    return resolve_config(model, mixed_precision=False, **settings)
 
 
 OTHER_BACKEND_STRATEGY = "mirrored" if keras.config.backend() == "jax" else "data-parallel"
