@@ -25,7 +25,7 @@ demo: $(STAMP)
 # at a time (module fixtures such as the export round trips run once). `make test-jax` (or
 # test-tensorflow, test-torch) runs one backend.
 BACKENDS := tensorflow jax torch
-PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 test: $(STAMP)
 	@failed=""; for backend in $(BACKENDS); do \
 		echo "== KERAS_BACKEND=$$backend"; \
