@@ -112,15 +112,6 @@ def jax_cluster(environ):
     return address, int(processes), int(index)
 
 
-def process_index(strategy):
-    """This process's index in a multi-process `strategy` 'data-parallel' run, else 0.
-
-    Read from the environment (`jax_cluster`), so it is known before JAX starts.
-    """
-    cluster = jax_cluster(os.environ) if strategy == "data-parallel" else None
-    return 0 if cluster is None else cluster[2]
-
-
 def check_same_on_every_process(name, values):
     """Raise unless every process of a multi-process JAX run passes equal integer `values`."""
     import jax
