@@ -83,8 +83,8 @@ class BatchNorm(keras.layers.Layer):
     (where Keras keeps an Inf moving mean, ours may hold NaN); in inference only the non-finite
     elements themselves are affected.
 
-    One `keras.ops` path on every backend: one pass over the data for the statistics (shifted
-    so float32 stays accurate far from zero), then one multiply-add. A TensorFlow path through
+    One `keras.ops` path on every backend: Keras's two-pass `ops.moments` for the statistics
+    (accurate far from zero), then one multiply-add. A TensorFlow path through
     the fused `FusedBatchNormV3` kernel was tried and dropped: it was no faster in whole
     networks (convolutions dominate) and one BN-LeNet run with it ended with unusable weights,
     which was never explained; one implementation on both backends is easier to trust.
@@ -388,28 +388,17 @@ class BatchNorm(keras.layers.Layer):
     def _moments(self, x, mask):
         """Per-channel mean and biased variance of `x` (only its unmasked positions).
 
-        Unmasked: one pass with the shifted-data identity `Var[x] = E[(x - s)^2] - E[x - s]^2`
-        with `s` one sample of each channel, which keeps float32 accurate for data far from
-        zero (the plain `E[x^2] - E[x]^2` loses everything when |mean| >> std). `s` is a
-        constant for autodiff, so gradients are exact. Masked: two passes over the selected
+        Unmasked: `keras.ops.moments`, two passes (the mean, then the mean squared deviation
+        from it), so float32 stays accurate for data far from zero. On TensorFlow that is
+        `tf.nn.moments`, whose squared difference is one kernel: a one-pass shifted formula
+        used before cost DenseNet-121 training ~6 % there (its extra subtraction is a separate
+        op over every activation; BENCHMARKS.md). Masked: two passes over the selected
         positions, as Keras (a fully masked channel gives mean and variance 0).
         """
         if mask is not None:
             return self._masked_moments(x, mask)
-        if self.synchronized and keras.config.backend() == "tensorflow":
-            return ops.moments(x, axes=self._reduction_axes, synchronized=True)
-        first = [0] * len(x.shape)
-        sizes = list(x.shape)
-        for axis in self._reduction_axes:
-            sizes[axis] = 1
-        sizes[self.axis] = x.shape[self.axis]
-        shift = ops.stop_gradient(ops.slice(x, first, sizes))
-        shifted = x - shift
-        shifted_mean = ops.mean(shifted, axis=self._reduction_axes)
-        shifted_square_mean = ops.mean(ops.square(shifted), axis=self._reduction_axes)
-        variance = ops.maximum(shifted_square_mean - ops.square(shifted_mean), 0.0)
-        mean = shifted_mean + ops.reshape(shift, (-1,))
-        return mean, variance
+        synchronized = self.synchronized and keras.config.backend() == "tensorflow"
+        return ops.moments(x, axes=self._reduction_axes, synchronized=synchronized)
 
     def _masked_moments(self, x, mask):
         selected = ops.broadcast_to(ops.expand_dims(ops.cast(mask, "bool"), -1), ops.shape(x))
