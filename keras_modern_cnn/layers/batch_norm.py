@@ -388,12 +388,12 @@ class BatchNorm(keras.layers.Layer):
     def _moments(self, x, mask):
         """Per-channel mean and biased variance of `x` (only its unmasked positions).
 
-        Unmasked: `keras.ops.moments`, two passes (the mean, then the mean squared deviation
-        from it), so float32 stays accurate for data far from zero. On TensorFlow that is
-        `tf.nn.moments`, whose squared difference is one kernel: a one-pass shifted formula
-        used before cost DenseNet-121 training ~6 % there (its extra subtraction is a separate
-        op over every activation; BENCHMARKS.md). Masked: two passes over the selected
-        positions, as Keras (a fully masked channel gives mean and variance 0).
+        Unmasked: `keras.ops.moments`, the computation Keras's own layer uses: two passes (the
+        mean, then the mean squared deviation from it), so float32 stays accurate for data far
+        from zero. It replaced a one-pass shifted formula; in whole-network training the two
+        are within measurement noise of each other and of Keras's layer (BENCHMARKS.md, twins
+        section). Masked: two passes over the selected positions, as Keras (a fully masked
+        channel gives mean and variance 0).
         """
         if mask is not None:
             return self._masked_moments(x, mask)
