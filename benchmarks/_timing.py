@@ -35,6 +35,18 @@ def interleaved_throughput(candidates, *, rounds, steps, batch_size, warmup=2):
     return results
 
 
+def best_seconds(run, repeats):
+    """Seconds of the fastest of `repeats` calls of `run` after one warm-up call (other work only
+    ever slows a call, so the best one is the machine's capability)."""
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def ratio_summary(results, numerator, denominator):
     """Median, min and max of per-round throughput ratios numerator/denominator."""
     ratios = [a / b for a, b in zip(results[numerator], results[denominator])]

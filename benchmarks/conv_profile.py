@@ -17,7 +17,6 @@ import argparse
 import collections
 import json
 import os
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -27,27 +26,21 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_modern_cnn as kmc  # noqa: E402
-
-
-def best_seconds(run, repeats):
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
+from _timing import best_seconds  # noqa: E402
+from peak import matmul_flops_per_second  # noqa: E402
 
 
 def conv_shapes(model, batch_size):
-    """Counter of (input NHWC, kernel HWIO, stride, padding) over the model's Conv2D layers."""
+    """Counter of (input NHWC, kernel HWIO, stride, padding, output height x width) over the
+    model's Conv2D layers."""
     shapes = collections.Counter()
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
             _, height, width, channels = layer.input.shape
+            _, out_height, out_width, _ = layer.output.shape
             kernel = (*layer.kernel_size, channels, layer.filters)
             shapes[((batch_size, height, width, channels), kernel, layer.strides[0],
-                    layer.padding.upper())] += 1
+                    layer.padding.upper(), out_height * out_width)] += 1
     return shapes
 
 
@@ -65,14 +58,14 @@ def tf_conv(images, kernel, stride, padding):
 
 
 def matmul_peaks(repeats, size=2048):
-    a = np.random.default_rng(0).uniform(size=(size, size)).astype("float32")
-    flops = 2 * size**3
-    jax_matmul = jax.jit(lambda a: a @ a)
-    tf_matmul = tf.function(lambda a: tf.matmul(a, a))
-    ja, ta = jax.numpy.asarray(a), tf.constant(a)
+    """FLOP/s of the best `size`x`size` float32 matmul: JAX as every other table measures it
+    (`peak.matmul_flops_per_second`, through `keras.ops`), TensorFlow the same product."""
+    a = np.random.default_rng(0).normal(size=(size, size)).astype("float32")
+    tf_matmul = tf.function(lambda a: tf.reduce_sum(tf.matmul(a, a)))
+    tf_a = tf.constant(a)
     return {
-        "jax": flops / best_seconds(lambda: jax_matmul(ja).block_until_ready(), repeats),
-        "tensorflow": flops / best_seconds(lambda: tf_matmul(ta).numpy(), repeats),
+        "jax": matmul_flops_per_second(size, repeats),
+        "tensorflow": 2 * size**3 / best_seconds(lambda: tf_matmul(tf_a).numpy(), repeats),
     }
 
 
@@ -101,12 +94,11 @@ def main():
     rng = np.random.default_rng(0)
     rows, totals = [], {"jax": 0.0, "tensorflow": 0.0}
     total_flops = 0
-    for (input_shape, kernel_shape, stride, padding), count in sorted(conv_shapes(
+    for (input_shape, kernel_shape, stride, padding, out_pixels), count in sorted(conv_shapes(
             model, args.batch_size).items(), key=lambda item: item[0][0][1:], reverse=True):
         images = rng.uniform(size=input_shape).astype("float32")
         kernel = rng.normal(size=kernel_shape).astype("float32")
-        out_height = -(-input_shape[1] // stride)
-        flops = 2 * input_shape[0] * out_height**2 * int(np.prod(kernel_shape))
+        flops = 2 * input_shape[0] * out_pixels * int(np.prod(kernel_shape))
         seconds = {}
         for _ in range(2):  # alternate the two runtimes
             for runtime, make in (("jax", jax_conv), ("tensorflow", tf_conv)):

@@ -26,7 +26,7 @@ import time
 import keras
 import numpy as np
 
-from _timing import random_batch
+from _timing import best_seconds, random_batch
 from keras_modern_cnn import ResNet, get_model
 from keras_modern_cnn.utils import flops
 
@@ -57,13 +57,10 @@ def matmul_flops_per_second(size=2048, repeats=5):
     rng = np.random.default_rng(0)
     a = keras.ops.convert_to_tensor(rng.normal(size=(size, size)).astype("float32"))
     b = keras.ops.convert_to_tensor(rng.normal(size=(size, size)).astype("float32"))
-    keras.ops.convert_to_numpy(keras.ops.sum(keras.ops.matmul(a, b)))  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        keras.ops.convert_to_numpy(keras.ops.sum(keras.ops.matmul(a, b)))
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+    seconds = best_seconds(
+        lambda: keras.ops.convert_to_numpy(keras.ops.sum(keras.ops.matmul(a, b))), repeats
+    )
+    return 2 * size**3 / seconds
 
 
 def build_candidate(model_name, jit_compile, policy, image_size):
