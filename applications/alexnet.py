@@ -9,16 +9,20 @@ max pools with stride 2 and no padding after convolutions 1, 2 and 5. `batch_nor
 inserts BatchNorm between every convolution and its ReLU (the convolution then has no bias).
 """
 
+from collections.abc import Sequence
+from typing import Optional
+
 import keras
 
 from keras_modern_cnn.assembly import (
+    Family,
     Variant,
     dense_classifier,
     image_input,
     load_weights_if_given,
-    register_variants,
 )
 from keras_modern_cnn.blocks import conv_relu, conv_relu_output, smallest_input_size
+from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights
 from keras_modern_cnn.validation import (
     check_application_args,
     check_bool,
@@ -45,21 +49,21 @@ MIN_INPUT_SIZE = smallest_input_size([(kernel, stride, pad) for _, _, kernel, st
 
 
 def AlexNet(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="alexnet",
+    include_top: bool = True,
+    weights: Weights = None,
+    input_tensor: Tensor = None,
+    input_shape: Optional[Shape] = None,
+    pooling: Pooling = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str = "alexnet",
     *,
-    batch_norm=False,
-    dense_units=(4096, 4096),
-    dropout_rate=0.5,
-    width_ratio=1.0,
-    default_input_shape=(224, 224, 3),
-):
+    batch_norm: bool = False,
+    dense_units: Sequence[int] = (4096, 4096),
+    dropout_rate: float = 0.5,
+    width_ratio: float = 1.0,
+    default_input_shape: Shape = (224, 224, 3),
+) -> keras.Model:
     """AlexNet as in the seeds (d2l 7.1), for inputs of at least 67x67.
 
     The seeds' Fashion-MNIST model (46,764,746 parameters):
@@ -122,8 +126,8 @@ ALEXNET_CONFIGS = {
     ),
 }
 
-_VARIANTS = register_variants(
-    ALEXNET_CONFIGS, AlexNet, family="alexnet",
+ALEXNET = Family(
+    name="alexnet", builder=AlexNet, configs=ALEXNET_CONFIGS,
     summary="AlexNet as in the seeds (d2l 7.1): five convolutions (11x11/4 first), three 3x3/2\n"
     "max pools, two dense 4096 layers with dropout; BatchNorm between every convolution and\n"
     "its ReLU.",
@@ -133,6 +137,16 @@ _VARIANTS = register_variants(
     min_input_size=lambda config: MIN_INPUT_SIZE,
     stages=lambda config: alexnet_stages(config.get("batch_norm", False)),
 )
-globals().update(_VARIANTS)
+ALEXNET.register_builder("alexnet")
 
-__all__ = list(_VARIANTS)
+
+@ALEXNET.variant("alexnet_bn")
+def AlexNetBN(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+              input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+              classifier_activation: Activation = "softmax", name: str = "alexnet_bn", *,
+              dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
+              width_ratio: float = 1.0) -> keras.Model:
+    return AlexNet(**ALEXNET_CONFIGS["alexnet_bn"].arguments(locals()))
+
+
+__all__ = ["AlexNet", "AlexNetBN"]

@@ -17,17 +17,20 @@ in front of each layer's first convolution are recomputed in the backward pass i
 layer's new features; off by default.
 """
 
+from collections.abc import Sequence
+from typing import Optional
+
 import keras
 
 from keras_modern_cnn.assembly import (
+    Family,
     Variant,
     image_input,
     load_weights_if_given,
     pooled_classifier,
-    register_variants,
 )
 from keras_modern_cnn.blocks import (
-    batch_norm,
+    apply_batch_norm,
     channel_axis,
     current_batch_norm_implementation,
     drop_path,
@@ -35,6 +38,7 @@ from keras_modern_cnn.blocks import (
     make_batch_norm,
 )
 from keras_modern_cnn.layers import RecomputedConcatNormConv
+from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights
 from keras_modern_cnn.validation import (
     check_application_args,
     check_bool,
@@ -63,11 +67,11 @@ def growth_conv(growth_rate, *, conv_bias, name):
 
 def conv_block(x, growth_rate, *, bottleneck, conv_bias, bn, drop_rate, name):
     """BN, ReLU, (1x1 bottleneck, BN, ReLU,) 3x3 conv; output concatenated to the input."""
-    y = batch_norm(x, name=f"{name}_0_bn", **bn)
+    y = apply_batch_norm(x, name=f"{name}_0_bn", **bn)
     y = keras.layers.Activation("relu", name=f"{name}_0_relu")(y)
     if bottleneck:
         y = bottleneck_conv(growth_rate, conv_bias=conv_bias, name=name)(y)
-        y = batch_norm(y, name=f"{name}_1_bn", **bn)
+        y = apply_batch_norm(y, name=f"{name}_1_bn", **bn)
         y = keras.layers.Activation("relu", name=f"{name}_1_relu")(y)
     y = growth_conv(growth_rate, conv_bias=conv_bias, name=name)(y)
     y = drop_path(y, drop_rate, name=f"{name}_drop_path")
@@ -94,7 +98,7 @@ def memory_efficient_dense_block(
             name=f"{layer_name}_recomputed",
         )(features)
         if bottleneck:
-            y = batch_norm(y, name=f"{layer_name}_1_bn", **bn)
+            y = apply_batch_norm(y, name=f"{layer_name}_1_bn", **bn)
             y = keras.layers.Activation("relu", name=f"{layer_name}_1_relu")(y)
             y = growth_conv(growth_rate, conv_bias=conv_bias, name=layer_name)(y)
         features.append(drop_path(y, drop_rates[index], name=f"{layer_name}_drop_path"))
@@ -105,7 +109,7 @@ def memory_efficient_dense_block(
 
 def transition_block(x, compression, *, conv_bias, bn, name):
     """BN, ReLU, 1x1 conv to `compression` x channels, 2x2 average pool (halves the size)."""
-    x = batch_norm(x, name=f"{name}_bn", **bn)
+    x = apply_batch_norm(x, name=f"{name}_bn", **bn)
     x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
     channels = int(x.shape[channel_axis()] * compression)
     x = keras.layers.Conv2D(channels, 1, use_bias=conv_bias, name=f"{name}_conv")(x)
@@ -113,28 +117,28 @@ def transition_block(x, compression, *, conv_bias, bn, name):
 
 
 def DenseNet(
-    blocks=(4, 4, 4, 4),
-    growth_rate=32,
+    blocks: Sequence[int] = (4, 4, 4, 4),
+    growth_rate: int = 32,
     *,
-    bottleneck=False,
-    compression=0.5,
-    stem_filters=64,
-    conv_bias=True,
-    bn_epsilon=1e-5,
-    bn_momentum=0.9,
-    width_ratio=1.0,
-    memory_efficient=False,
-    drop_path_rate=0.0,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name="densenet",
-    default_input_shape=D2L_INPUT_SHAPE,
-):
+    bottleneck: bool = False,
+    compression: float = 0.5,
+    stem_filters: int = 64,
+    conv_bias: bool = True,
+    bn_epsilon: float = 1e-5,
+    bn_momentum: float = 0.9,
+    width_ratio: float = 1.0,
+    memory_efficient: bool = False,
+    drop_path_rate: float = 0.0,
+    include_top: bool = True,
+    weights: Weights = None,
+    input_tensor: Tensor = None,
+    input_shape: Optional[Shape] = None,
+    pooling: Pooling = None,
+    classes: int = 10,
+    classifier_activation: Activation = "softmax",
+    name: str = "densenet",
+    default_input_shape: Shape = D2L_INPUT_SHAPE,
+) -> keras.Model:
     """DenseNet; the defaults are the seeds' d2l model (d2l 8.7).
 
     `DenseNet(growth_rate=32)` is the seeds' DenseNet for Fashion-MNIST: 64-channel 7x7/2
@@ -199,7 +203,7 @@ def DenseNet(
         scaled_channels(stem_filters, width_ratio), 7, strides=2, use_bias=conv_bias,
         name="conv1_conv",
     )(x)
-    x = batch_norm(x, name="conv1_bn", **bn)
+    x = apply_batch_norm(x, name="conv1_bn", **bn)
     x = keras.layers.Activation("relu", name="conv1_relu")(x)
     x = keras.layers.ZeroPadding2D(1, name="zero_padding2d_1")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1")(x)
@@ -219,7 +223,7 @@ def DenseNet(
                 )
         if index < len(blocks) - 1:
             x = transition_block(x, compression, conv_bias=conv_bias, bn=bn, name=f"pool{index + 2}")
-    x = batch_norm(x, name="bn", **bn)
+    x = apply_batch_norm(x, name="bn", **bn)
     x = keras.layers.Activation("relu", name="relu")(x)
     x = pooled_classifier(
         x, include_top=include_top, pooling=pooling, classes=classes,
@@ -254,8 +258,8 @@ DENSENET_CONFIGS = {
     ),
 }
 
-_VARIANTS = register_variants(
-    DENSENET_CONFIGS, DenseNet, family="densenet",
+DENSENET = Family(
+    name="densenet", builder=DenseNet, configs=DENSENET_CONFIGS,
     summary="A densely connected network: a 7x7/2 stem and 3x3/2 max pool, dense blocks whose\n"
     "layers concatenate their output to their input, transitions halving size and channels.",
     paper='Huang et al., "Densely Connected Convolutional Networks", CVPR 2017 '
@@ -273,6 +277,51 @@ _VARIANTS = register_variants(
     stages=lambda config: densenet_stages(config["blocks"]),
     exact_stages=True,
 )
-globals().update(_VARIANTS)
 
-__all__ = ["DenseNet", *_VARIANTS]
+
+@DENSENET.variant("densenet121")
+def DenseNet121(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+                input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+                classifier_activation: Activation = "softmax", name: str = "densenet121", *,
+                width_ratio: float = 1.0, memory_efficient: bool = False,
+                drop_path_rate: float = 0.0) -> keras.Model:
+    return DenseNet(**DENSENET_CONFIGS["densenet121"].arguments(locals()))
+
+
+@DENSENET.variant("densenet169")
+def DenseNet169(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+                input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+                classifier_activation: Activation = "softmax", name: str = "densenet169", *,
+                width_ratio: float = 1.0, memory_efficient: bool = False,
+                drop_path_rate: float = 0.0) -> keras.Model:
+    return DenseNet(**DENSENET_CONFIGS["densenet169"].arguments(locals()))
+
+
+@DENSENET.variant("densenet201")
+def DenseNet201(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+                input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+                classifier_activation: Activation = "softmax", name: str = "densenet201", *,
+                width_ratio: float = 1.0, memory_efficient: bool = False,
+                drop_path_rate: float = 0.0) -> keras.Model:
+    return DenseNet(**DENSENET_CONFIGS["densenet201"].arguments(locals()))
+
+
+@DENSENET.variant("densenet264")
+def DenseNet264(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+                input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+                classifier_activation: Activation = "softmax", name: str = "densenet264", *,
+                width_ratio: float = 1.0, memory_efficient: bool = False,
+                drop_path_rate: float = 0.0) -> keras.Model:
+    return DenseNet(**DENSENET_CONFIGS["densenet264"].arguments(locals()))
+
+
+@DENSENET.variant("densenet_d2l")
+def DenseNetD2L(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+                input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 10,
+                classifier_activation: Activation = "softmax", name: str = "densenet_d2l", *,
+                width_ratio: float = 1.0, memory_efficient: bool = False,
+                drop_path_rate: float = 0.0) -> keras.Model:
+    return DenseNet(**DENSENET_CONFIGS["densenet_d2l"].arguments(locals()))
+
+
+__all__ = ["DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNet264", "DenseNetD2L"]

@@ -12,17 +12,19 @@ first exercise) puts BatchNorm between every convolution (then without bias) and
 """
 
 import math
+from typing import Optional
 
 import keras
 
 from keras_modern_cnn.assembly import (
+    Family,
     Variant,
     image_input,
     load_weights_if_given,
     pooled_classifier,
-    register_variants,
 )
 from keras_modern_cnn.blocks import channel_axis, conv_relu, conv_relu_output, smallest_input_size
+from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights
 from keras_modern_cnn.validation import (
     check_application_args,
     check_bool,
@@ -92,19 +94,19 @@ def inception_block(x, c1, c2, c3, c4, *, name, batch_norm=False, width_ratio=1.
 
 
 def GoogLeNet(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="googlenet",
+    include_top: bool = True,
+    weights: Weights = None,
+    input_tensor: Tensor = None,
+    input_shape: Optional[Shape] = None,
+    pooling: Pooling = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str = "googlenet",
     *,
-    batch_norm=False,
-    width_ratio=1.0,
-    default_input_shape=(224, 224, 3),
-):
+    batch_norm: bool = False,
+    width_ratio: float = 1.0,
+    default_input_shape: Shape = (224, 224, 3),
+) -> keras.Model:
     """GoogLeNet as in the seeds (d2l 7.4), for inputs of at least 32x32.
 
     The seeds' Fashion-MNIST model (5,977,530 parameters):
@@ -181,8 +183,8 @@ GOOGLENET_CONFIGS = {
     ),
 }
 
-_VARIANTS = register_variants(
-    GOOGLENET_CONFIGS, GoogLeNet, family="googlenet",
+GOOGLENET = Family(
+    name="googlenet", builder=GoogLeNet, configs=GOOGLENET_CONFIGS,
     summary="GoogLeNet as in the seeds (d2l 7.4): a 7x7/2 stem, nine Inception blocks, global\n"
     "average pooling and `predictions`; BatchNorm between every convolution and its ReLU.",
     paper='Szegedy et al., "Going Deeper with Convolutions", CVPR 2015 (arXiv:1409.4842).',
@@ -191,6 +193,15 @@ _VARIANTS = register_variants(
     stages=lambda config: googlenet_stages(config.get("batch_norm", False)),
     exact_stages=True,
 )
-globals().update(_VARIANTS)
+GOOGLENET.register_builder("googlenet")
 
-__all__ = list(_VARIANTS)
+
+@GOOGLENET.variant("googlenet_bn")
+def GoogLeNetBN(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+                input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+                classifier_activation: Activation = "softmax", name: str = "googlenet_bn", *,
+                width_ratio: float = 1.0) -> keras.Model:
+    return GoogLeNet(**GOOGLENET_CONFIGS["googlenet_bn"].arguments(locals()))
+
+
+__all__ = ["GoogLeNet", "GoogLeNetBN"]

@@ -8,16 +8,21 @@ Note: as in the seeds, pooling is 2x2 max pooling (the book's PyTorch/MXNet BN-L
 every convolution and dense layer keeps its bias.
 """
 
+import warnings
+from collections.abc import Sequence
+from typing import Optional
+
 import keras
 
 from keras_modern_cnn.assembly import (
+    Family,
     Variant,
     global_pool,
     image_input,
     load_weights_if_given,
-    register_variants,
 )
-from keras_modern_cnn.blocks import batch_norm, smallest_input_size
+from keras_modern_cnn.blocks import apply_batch_norm, smallest_input_size
+from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights
 from keras_modern_cnn.validation import (
     check_application_args,
     check_bool,
@@ -31,41 +36,50 @@ MIN_INPUT_SIZE = smallest_input_size(_FEATURE_STEPS)
 
 
 def LeNet(
-    conv_filters=(6, 16),
-    dense_units=(120, 84),
+    conv_filters: Sequence[int] = (6, 16),
+    dense_units: Sequence[int] = (120, 84),
     *,
-    batch_norm_layers=True,
-    width_ratio=1.0,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name="lenet",
-    default_input_shape=(28, 28, 1),
-):
+    batch_norm: bool = True,
+    width_ratio: float = 1.0,
+    include_top: bool = True,
+    weights: Weights = None,
+    input_tensor: Tensor = None,
+    input_shape: Optional[Shape] = None,
+    pooling: Pooling = None,
+    classes: int = 10,
+    classifier_activation: Activation = "softmax",
+    name: str = "lenet",
+    default_input_shape: Shape = (28, 28, 1),
+    batch_norm_layers: Optional[bool] = None,
+) -> keras.Model:
     """LeNet: two 5x5 conv (+BN) + sigmoid + 2x2 max-pool stages, then dense layers.
 
     Args:
         conv_filters: channels of the two 5x5 convolutions (6, 16 in LeNet-5).
         dense_units: sizes of the hidden dense layers (120, 84 in LeNet-5).
-        batch_norm_layers: insert BatchNorm before every sigmoid (BN-LeNet).
+        batch_norm: insert BatchNorm before every sigmoid (BN-LeNet).
         width_ratio: multiplies every convolution's channel count.
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in `keras.applications`. The default input is
             28x28x1 and `classes` defaults to 10 (Fashion-MNIST), as in the seeds.
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`).
+        batch_norm_layers: the old spelling of `batch_norm` (deprecated; removed in the next
+            release).
     """
+    if batch_norm_layers is not None:
+        warnings.warn(
+            "`batch_norm_layers` is deprecated and will be removed in the next release; use "
+            "`batch_norm` (the name every family uses).", DeprecationWarning, stacklevel=2,
+        )
+        batch_norm = batch_norm_layers
     check_application_args(
         include_top=include_top, weights=weights, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name,
     )
     conv_filters = check_int_sequence("conv_filters", conv_filters, length=2)
     dense_units = check_int_sequence("dense_units", dense_units)
-    check_bool("batch_norm_layers", batch_norm_layers)
+    check_bool("batch_norm", batch_norm)
     width_ratio = check_width_ratio(width_ratio)
     inputs, x = image_input(
         input_tensor=input_tensor, input_shape=input_shape, default_shape=default_input_shape,
@@ -74,8 +88,8 @@ def LeNet(
     )
 
     def normalise_and_squash(x, prefix):
-        if batch_norm_layers:
-            x = batch_norm(x, name=f"{prefix}_bn")
+        if batch_norm:
+            x = apply_batch_norm(x, name=f"{prefix}_bn")
         return keras.layers.Activation("sigmoid", name=f"{prefix}_sigmoid")(x)
 
     for index, filters in enumerate(conv_filters, start=1):
@@ -100,13 +114,13 @@ def LeNet(
 LENET_CONFIGS = {
     "bn_lenet": Variant(
         "BNLeNet", "d2l 8.5.4 BN-LeNet (seeds: Conv 6@5x5, BN, sigmoid, max-pool, ...)",
-        dict(conv_filters=(6, 16), dense_units=(120, 84), batch_norm_layers=True),
+        dict(conv_filters=(6, 16), dense_units=(120, 84), batch_norm=True),
         default_input_shape=(28, 28, 1), classes=10,
     ),
 }
 
-_VARIANTS = register_variants(
-    LENET_CONFIGS, LeNet, family="lenet",
+LENET = Family(
+    name="lenet", builder=LeNet, configs=LENET_CONFIGS,
     summary="The seeds' BN-LeNet for 28x28 grayscale images (44,878 trainable parameters): two\n"
     "5x5 convolution + BatchNorm + sigmoid + 2x2 max-pool stages, then dense 120-84 layers.",
     paper="Dive into Deep Learning 8.5.4; LeCun et al. 1998; Ioffe & Szegedy, ICML 2015 "
@@ -118,6 +132,14 @@ _VARIANTS = register_variants(
         (f"pool{index}", 2**index) for index in range(1, len(config["conv_filters"]) + 1)
     ),
 )
-globals().update(_VARIANTS)
 
-__all__ = ["LeNet", *_VARIANTS]
+
+@LENET.variant("bn_lenet")
+def BNLeNet(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+            input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 10,
+            classifier_activation: Activation = "softmax", name: str = "bn_lenet", *,
+            width_ratio: float = 1.0) -> keras.Model:
+    return LeNet(**LENET_CONFIGS["bn_lenet"].arguments(locals()))
+
+
+__all__ = ["LeNet", "BNLeNet"]

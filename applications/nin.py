@@ -9,16 +9,19 @@ keep their ReLU, so the class scores averaged by global pooling are non-negative
 The class block has `classes` channels and is not scaled by `width_ratio`.
 """
 
+from typing import Optional
+
 import keras
 
 from keras_modern_cnn.assembly import (
+    Family,
     Variant,
     global_pool,
     image_input,
     load_weights_if_given,
-    register_variants,
 )
 from keras_modern_cnn.blocks import conv_relu, smallest_input_size
+from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights
 from keras_modern_cnn.validation import (
     check_application_args,
     check_dropout_rate,
@@ -45,19 +48,19 @@ def nin_block(x, filters, kernel_size, *, strides, padding, name):
 
 
 def NiN(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="nin",
+    include_top: bool = True,
+    weights: Weights = None,
+    input_tensor: Tensor = None,
+    input_shape: Optional[Shape] = None,
+    pooling: Pooling = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str = "nin",
     *,
-    dropout_rate=0.5,
-    width_ratio=1.0,
-    default_input_shape=(224, 224, 3),
-):
+    dropout_rate: float = 0.5,
+    width_ratio: float = 1.0,
+    default_input_shape: Shape = (224, 224, 3),
+) -> keras.Model:
     """NiN as in the seeds (d2l 7.3), for inputs of at least 67x67.
 
     The seeds' Fashion-MNIST model (1,992,166 parameters):
@@ -107,14 +110,16 @@ def NiN(
 
 NIN_CONFIGS = {"nin": Variant("NiN", "d2l 7.3 NiN (Lin et al. 2014)", {})}
 
-_VARIANTS = register_variants(
-    NIN_CONFIGS, NiN, family="nin", summary="", paper="Lin, Chen & Yan, ICLR 2014.",
+NIN = Family(
+    name="nin", builder=NiN, configs=NIN_CONFIGS,
+    summary="", paper="Lin, Chen & Yan, ICLR 2014.",
     options=(), min_input_size=lambda config: MIN_INPUT_SIZE,
     # Stage outputs: each block's pool (stride 4 convolution, then 3x3/2 pools).
     stages=lambda config: tuple(
         (f"block{index}_pool", 4 * 2**index) for index in range(1, len(NIN_BLOCKS) + 1)
     ),
 )
-globals().update(_VARIANTS)
+NIN.register_builder("nin")
 
-__all__ = list(_VARIANTS)
+
+__all__ = ["NiN"]

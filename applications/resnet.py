@@ -16,16 +16,20 @@ last BatchNorm of each residual branch (`zero_init_last_bn`, Goyal et al., "Accu
 Minibatch SGD", arXiv:1706.02677) are off by default, so the twins stay exact.
 """
 
+from collections.abc import Sequence
+from typing import Optional
+
 import keras
 
 from keras_modern_cnn.assembly import (
+    Family,
     Variant,
     image_input,
     load_weights_if_given,
     pooled_classifier,
-    register_variants,
 )
-from keras_modern_cnn.blocks import batch_norm, drop_path, drop_path_rates
+from keras_modern_cnn.blocks import apply_batch_norm, drop_path, drop_path_rates
+from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights
 from keras_modern_cnn.validation import (
     check_application_args,
     check_bool,
@@ -63,11 +67,11 @@ def basic_block(
             filters, 1, strides=strides, use_bias=conv_bias, name=f"{name}_0_conv"
         )(x)
         if shortcut_batch_norm:
-            shortcut = batch_norm(shortcut, name=f"{name}_0_bn", **bn)
+            shortcut = apply_batch_norm(shortcut, name=f"{name}_0_bn", **bn)
     else:
         shortcut = x
     y = _conv(x, filters, 3, strides=strides, use_bias=conv_bias, name=f"{name}_1_conv")
-    y = batch_norm(y, name=f"{name}_1_bn", **bn)
+    y = apply_batch_norm(y, name=f"{name}_1_bn", **bn)
     y = keras.layers.Activation("relu", name=f"{name}_1_relu")(y)
     y = _conv(y, filters, 3, use_bias=conv_bias, name=f"{name}_2_conv")
     y = _last_batch_norm(y, bn, zero_init_last_bn, name=f"{name}_2_bn")
@@ -85,17 +89,17 @@ def bottleneck_block(
         shortcut = keras.layers.Conv2D(
             4 * filters, 1, strides=strides, use_bias=conv_bias, name=f"{name}_0_conv"
         )(x)
-        shortcut = batch_norm(shortcut, name=f"{name}_0_bn", **bn)
+        shortcut = apply_batch_norm(shortcut, name=f"{name}_0_bn", **bn)
     else:
         shortcut = x
     first_stride, middle_stride = (strides, 1) if stride_in == "1x1" else (1, strides)
     y = keras.layers.Conv2D(
         filters, 1, strides=first_stride, use_bias=conv_bias, name=f"{name}_1_conv"
     )(x)
-    y = batch_norm(y, name=f"{name}_1_bn", **bn)
+    y = apply_batch_norm(y, name=f"{name}_1_bn", **bn)
     y = keras.layers.Activation("relu", name=f"{name}_1_relu")(y)
     y = _conv(y, filters, 3, strides=middle_stride, use_bias=conv_bias, name=f"{name}_2_conv")
-    y = batch_norm(y, name=f"{name}_2_bn", **bn)
+    y = apply_batch_norm(y, name=f"{name}_2_bn", **bn)
     y = keras.layers.Activation("relu", name=f"{name}_2_relu")(y)
     y = keras.layers.Conv2D(4 * filters, 1, use_bias=conv_bias, name=f"{name}_3_conv")(y)
     y = _last_batch_norm(y, bn, zero_init_last_bn, name=f"{name}_3_bn")
@@ -112,7 +116,7 @@ def preactivation_block(
     The branch ends in a convolution, so `zero_init_last_bn` zero-initialises that convolution
     (as timm's pre-activation blocks do).
     """
-    preact = batch_norm(x, name=f"{name}_preact_bn", **bn)
+    preact = apply_batch_norm(x, name=f"{name}_preact_bn", **bn)
     preact = keras.layers.Activation("relu", name=f"{name}_preact_relu")(preact)
     if conv_shortcut:
         shortcut = keras.layers.Conv2D(
@@ -123,13 +127,13 @@ def preactivation_block(
     else:
         shortcut = x
     y = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_1_conv")(preact)
-    y = batch_norm(y, name=f"{name}_1_bn", **bn)
+    y = apply_batch_norm(y, name=f"{name}_1_bn", **bn)
     y = keras.layers.Activation("relu", name=f"{name}_1_relu")(y)
     y = keras.layers.ZeroPadding2D(1, name=f"{name}_2_pad")(y)
     y = keras.layers.Conv2D(
         filters, 3, strides=strides, use_bias=False, name=f"{name}_2_conv"
     )(y)
-    y = batch_norm(y, name=f"{name}_2_bn", **bn)
+    y = apply_batch_norm(y, name=f"{name}_2_bn", **bn)
     y = keras.layers.Activation("relu", name=f"{name}_2_relu")(y)
     y = keras.layers.Conv2D(
         4 * filters, 1, use_bias=conv_bias, name=f"{name}_3_conv",
@@ -141,7 +145,7 @@ def preactivation_block(
 
 def _last_batch_norm(y, bn, zero_init, *, name):
     """The BN closing a residual branch; gamma starts at zero with `zero_init` (Goyal et al.)."""
-    return batch_norm(y, name=name, gamma_initializer="zeros" if zero_init else "ones", **bn)
+    return apply_batch_norm(y, name=name, gamma_initializer="zeros" if zero_init else "ones", **bn)
 
 
 def block_strides(block_type, stack, index, depth):
@@ -167,27 +171,27 @@ def resnet_stages(stack_depths, block_type):
 
 
 def ResNet(
-    stack_depths,
-    block_type="bottleneck",
+    stack_depths: Sequence[int],
+    block_type: str = "bottleneck",
     *,
-    conv_bias=True,
-    stride_in="1x1",
-    shortcut_batch_norm=True,
-    bn_epsilon=1.001e-5,
-    bn_momentum=0.99,
-    width_ratio=1.0,
-    drop_path_rate=0.0,
-    zero_init_last_bn=False,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="resnet",
-    default_input_shape=(224, 224, 3),
-):
+    conv_bias: bool = True,
+    stride_in: str = "1x1",
+    shortcut_batch_norm: bool = True,
+    bn_epsilon: float = 1.001e-5,
+    bn_momentum: float = 0.99,
+    width_ratio: float = 1.0,
+    drop_path_rate: float = 0.0,
+    zero_init_last_bn: bool = False,
+    include_top: bool = True,
+    weights: Weights = None,
+    input_tensor: Tensor = None,
+    input_shape: Optional[Shape] = None,
+    pooling: Pooling = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str = "resnet",
+    default_input_shape: Shape = (224, 224, 3),
+) -> keras.Model:
     """ResNet with four stacks of residual blocks after a 7x7/2 stem and a 3x3/2 max pool.
 
     Reference: He et al. 2016 (arXiv:1512.03385, v1; arXiv:1603.05027, v2).
@@ -241,7 +245,7 @@ def ResNet(
         scaled_channels(64, width_ratio), 7, strides=2, use_bias=conv_bias, name="conv1_conv"
     )(x)
     if not preact:
-        x = batch_norm(x, name="conv1_bn", **bn)
+        x = apply_batch_norm(x, name="conv1_bn", **bn)
         x = keras.layers.Activation("relu", name="conv1_relu")(x)
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
@@ -267,7 +271,7 @@ def ResNet(
                     shortcut_batch_norm=shortcut_batch_norm, **common,
                 )
     if preact:
-        x = batch_norm(x, name="post_bn", **bn)
+        x = apply_batch_norm(x, name="post_bn", **bn)
         x = keras.layers.Activation("relu", name="post_relu")(x)
     x = pooled_classifier(
         x, include_top=include_top, pooling=pooling, classes=classes,
@@ -299,8 +303,8 @@ RESNET_CONFIGS = {
     "resnet152v2": _row("ResNet152V2", (3, 8, 36, 3), "bottleneck_v2", "keras.applications.ResNet152V2", _KERAS),
 }
 
-_VARIANTS = register_variants(
-    RESNET_CONFIGS, ResNet, family="resnet",
+RESNET = Family(
+    name="resnet", builder=ResNet, configs=RESNET_CONFIGS,
     summary="A residual network: a 7x7/2 stem, a 3x3/2 max pool, four stacks of residual\n"
     "blocks, global average pooling and `predictions`.",
     paper='He et al., "Deep Residual Learning for Image Recognition", CVPR 2016 '
@@ -317,6 +321,81 @@ _VARIANTS = register_variants(
     stages=lambda config: resnet_stages(config["stack_depths"], config["block_type"]),
     exact_stages=True,
 )
-globals().update(_VARIANTS)
 
-__all__ = ["ResNet", *_VARIANTS]
+
+@RESNET.variant("resnet18")
+def ResNet18(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+             input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+             classifier_activation: Activation = "softmax", name: str = "resnet18", *,
+             width_ratio: float = 1.0, drop_path_rate: float = 0.0,
+             zero_init_last_bn: bool = False) -> keras.Model:
+    return ResNet(**RESNET_CONFIGS["resnet18"].arguments(locals()))
+
+
+@RESNET.variant("resnet34")
+def ResNet34(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+             input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+             classifier_activation: Activation = "softmax", name: str = "resnet34", *,
+             width_ratio: float = 1.0, drop_path_rate: float = 0.0,
+             zero_init_last_bn: bool = False) -> keras.Model:
+    return ResNet(**RESNET_CONFIGS["resnet34"].arguments(locals()))
+
+
+@RESNET.variant("resnet50")
+def ResNet50(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+             input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+             classifier_activation: Activation = "softmax", name: str = "resnet50", *,
+             width_ratio: float = 1.0, drop_path_rate: float = 0.0,
+             zero_init_last_bn: bool = False) -> keras.Model:
+    return ResNet(**RESNET_CONFIGS["resnet50"].arguments(locals()))
+
+
+@RESNET.variant("resnet101")
+def ResNet101(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+              input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+              classifier_activation: Activation = "softmax", name: str = "resnet101", *,
+              width_ratio: float = 1.0, drop_path_rate: float = 0.0,
+              zero_init_last_bn: bool = False) -> keras.Model:
+    return ResNet(**RESNET_CONFIGS["resnet101"].arguments(locals()))
+
+
+@RESNET.variant("resnet152")
+def ResNet152(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+              input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+              classifier_activation: Activation = "softmax", name: str = "resnet152", *,
+              width_ratio: float = 1.0, drop_path_rate: float = 0.0,
+              zero_init_last_bn: bool = False) -> keras.Model:
+    return ResNet(**RESNET_CONFIGS["resnet152"].arguments(locals()))
+
+
+@RESNET.variant("resnet50v2")
+def ResNet50V2(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+               input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+               classifier_activation: Activation = "softmax", name: str = "resnet50v2", *,
+               width_ratio: float = 1.0, drop_path_rate: float = 0.0,
+               zero_init_last_bn: bool = False) -> keras.Model:
+    return ResNet(**RESNET_CONFIGS["resnet50v2"].arguments(locals()))
+
+
+@RESNET.variant("resnet101v2")
+def ResNet101V2(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+                input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+                classifier_activation: Activation = "softmax", name: str = "resnet101v2", *,
+                width_ratio: float = 1.0, drop_path_rate: float = 0.0,
+                zero_init_last_bn: bool = False) -> keras.Model:
+    return ResNet(**RESNET_CONFIGS["resnet101v2"].arguments(locals()))
+
+
+@RESNET.variant("resnet152v2")
+def ResNet152V2(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+                input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+                classifier_activation: Activation = "softmax", name: str = "resnet152v2", *,
+                width_ratio: float = 1.0, drop_path_rate: float = 0.0,
+                zero_init_last_bn: bool = False) -> keras.Model:
+    return ResNet(**RESNET_CONFIGS["resnet152v2"].arguments(locals()))
+
+
+__all__ = [
+    "ResNet", "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "ResNet50V2",
+    "ResNet101V2", "ResNet152V2",
+]

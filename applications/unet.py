@@ -17,18 +17,21 @@ classifier's names, so a trained classifier's weights copy in with
 """
 
 import math
+from collections.abc import Sequence
+from typing import Optional
 
 import keras
 
 from keras_modern_cnn.assembly import (
+    Family,
     Variant,
     global_pool,
     image_input,
     load_weights_if_given,
-    register_variants,
 )
-from keras_modern_cnn.blocks import batch_norm, channel_axis
+from keras_modern_cnn.blocks import apply_batch_norm, channel_axis
 from keras_modern_cnn.registry import encoder_names, get_spec
+from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights
 from keras_modern_cnn.validation import (
     check_application_args,
     check_bool,
@@ -42,14 +45,14 @@ CLASSIC_DEPTH = 4
 CLASSIC_BASE_FILTERS = 64
 
 
-def double_conv(x, filters, *, batch_norm_layers, name):
+def double_conv(x, filters, *, batch_norm, name):
     """Two 3x3 convolutions, each followed by (BN and) ReLU."""
     for index in (1, 2):
         x = keras.layers.Conv2D(
-            filters, 3, padding="same", use_bias=not batch_norm_layers, name=f"{name}_conv{index}"
+            filters, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv{index}"
         )(x)
-        if batch_norm_layers:
-            x = batch_norm(x, name=f"{name}_bn{index}")
+        if batch_norm:
+            x = apply_batch_norm(x, name=f"{name}_bn{index}")
         x = keras.layers.Activation("relu", name=f"{name}_relu{index}")(x)
     return x
 
@@ -77,23 +80,23 @@ def _check_encoder(encoder, depth, base_filters, decoder_filters):
 
 
 def UNet(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=2,
-    classifier_activation="softmax",
-    name="unet",
+    include_top: bool = True,
+    weights: Weights = None,
+    input_tensor: Tensor = None,
+    input_shape: Optional[Shape] = None,
+    pooling: Pooling = None,
+    classes: int = 2,
+    classifier_activation: Activation = "softmax",
+    name: str = "unet",
     *,
-    encoder=None,
-    depth=None,
-    base_filters=None,
-    decoder_filters=None,
-    batch_norm=False,
-    width_ratio=1.0,
-    default_input_shape=(256, 256, 1),
-):
+    encoder: Optional[str] = None,
+    depth: Optional[int] = None,
+    base_filters: Optional[int] = None,
+    decoder_filters: Optional[Sequence[int]] = None,
+    batch_norm: bool = False,
+    width_ratio: float = 1.0,
+    default_input_shape: Shape = (256, 256, 1),
+) -> keras.Model:
     """U-Net: the classic encoder (`depth` 2x2 max-pool downsamplings) or a registered
     classifier's stages (`encoder`), and a decoder of 2x2 transposed-conv upsamplings.
 
@@ -124,7 +127,7 @@ def UNet(
         include_top=include_top, weights=weights, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name,
     )
-    batch_norm_layers = check_bool("batch_norm", batch_norm)
+    check_bool("batch_norm", batch_norm)
     width_ratio = check_width_ratio(width_ratio)
     if encoder is None:
         if decoder_filters is not None:
@@ -153,9 +156,9 @@ def UNet(
             f"Received: input_shape={tuple(x.shape[1:])}"
         )
     if encoder is None:
-        x = _classic(x, depth, base_filters, batch_norm_layers, width_ratio)
+        x = _classic(x, depth, base_filters, batch_norm, width_ratio)
     else:
-        x = _on_encoder(x, encoder, stages, decoder_filters, batch_norm_layers, width_ratio)
+        x = _on_encoder(x, encoder, stages, decoder_filters, batch_norm, width_ratio)
     if include_top:
         x = keras.layers.Conv2D(
             classes, 1, activation=classifier_activation, name="predictions"
@@ -166,17 +169,17 @@ def UNet(
     return load_weights_if_given(model, weights)
 
 
-def _classic(x, depth, base_filters, batch_norm_layers, width_ratio):
+def _classic(x, depth, base_filters, batch_norm, width_ratio):
     """Ronneberger et al.'s encoder and its mirrored decoder."""
     skips = []
     for level in range(depth):
         filters = scaled_channels(base_filters * 2**level, width_ratio)
-        x = double_conv(x, filters, batch_norm_layers=batch_norm_layers, name=f"down{level + 1}")
+        x = double_conv(x, filters, batch_norm=batch_norm, name=f"down{level + 1}")
         skips.append(x)
         x = keras.layers.MaxPooling2D(2, name=f"down{level + 1}_pool")(x)
     x = double_conv(
         x, scaled_channels(base_filters * 2**depth, width_ratio),
-        batch_norm_layers=batch_norm_layers, name="bottom",
+        batch_norm=batch_norm, name="bottom",
     )
     for level in reversed(range(depth)):
         filters = scaled_channels(base_filters * 2**level, width_ratio)
@@ -184,11 +187,11 @@ def _classic(x, depth, base_filters, batch_norm_layers, width_ratio):
         x = keras.layers.Concatenate(axis=channel_axis(), name=f"up{level + 1}_concat")(
             [skips[level], x]
         )
-        x = double_conv(x, filters, batch_norm_layers=batch_norm_layers, name=f"up{level + 1}")
+        x = double_conv(x, filters, batch_norm=batch_norm, name=f"up{level + 1}")
     return x
 
 
-def _on_encoder(x, encoder, stages, decoder_filters, batch_norm_layers, width_ratio):
+def _on_encoder(x, encoder, stages, decoder_filters, batch_norm, width_ratio):
     """The encoder's stages in this graph (its layers keep their names), then the decoder."""
     backbone = get_spec(encoder).builder(
         include_top=False, input_tensor=x, width_ratio=width_ratio
@@ -204,7 +207,7 @@ def _on_encoder(x, encoder, stages, decoder_filters, batch_norm_layers, width_ra
                 [skips[reduction], x]
             )
         x = double_conv(
-            x, filters, batch_norm_layers=batch_norm_layers, name=f"decoder{reduction}"
+            x, filters, batch_norm=batch_norm, name=f"decoder{reduction}"
         )
     return x
 
@@ -216,11 +219,13 @@ UNET_CONFIGS = {
     ),
 }
 
-_VARIANTS = register_variants(
-    UNET_CONFIGS, UNet, family="unet", task="segmentation", summary="", paper="",
+UNET = Family(
+    name="unet", builder=UNet, configs=UNET_CONFIGS,
+    task="segmentation", summary="", paper="",
     options=(), min_input_size=lambda config: 2**CLASSIC_DEPTH,
     stages=lambda config: (),
 )
-globals().update(_VARIANTS)
+UNET.register_builder("unet")
 
-__all__ = ["encoder_names", *_VARIANTS]
+
+__all__ = ["encoder_names", "UNet"]

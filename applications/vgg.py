@@ -13,17 +13,20 @@ torchvision's `vgg*_bn`) and its ReLU.
 """
 
 import numbers
+from collections.abc import Sequence
+from typing import Optional
 
 import keras
 
 from keras_modern_cnn.assembly import (
+    Family,
     Variant,
     dense_classifier,
     image_input,
     load_weights_if_given,
-    register_variants,
 )
 from keras_modern_cnn.blocks import conv_relu, conv_relu_output, smallest_input_size
+from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights
 from keras_modern_cnn.validation import (
     check_application_args,
     check_bool,
@@ -59,22 +62,22 @@ def check_arch(arch):
 
 
 def VGG(
-    arch,
+    arch: Sequence[tuple[int, int]],
     *,
-    batch_norm=False,
-    dense_units=(4096, 4096),
-    dropout_rate=0.5,
-    width_ratio=1.0,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="vgg",
-    default_input_shape=(224, 224, 3),
-):
+    batch_norm: bool = False,
+    dense_units: Sequence[int] = (4096, 4096),
+    dropout_rate: float = 0.5,
+    width_ratio: float = 1.0,
+    include_top: bool = True,
+    weights: Weights = None,
+    input_tensor: Tensor = None,
+    input_shape: Optional[Shape] = None,
+    pooling: Pooling = None,
+    classes: int = 1000,
+    classifier_activation: Activation = "softmax",
+    name: str = "vgg",
+    default_input_shape: Shape = (224, 224, 3),
+) -> keras.Model:
     """VGG from the seeds' `conv_arch`: one block of 3x3 convolutions + 2x2 pool per pair.
 
     The seeds' VGG-11 and its small version for Fashion-MNIST (convolution channels divided
@@ -162,8 +165,8 @@ def _rows(name, arch):
 
 VGG_CONFIGS = {key: row for name, arch in VGG_ARCHS.items() for key, row in _rows(name, arch).items()}
 
-_VARIANTS = register_variants(
-    VGG_CONFIGS, VGG, family="vgg",
+VGG_FAMILY = Family(
+    name="vgg", builder=VGG, configs=VGG_CONFIGS,
     summary="VGG: blocks of 3x3 \"same\" convolutions (BatchNorm between each and its ReLU in the\n"
     "BN variants), each closed by a 2x2/2 max pool; two dense 4096 layers with dropout 0.5.",
     paper='Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image '
@@ -173,6 +176,78 @@ _VARIANTS = register_variants(
     stages=lambda config: vgg_stages(config["arch"], config["batch_norm"]),
     exact_stages=True,
 )
-globals().update(_VARIANTS)
 
-__all__ = ["VGG", *_VARIANTS]
+
+@VGG_FAMILY.variant("vgg11")
+def VGG11(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+          input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+          classifier_activation: Activation = "softmax", name: str = "vgg11", *,
+          dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
+          width_ratio: float = 1.0) -> keras.Model:
+    return VGG(**VGG_CONFIGS["vgg11"].arguments(locals()))
+
+
+@VGG_FAMILY.variant("vgg11_bn")
+def VGG11BN(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+            input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+            classifier_activation: Activation = "softmax", name: str = "vgg11_bn", *,
+            dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
+            width_ratio: float = 1.0) -> keras.Model:
+    return VGG(**VGG_CONFIGS["vgg11_bn"].arguments(locals()))
+
+
+@VGG_FAMILY.variant("vgg13")
+def VGG13(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+          input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+          classifier_activation: Activation = "softmax", name: str = "vgg13", *,
+          dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
+          width_ratio: float = 1.0) -> keras.Model:
+    return VGG(**VGG_CONFIGS["vgg13"].arguments(locals()))
+
+
+@VGG_FAMILY.variant("vgg13_bn")
+def VGG13BN(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+            input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+            classifier_activation: Activation = "softmax", name: str = "vgg13_bn", *,
+            dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
+            width_ratio: float = 1.0) -> keras.Model:
+    return VGG(**VGG_CONFIGS["vgg13_bn"].arguments(locals()))
+
+
+@VGG_FAMILY.variant("vgg16")
+def VGG16(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+          input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+          classifier_activation: Activation = "softmax", name: str = "vgg16", *,
+          dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
+          width_ratio: float = 1.0) -> keras.Model:
+    return VGG(**VGG_CONFIGS["vgg16"].arguments(locals()))
+
+
+@VGG_FAMILY.variant("vgg16_bn")
+def VGG16BN(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+            input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+            classifier_activation: Activation = "softmax", name: str = "vgg16_bn", *,
+            dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
+            width_ratio: float = 1.0) -> keras.Model:
+    return VGG(**VGG_CONFIGS["vgg16_bn"].arguments(locals()))
+
+
+@VGG_FAMILY.variant("vgg19")
+def VGG19(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+          input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+          classifier_activation: Activation = "softmax", name: str = "vgg19", *,
+          dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
+          width_ratio: float = 1.0) -> keras.Model:
+    return VGG(**VGG_CONFIGS["vgg19"].arguments(locals()))
+
+
+@VGG_FAMILY.variant("vgg19_bn")
+def VGG19BN(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+            input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+            classifier_activation: Activation = "softmax", name: str = "vgg19_bn", *,
+            dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
+            width_ratio: float = 1.0) -> keras.Model:
+    return VGG(**VGG_CONFIGS["vgg19_bn"].arguments(locals()))
+
+
+__all__ = ["VGG", "VGG11", "VGG11BN", "VGG13", "VGG13BN", "VGG16", "VGG16BN", "VGG19", "VGG19BN"]

@@ -1,6 +1,6 @@
-"""BatchNorm vs keras.layers.BatchNormalization in a ResNet-18-shaped network.
+"""BatchNorm vs keras.layers.BatchNormalization in ResNet-18.
 
-Trains (train_on_batch) and predicts (predict_on_batch) the same architecture built twice —
+Trains (train_on_batch) and predicts (predict_on_batch) `keras_modern_cnn.ResNet18` built twice —
 once with keras_modern_cnn's BatchNorm, once with Keras's — on 64x64x3 images, batch 32,
 interleaved in one process on the current backend, and prints throughput ratios
 (ours / keras; >= 1.00 means ours is at least as fast).
@@ -15,28 +15,8 @@ import json
 import keras
 import numpy as np
 
+import keras_modern_cnn as kmc
 from _timing import train_and_predict_ratios
-from keras_modern_cnn.blocks import batch_norm, batch_norm_implementation, conv_bn_act
-
-
-def resnet18_shaped(input_shape=(64, 64, 3), classes=10):
-    """ResNet-18 layout (He et al. 2016, arXiv:1512.03385): 7x7 stem, 4 stages of 2 basic blocks."""
-    inputs = keras.Input(input_shape)
-    x = conv_bn_act(inputs, 64, 7, strides=2, name="stem")
-    x = keras.layers.MaxPooling2D(3, strides=2, padding="same")(x)
-    for stage, filters in enumerate((64, 128, 256, 512)):
-        for block in range(2):
-            strides = 2 if stage > 0 and block == 0 else 1
-            prefix = f"s{stage}b{block}"
-            shortcut = x
-            y = conv_bn_act(x, filters, 3, strides=strides, name=f"{prefix}_1")
-            y = conv_bn_act(y, filters, 3, activation=None, name=f"{prefix}_2")
-            if strides != 1 or x.shape[-1] != filters:
-                shortcut = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=False)(x)
-                shortcut = batch_norm(shortcut, name=f"{prefix}_shortcut_bn")
-            x = keras.layers.Activation("relu")(keras.layers.Add()([y, shortcut]))
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(classes)(x))
 
 
 def main():
@@ -59,8 +39,8 @@ def main():
     models = {}
     for implementation in ("keras_modern_cnn", "keras"):
         keras.utils.set_random_seed(0)
-        with batch_norm_implementation(implementation):
-            model = resnet18_shaped()
+        with kmc.batch_norm_implementation(implementation):
+            model = kmc.ResNet18(input_shape=(64, 64, 3), classes=10, classifier_activation=None)
         model.compile(
             optimizer=keras.optimizers.SGD(0.01),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -1,15 +1,22 @@
 """Model assembly shared by every family of the zoo: the input, the heads, the weights file,
-and the thin registered variants generated from a family's config table.
+and the registration of each family's variants.
 
-A family module holds one config table (`{registry name: Variant(...)}`), one generic builder
-and `register_variants(...)`, which turns each row into a keras.applications-signature
-function (`ResNet50(include_top=True, weights=None, ...)`) with a shared, complete docstring
-(keras.applications' `BASE_DOCSTRING` pattern) and registers it with its metadata.
+A family module holds one generic builder, one config table (`{registry name: Variant(...)}`),
+a `Family` describing them, and one short explicit function per variant (as keras.applications
+and torchvision write them):
+
+    @RESNET.variant("resnet50")
+    def ResNet50(include_top=True, weights=None, ..., name="resnet50", *, width_ratio=1.0, ...):
+        return ResNet(**RESNET_CONFIGS["resnet50"].arguments(locals()))
+
+`Family.variant` gives each the shared, complete docstring (keras.applications'
+`BASE_DOCSTRING` pattern), checks its signature against the table and registers it.
 """
 
 import dataclasses
 import inspect
 import textwrap
+from typing import Any, Callable, Optional
 
 import keras
 
@@ -35,6 +42,11 @@ class Variant:
     config: dict
     default_input_shape: tuple = (224, 224, 3)
     classes: int = 1000
+
+    def arguments(self, given):
+        """The generic builder's keyword arguments: this row's `config` and default input,
+        then `given`, the variant's own arguments (its `locals()` on entry)."""
+        return {**self.config, "default_input_shape": self.default_input_shape, **given}
 
 
 # The keras.applications arguments, documented once for every builder of the zoo.
@@ -72,7 +84,7 @@ Returns:
     returns its stage outputs instead (see `keras_modern_cnn.features`).
 """
 
-_APPLICATION_PARAMETERS = (
+APPLICATION_PARAMETERS = (
     "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
     "classifier_activation", "name",
 )
@@ -86,30 +98,23 @@ SHARED_OPTION_DOCS = {
 }
 
 
-def register_variants(
-    configs,
-    builder,
-    *,
-    family,
-    summary,
-    paper,
-    options,
-    option_docs=None,
-    min_input_size,
-    stages,
-    exact_stages=False,
-    task="classification",
-):
-    """Generate and register one thin builder per row of `configs`; returns them by name.
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A family of the zoo: its generic builder, its config table and what its variants share.
 
-    Args:
+    Each registered variant is an explicit function with the keras.applications signature,
+    decorated with `@FAMILY.variant("registry name")`, whose body calls the generic builder
+    with its table row (`Variant.arguments`); the decorator gives it the shared docstring
+    (`VARIANT_DOCSTRING`), checks its signature against the table and registers it.
+
+    Attributes:
+        name: the family's registry name ("resnet").
+        builder: the generic builder; it takes a row's `config`, the standard arguments,
+            `default_input_shape` and the `options`, all by keyword.
         configs: `{registry name: Variant}`, the family's config table.
-        builder: the family's generic builder; it takes the row's `config`, the standard
-            arguments, `default_input_shape` and the `options`, all by keyword.
-        family, task: registry metadata.
         summary, paper: the docstring's description and reference lines.
-        options: names of the generic builder's keyword arguments a variant also accepts
-            (e.g. "width_ratio"); their defaults are the generic builder's.
+        options: names of the generic builder's keyword arguments every variant also accepts
+            (e.g. "width_ratio"), keyword-only, with the generic builder's defaults.
         option_docs: `{option: docstring entry}` for the options `SHARED_OPTION_DOCS` does not
             document, or documents otherwise for this family (continuation lines indented by 4).
         min_input_size: `callable(config)` giving the smallest input side of a row.
@@ -117,111 +122,108 @@ def register_variants(
             from input to output (see `keras_modern_cnn.features`).
         exact_stages: every stage's side is exactly the input side / its reduction for inputs
             divisible by the largest reduction (what a U-Net decoder needs).
+        task: "classification" or "segmentation".
     """
-    signature = inspect.signature(builder)
-    option_docs = {**SHARED_OPTION_DOCS, **(option_docs or {})}
-    options_doc = "\n".join(option_docs[option] for option in options)
-    variants = {}
-    for registry_name, row in configs.items():
-        size = min_input_size(row.config)
-        metadata = dict(
-            name=registry_name, family=family, task=task,
+
+    name: str
+    builder: Callable[..., Any]
+    configs: dict
+    summary: str
+    paper: str
+    options: tuple = ()
+    option_docs: dict = dataclasses.field(default_factory=dict)
+    min_input_size: Callable[[dict], Optional[int]] = lambda config: None
+    stages: Callable[[dict], tuple] = lambda config: ()
+    exact_stages: bool = False
+    task: str = "classification"
+
+    def _metadata(self, registry_name):
+        row = self.configs[registry_name]
+        return dict(
+            name=registry_name, family=self.name, task=self.task,
             default_input_shape=row.default_input_shape, reference=row.reference,
-            min_input_size=size, stages=stages(row.config), exact_stages=exact_stages,
+            min_input_size=self.min_input_size(row.config), stages=self.stages(row.config),
+            exact_stages=self.exact_stages,
         )
-        if row.function_name == builder.__name__:
-            # The family's one architecture: its generic builder has the standard signature
-            # and is registered itself (e.g. NiN, or AlexNet beside AlexNetBN).
-            defaults = {p: signature.parameters[p].default for p in ("name", "classes", "default_input_shape")}
-            if row.config or defaults != dict(
-                name=registry_name, classes=row.classes, default_input_shape=row.default_input_shape
-            ):
-                raise ValueError(
-                    f"Row {registry_name!r} registers {builder.__name__} itself, so its config "
-                    f"must be empty and its defaults the builder's. Received: {row!r}"
-                )
-            variants[row.function_name] = register_model(**metadata)(builder)
-            continue
-        clash = set(options) & set(row.config)
-        if clash:
+
+    def register_builder(self, registry_name):
+        """Register the generic builder itself as the row `registry_name`: the family's one
+        architecture (NiN, or AlexNet beside AlexNetBN), keeping the builder's own docstring."""
+        row = self.configs[registry_name]
+        signature = inspect.signature(self.builder)
+        defaults = {p: signature.parameters[p].default for p in ("name", "classes", "default_input_shape")}
+        if row.function_name != self.builder.__name__ or row.config or defaults != dict(
+            name=registry_name, classes=row.classes, default_input_shape=row.default_input_shape
+        ):
             raise ValueError(
-                f"Variant {registry_name!r} fixes {sorted(clash)}, which are also options of "
-                f"every variant. Received: options={tuple(options)!r}"
+                f"Row {registry_name!r} registers {self.builder.__name__} itself, so its config "
+                f"must be empty and its defaults the builder's. Received: {row!r}"
             )
-        variant = _make_variant(registry_name, row, builder, options)
-        parameters = [
-            inspect.Parameter(
-                parameter, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                default=_variant_default(parameter, registry_name, row, signature),
-            )
-            for parameter in _APPLICATION_PARAMETERS
-        ] + [
-            inspect.Parameter(
-                option, inspect.Parameter.KEYWORD_ONLY, default=signature.parameters[option].default
-            )
-            for option in options
-        ]
-        variant.__signature__ = inspect.Signature(parameters)
-        variant.__doc__ = VARIANT_DOCSTRING.format(
-            function_name=row.function_name, reference=row.reference, summary=summary,
-            paper=paper, name=registry_name,
-            application_args=_indent(APPLICATION_ARGS_DOC.format(
-                default_input="x".join(map(str, row.default_input_shape)), min_size=size,
-                classes=row.classes, name=registry_name,
-            )),
-            options=_indent(options_doc),
+        return register_model(**self._metadata(registry_name))(self.builder)
+
+    def variant(self, registry_name):
+        """Decorator: the explicit builder of row `registry_name`, documented and registered.
+
+        Its signature must be the keras.applications one with the row's defaults, then the
+        family's `options` (keyword-only, the generic builder's defaults): a function that
+        drifts from its table row fails at import, naming what differs.
+        """
+        row = self.configs[registry_name]
+
+        def decorator(function):
+            expected = self._signature(registry_name)
+            actual = without_annotations(inspect.signature(function))
+            if function.__name__ != row.function_name or actual != expected:
+                raise TypeError(
+                    f"{function.__name__}{actual} must be {row.function_name}{expected} (its row "
+                    f"{registry_name!r} of the {self.name} config table)"
+                )
+            function.__doc__ = self._docstring(registry_name)
+            return register_model(**self._metadata(registry_name))(function)
+
+        return decorator
+
+    def _signature(self, registry_name):
+        row = self.configs[registry_name]
+        builder = inspect.signature(self.builder).parameters
+        defaults = dict(name=registry_name, classes=row.classes)
+        return inspect.Signature(
+            [
+                inspect.Parameter(
+                    parameter, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    default=defaults.get(parameter, builder[parameter].default),
+                )
+                for parameter in APPLICATION_PARAMETERS
+            ] + [
+                inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default=builder[option].default)
+                for option in self.options
+            ]
         )
-        variant.__module__ = builder.__module__
-        variants[row.function_name] = register_model(**metadata)(variant)
-    return variants
+
+    def _docstring(self, registry_name):
+        row = self.configs[registry_name]
+        option_docs = {**SHARED_OPTION_DOCS, **self.option_docs}
+        return VARIANT_DOCSTRING.format(
+            function_name=row.function_name, reference=row.reference, summary=self.summary,
+            paper=self.paper, name=registry_name,
+            application_args=_indent(APPLICATION_ARGS_DOC.format(
+                default_input="x".join(map(str, row.default_input_shape)),
+                min_size=self.min_input_size(row.config), classes=row.classes, name=registry_name,
+            )),
+            options=_indent("\n".join(option_docs[option] for option in self.options)),
+        )
+
+
+def without_annotations(signature):
+    """`signature` with its parameter and return annotations removed (names, kinds, defaults)."""
+    return signature.replace(
+        parameters=[p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()],
+        return_annotation=inspect.Signature.empty,
+    )
 
 
 def _indent(lines):
     return textwrap.indent(textwrap.dedent(lines), "    ")
-
-
-def _variant_default(parameter, registry_name, row, signature):
-    if parameter == "name":
-        return registry_name
-    if parameter == "classes":
-        return row.classes
-    return signature.parameters[parameter].default
-
-
-def _make_variant(registry_name, row, builder, options):
-    def variant(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=row.classes,
-        classifier_activation="softmax",
-        name=registry_name,
-        **kwargs,
-    ):
-        unknown = sorted(set(kwargs) - set(options))
-        if unknown:
-            raise TypeError(
-                f"{row.function_name}() got an unexpected keyword argument {unknown[0]!r}; its "
-                f"options are {', '.join(options)}"
-            )
-        return builder(
-            **row.config,
-            default_input_shape=row.default_input_shape,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            **kwargs,
-        )
-
-    variant.__name__ = variant.__qualname__ = row.function_name
-    return variant
 
 
 def image_input(

@@ -1,7 +1,9 @@
-"""Building blocks shared by more than one family of the zoo.
+"""Building blocks shared by more than one family of the zoo, and the one place every
+BatchNorm of the zoo is created (`make_batch_norm`, switchable to Keras's layer).
 
 A block lives here only once a second family needs it; family-specific blocks stay in their
-family module under `applications/`.
+family module under `applications/`. BatchNorm vocabulary: a builder's boolean `batch_norm`
+asks for BatchNorm layers; `make_batch_norm` creates one, `apply_batch_norm` applies one.
 """
 
 import contextlib
@@ -70,32 +72,9 @@ def make_batch_norm(*, name, axis=None, momentum=0.9, epsilon=1e-5, **kwargs):
     return BatchNorm(axis=axis, momentum=momentum, epsilon=epsilon, name=name, **kwargs)
 
 
-def batch_norm(x, *, name, **kwargs):
+def apply_batch_norm(x, *, name, **kwargs):
     """Apply `make_batch_norm(name=name, **kwargs)` to `x`."""
     return make_batch_norm(name=name, **kwargs)(x)
-
-
-def conv_bn_act(
-    x,
-    filters,
-    kernel_size,
-    *,
-    name,
-    strides=1,
-    padding="same",
-    activation="relu",
-    use_bias=False,
-    bn_kwargs=None,
-):
-    """Convolution, batch normalization, activation, named `{name}_conv/_bn/_relu`."""
-    x = keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
-        name=f"{name}_conv",
-    )(x)
-    x = batch_norm(x, name=f"{name}_bn", **(bn_kwargs or {}))
-    if activation is not None:
-        x = keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
-    return x
 
 
 def conv_relu(

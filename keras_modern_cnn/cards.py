@@ -5,20 +5,14 @@
 builds every registered model at its default configuration and records its registry entry
 (family, task, reference, default and minimum input), parameter counts, forward FLOPs at the
 default input (`keras_modern_cnn.utils.flops`) and the channels of each stage. `kmc list` and
-`kmc info` read the cards instead of building models (and so never import a backend);
+`kmc info` read the cards (`keras_modern_cnn.registry.read_cards`) instead of building models (and so never import a backend);
 tests/test_contract.py checks every card against the registry and the built model, so a changed
 architecture fails there until the cards are regenerated.
 """
 
 import json
-import pathlib
 
-CARDS_PATH = pathlib.Path(__file__).with_name("model_cards.json")
-
-
-def read_cards():
-    """name -> card (a dict) of every model of the zoo, as `write_cards` wrote them."""
-    return json.loads(CARDS_PATH.read_text())
+from keras_modern_cnn.registry import CARDS_PATH, get_spec, list_models
 
 
 def card(spec, model):
@@ -48,15 +42,16 @@ def write_cards(path):
     """Build every registered model and write their cards to `path` atomically."""
     import keras
 
-    from keras_modern_cnn import rundir
-    from keras_modern_cnn.registry import get_spec, list_models
+    from keras_modern_cnn.files import write_text
 
     cards = {}
     for name in list_models():
         spec = get_spec(name)
         cards[name] = card(spec, spec.builder())
         keras.backend.clear_session()
-    rundir.write_text(path, json.dumps(cards, indent=1, sort_keys=True) + "\n")
+    # The models in `list_models` order (natural), each card's fields sorted.
+    cards = {name: dict(sorted(fields.items())) for name, fields in cards.items()}
+    write_text(path, json.dumps(cards, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
 """Training recipes: each family's default optimizer and learning rate, and the seeds' (d2l
 "Modern CNNs") settings per model for `--recipe d2l`.
 
-Reference: Dive into Deep Learning, chapter 8; Fashion-MNIST, 10 epochs, plain SGD, the
-input size, learning rate and batch size each section uses (see REFERENCE.md).
+Reference: Dive into Deep Learning (d2l.ai), chapter 8 "Modern Convolutional Neural
+Networks": Fashion-MNIST, 10 epochs, plain SGD, and the input size, learning rate and batch
+size each section's training call uses.
 """
+
+from typing import Any
 
 from keras_modern_cnn.validation import check_choice
 
 RECIPES = ("d2l",)
 
 # name -> settings; test accuracy printed in the seeds in the comment.
-D2L_RECIPES = {
+D2L_RECIPES: dict[str, dict[str, Any]] = {
     "alexnet": dict(image_size=224, learning_rate=0.01, batch_size=128),  # 0.892
     "vgg11": dict(image_size=224, learning_rate=0.05, batch_size=128, width_ratio=0.25),  # 0.926
     "nin": dict(image_size=224, learning_rate=0.1, batch_size=128),  # 0.871

@@ -1,7 +1,7 @@
 """The model registry: every registered builder, with what tests and the CLI need to know.
 
 Builders register themselves with `@register_model(...)` (family modules through
-`keras_modern_cnn.assembly.register_variants`, from their config table); `list_models("resnet*")`
+`keras_modern_cnn.assembly.Family`, from their config table); `list_models("resnet*")`
 and `get_model("resnet50", classes=10)` give access by name, as timm and torchvision do;
 `get_model("resnet50", features_only=True, out_indices=(1, 2))` gives stage outputs (timm's
 `features_only`), and `get_model_meta("resnet50")` the model card.
@@ -10,11 +10,17 @@ and `get_model("resnet50", classes=10)` give access by name, as timm and torchvi
 import dataclasses
 import fnmatch
 import importlib
+import json
+import pathlib
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
-from keras_modern_cnn.cards import read_cards
+from keras_modern_cnn.choices import TASKS
 from keras_modern_cnn.validation import check_bool, check_choice
 
-TASKS = ("classification", "segmentation")
+if TYPE_CHECKING:  # the registry itself imports no backend
+    import keras
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,17 +42,25 @@ class ModelSpec:
     """
 
     name: str
-    builder: object
+    builder: Callable[..., Any]
     family: str
     task: str
     default_input_shape: tuple
     reference: str
-    min_input_size: int = None
+    min_input_size: Optional[int] = None
     stages: tuple = ()
     exact_stages: bool = False
 
 
-_REGISTRY = {}
+_REGISTRY: dict[str, ModelSpec] = {}
+# The model cards: what every registered model is and costs, written by
+# `python -m keras_modern_cnn.cards` and read without building a model (or importing Keras).
+CARDS_PATH = pathlib.Path(__file__).with_name("model_cards.json")
+
+
+def read_cards() -> dict[str, dict[str, Any]]:
+    """name -> card (a dict) of every model of the zoo, as `keras_modern_cnn.cards` wrote them."""
+    return json.loads(CARDS_PATH.read_text())
 
 
 def _registry():
@@ -56,9 +70,10 @@ def _registry():
 
 
 def register_model(
-    *, name, family, default_input_shape, reference, task="classification", min_input_size=None,
-    stages=(), exact_stages=False,
-):
+    *, name: str, family: str, default_input_shape: Sequence[int], reference: str,
+    task: str = "classification", min_input_size: Optional[int] = None,
+    stages: Sequence[tuple[str, int]] = (), exact_stages: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering a builder under `name` (see `ModelSpec`). Duplicate names raise."""
     check_choice("task", task, TASKS)
 
@@ -85,7 +100,7 @@ def register_model(
     return decorator
 
 
-def unregister_model(name):
+def unregister_model(name: str) -> ModelSpec:
     """Remove a registered model (one added for an experiment or a test); returns its spec.
 
     Unknown names raise the same error as `get_spec`.
@@ -93,23 +108,34 @@ def unregister_model(name):
     return _REGISTRY.pop(get_spec(name).name)
 
 
-def list_models(pattern="*", *, family=None, task=None):
-    """Sorted registered names matching a shell-style wildcard `pattern` (e.g. "resnet*")."""
+def natural_key(name: str) -> list:
+    """Sort key reading digit runs as numbers: resnet18 < resnet34 < resnet50 < resnet101."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def list_models(
+    pattern: str = "*", *, family: Optional[str] = None, task: Optional[str] = None
+) -> list[str]:
+    """Registered names matching a shell-style wildcard `pattern` (e.g. "resnet*"), in natural
+    order (resnet18, resnet34, resnet50, resnet50v2, resnet101, ...)."""
     return sorted(
-        spec.name
-        for spec in _registry().values()
-        if fnmatch.fnmatch(spec.name, pattern.lower())
-        and (family is None or spec.family == family)
-        and (task is None or spec.task == task)
+        (
+            spec.name
+            for spec in _registry().values()
+            if fnmatch.fnmatch(spec.name, pattern.lower())
+            and (family is None or spec.family == family)
+            and (task is None or spec.task == task)
+        ),
+        key=natural_key,
     )
 
 
-def encoder_names():
+def encoder_names() -> list[str]:
     """Registered classifiers whose stages can feed a U-Net decoder (`ModelSpec.exact_stages`)."""
     return [name for name in list_models(task="classification") if _REGISTRY[name].exact_stages]
 
 
-def get_spec(name):
+def get_spec(name: str) -> ModelSpec:
     """The `ModelSpec` of a registered model; unknown names list what exists."""
     key = name.lower() if isinstance(name, str) else name
     if key not in _registry():
@@ -122,7 +148,10 @@ def get_spec(name):
     return _REGISTRY[key]
 
 
-def get_model(model_name, /, *, features_only=False, out_indices=None, **kwargs):
+def get_model(
+    model_name: str, /, *, features_only: bool = False,
+    out_indices: Optional[Sequence[int]] = None, **kwargs: Any,
+) -> "keras.Model":
     """Build the registered model `model_name`, forwarding keyword arguments to its builder.
 
     `get_model("resnet50", classes=10, name="backbone")`: keyword `name` is the Keras model's.
@@ -165,7 +194,7 @@ def get_model(model_name, /, *, features_only=False, out_indices=None, **kwargs)
     return feature_model(model, spec.stages, out_indices)
 
 
-def get_model_meta(model_name):
+def get_model_meta(model_name: str) -> dict[str, Any]:
     """The model card of a registered model, read without building it.
 
     Returns a dict: `name`, `family`, `task`, `reference`, `default_input_shape`,

@@ -14,7 +14,7 @@ import pytest
 
 import keras_modern_cnn as kmc
 from keras_modern_cnn.cards import card
-from keras_modern_cnn.cards import CARDS_PATH
+from keras_modern_cnn.registry import CARDS_PATH
 
 # name: (total, trainable, tiny builder kwargs). Keep rows grouped by family.
 GOLDEN = {

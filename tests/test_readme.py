@@ -6,7 +6,7 @@ import re
 import pytest
 
 import keras_modern_cnn as kmc
-from keras_modern_cnn.cards import read_cards
+from keras_modern_cnn.registry import read_cards
 from keras_modern_cnn.cli.models import markdown_table
 
 # The README against the registry and the Makefile: run in the TensorFlow pass only (conftest.py).

@@ -1,15 +1,59 @@
 """The registry and the argument handling every builder shares."""
 
+import inspect
+import json
+import pathlib
+
 import keras
 import pytest
 
 import keras_modern_cnn as kmc
-from keras_modern_cnn.registry import register_model
+from keras_modern_cnn import applications
+from keras_modern_cnn.assembly import Family, Variant, without_annotations
+from keras_modern_cnn.registry import natural_key, register_model
+
+# Every public builder's module, signature and docstring, recorded from the generated builders
+# they replaced (one explicit function per variant now); LeNet's `batch_norm` spelling since.
+BUILDER_API = pathlib.Path(__file__).with_name("data") / "builder_api.json"
 
 
-def test_wildcards_and_filters_select_registered_names():
+def test_every_public_builder_keeps_its_signature_and_docstring_is_typed_and_written_out():
+    recorded = json.loads(BUILDER_API.read_text())
+    assert sorted(recorded) == sorted(applications.__all__)
+    for name, expected in recorded.items():
+        builder = getattr(applications, name)
+        signature = inspect.signature(builder)
+        assert {"module": builder.__module__, "signature": str(without_annotations(signature)),
+                "doc": inspect.getdoc(builder)} == expected, name
+        if name != "encoder_names":
+            assert signature.return_annotation is keras.Model, name
+            assert all(p.annotation is not p.empty for p in signature.parameters.values()), name
+        # grep finds it: an explicit `def` of that name in its family module.
+        assert f"def {name}(" in inspect.getsource(inspect.getmodule(builder)), name
+
+
+def test_a_variant_that_drifts_from_its_table_row_fails_at_definition():
+    def generic(arch=(), *, width_ratio=1.0, include_top=True, weights=None, input_tensor=None,
+                input_shape=None, pooling=None, classes=1000, classifier_activation="softmax",
+                name="toy", default_input_shape=(32, 32, 3)):
+        return arch
+
+    family = Family(name="toy", builder=generic, configs={"toy1": Variant("Toy1", "ref", {"arch": (1,)})},
+                    summary="", paper="", options=("width_ratio",), min_input_size=lambda c: 1)
+    with pytest.raises(TypeError, match="Toy1.*must be.*name='toy1'.*width_ratio=1.0"):
+        @family.variant("toy1")
+        def Toy1(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,  # noqa: N802
+                 classes=10, classifier_activation="softmax", name="toy1", *, width_ratio=1.0):
+            return generic(**family.configs["toy1"].arguments(locals()))
+
+
+def test_wildcards_and_filters_select_registered_names_in_natural_order():
     everything = kmc.list_models()
-    assert "bn_lenet" in everything and everything == sorted(everything)
+    assert "bn_lenet" in everything and everything == sorted(everything, key=natural_key)
+    assert kmc.list_models("resnet*") == [
+        "resnet18", "resnet34", "resnet50", "resnet50v2", "resnet101", "resnet101v2",
+        "resnet152", "resnet152v2",
+    ]
     assert kmc.list_models("bn_*") == ["bn_lenet"]
     assert kmc.list_models("BN_LeNet") == ["bn_lenet"]
     assert kmc.list_models(family="lenet") == ["bn_lenet"]

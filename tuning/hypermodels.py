@@ -28,17 +28,26 @@ import contextlib
 import dataclasses
 import math
 import numbers
+from typing import Optional
 
 import keras
 import keras_tuner
+from keras_modern_cnn.applications import (
+    alexnet,
+    densenet,
+    googlenet,
+    lenet,
+    nin,
+    resnet,
+    unet,
+    vgg,
+)
 from keras_tuner.errors import FailedTrialError
 
-from keras_modern_cnn.applications import (
-    alexnet, densenet, googlenet, lenet, nin, resnet, unet, vgg,
-)
-from keras_modern_cnn.registry import get_spec
 from keras_modern_cnn import losses
-from keras_modern_cnn.config import OPTIMIZERS
+from keras_modern_cnn.choices import OPTIMIZERS
+from keras_modern_cnn.recipes import D2L_RECIPES
+from keras_modern_cnn.registry import get_spec
 from keras_modern_cnn.training import make_optimizer
 from keras_modern_cnn.validation import (
     POOLING_CHOICES,
@@ -82,7 +91,7 @@ class Range:
     check: object
     integer: bool = False
     sampling: str = "linear"
-    step: float = None
+    step: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,8 +160,9 @@ class HyperCNN(keras_tuner.HyperModel):
             any dimension of `search_space()`, by its name.
     """
 
-    family = None
-    default_input_size = None  # the d2l recipe's input side; `kmc tune` uses it by default
+    family: Optional[str] = None
+    # `kmc tune`'s default input side: the d2l recipe's for the family's book model.
+    default_input_size: Optional[int] = None
 
     def __init__(
         self,
@@ -361,7 +371,7 @@ class HyperLeNet(HyperCNN):
     """
 
     family = "lenet"
-    default_input_size = 28
+    default_input_size = D2L_RECIPES["bn_lenet"]["image_size"]
 
     @classmethod
     def family_space(cls):
@@ -377,7 +387,7 @@ class HyperLeNet(HyperCNN):
             for layer in range(values["dense_layers"])
         )
         return lenet.LeNet(
-            dense_units=units, batch_norm_layers=values["batch_norm"], name="lenet", **arguments
+            dense_units=units, batch_norm=values["batch_norm"], name="lenet", **arguments
         )
 
 
@@ -385,7 +395,7 @@ class HyperAlexNet(HyperCNN):
     """AlexNet (d2l 7.1): BatchNorm, hidden dense width, dropout; its depth is fixed."""
 
     family = "alexnet"
-    default_input_size = 224
+    default_input_size = D2L_RECIPES["alexnet"]["image_size"]
 
     @classmethod
     def family_space(cls):
@@ -406,7 +416,7 @@ class HyperVGG(HyperCNN):
     """VGG (d2l 7.2): depth by configuration A/B/D/E (vgg11..vgg19), BatchNorm, dense width."""
 
     family = "vgg"
-    default_input_size = 224
+    default_input_size = D2L_RECIPES["vgg11"]["image_size"]
 
     @classmethod
     def family_space(cls):
@@ -427,7 +437,7 @@ class HyperNiN(HyperCNN):
     """NiN (d2l 7.3): dropout before the class block; its depth is fixed."""
 
     family = "nin"
-    default_input_size = 224
+    default_input_size = D2L_RECIPES["nin"]["image_size"]
 
     @classmethod
     def family_space(cls):
@@ -441,7 +451,7 @@ class HyperGoogLeNet(HyperCNN):
     """GoogLeNet (d2l 7.4): BatchNorm (the googlenet / googlenet_bn variants); depth is fixed."""
 
     family = "googlenet"
-    default_input_size = 96
+    default_input_size = D2L_RECIPES["googlenet"]["image_size"]
 
     @classmethod
     def family_space(cls):
@@ -460,7 +470,7 @@ class HyperResNet(HyperCNN):
     """
 
     family = "resnet"
-    default_input_size = 96
+    default_input_size = D2L_RECIPES["resnet18"]["image_size"]
 
     @classmethod
     def family_space(cls):
@@ -487,7 +497,7 @@ class HyperDenseNet(HyperCNN):
     """
 
     family = "densenet"
-    default_input_size = 96
+    default_input_size = D2L_RECIPES["densenet_d2l"]["image_size"]
 
     @classmethod
     def family_space(cls):
@@ -516,7 +526,7 @@ class HyperUNet(HyperCNN):
     """
 
     family = "unet"
-    default_input_size = 64
+    default_input_size = 64  # not in the book: small enough to search on a CPU
 
     @classmethod
     def family_space(cls):

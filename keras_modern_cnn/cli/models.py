@@ -1,6 +1,6 @@
 """`kmc list`, `kmc info MODEL` and `kmc summary MODEL`: what the zoo holds and what a model is.
 
-`list` and `info` read the model cards (`keras_modern_cnn.cards`) and never import a backend;
+`list` and `info` read the model cards (`keras_modern_cnn.registry.read_cards`) and never import a backend;
 `summary` builds the model.
 """
 
@@ -9,9 +9,9 @@ import contextlib
 import fnmatch
 import os
 
-from keras_modern_cnn.cards import read_cards
 from keras_modern_cnn.cli import options
 from keras_modern_cnn.recipes import D2L_RECIPES, family_defaults, get_recipe
+from keras_modern_cnn.registry import read_cards
 
 # `kmc summary`'s table width: wide enough for the zoo's longest layer names and shapes.
 SUMMARY_WIDTH = 120
@@ -27,10 +27,6 @@ def add_parser(subparsers):
     list_parser.add_argument(
         "--markdown", action="store_true",
         help="print the README's model table (name, family, task, input, params, GFLOPs, reference)",
-    )
-    list_parser.add_argument(
-        "--no-params", action="store_true",
-        help="(old option: parameter counts now come from the model cards at no cost)",
     )
     list_parser.set_defaults(run=run_list, needs_backend=False)
 
@@ -105,8 +101,6 @@ def markdown_table(cards):
 
 
 def run_list(args):
-    if args.no_params:
-        options.deprecation_note("--no-params", "plain `kmc list` (parameter counts cost nothing now)")
     cards = matching_cards(args.pattern)
     if args.markdown:
         print(markdown_table(cards))

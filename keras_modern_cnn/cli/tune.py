@@ -7,10 +7,10 @@ process ran which trial), `results.csv` (trial, status, score, hyperparameters; 
 
 import os
 
-from keras_modern_cnn.cards import read_cards
+from keras_modern_cnn.choices import OPTIMIZERS
 from keras_modern_cnn.cli import options
 from keras_modern_cnn.cli.train import add_data_arguments
-from keras_modern_cnn.config import OPTIMIZERS
+from keras_modern_cnn.registry import read_cards
 
 DEFAULT_EPOCHS = 3  # per trial: a search runs many short trainings
 # The train flags `kmc tune` takes as fixed values of the search dimension of the same name.
@@ -163,11 +163,9 @@ def run(args):
     print(f"trials plot: {os.path.join(os.path.dirname(results_path), TRIALS_PLOT_FILE)}")
     print(f"best model: {model_path}")
     if args.export:
-        import keras
-
         from keras_modern_cnn.export import export
+        from keras_modern_cnn.saving import load_model
 
-        path = export(keras.saving.load_model(model_path), args.export, format="saved_model",
-                      overwrite=True)
+        path = export(load_model(model_path), args.export, format="saved_model", overwrite=True)
         print(f"exported saved_model: {path}")
     return 0

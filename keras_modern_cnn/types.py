@@ -1,0 +1,20 @@
+"""Type aliases of the public API's arguments (for editors and type checkers).
+
+    def ResNet50(include_top: bool = True, weights: Weights = None, ...,
+                 pooling: Pooling = None, classifier_activation: Activation = "softmax") -> keras.Model
+"""
+
+import os
+from typing import Any, Callable, Literal, Optional, Union
+
+# An input shape without the batch axis: (height, width, channels) channels-last; None for a
+# side the model accepts at any size.
+Shape = tuple[Optional[int], ...]
+# `weights=`: None (random initialization) or a weights file.
+Weights = Union[str, os.PathLike, None]
+# `pooling=` with `include_top=False`.
+Pooling = Literal[None, "avg", "max"]
+# `classifier_activation=`: a Keras activation name, a callable, or None for logits.
+Activation = Union[str, Callable[..., Any], None]
+# A Keras tensor (`keras.Input(...)`, a layer's output) or a backend tensor.
+Tensor = Any
