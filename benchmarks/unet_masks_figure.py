@@ -20,9 +20,11 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from keras_modern_cnn.config import RUN_FILE, read_run_file  # noqa: E402
 from keras_modern_cnn.data import make_pipeline  # noqa: E402
+from keras_modern_cnn.files import atomic_write  # noqa: E402
 from keras_modern_cnn.masks import colour, palette  # noqa: E402
-from keras_modern_cnn.rundir import MODEL_FILE, atomic_write  # noqa: E402
-from keras_modern_cnn.training import load_model, prepare_data  # noqa: E402
+from keras_modern_cnn.rundir import MODEL_FILE  # noqa: E402
+from keras_modern_cnn.saving import load_model  # noqa: E402
+from keras_modern_cnn.training import prepare_data  # noqa: E402
 
 
 def main():

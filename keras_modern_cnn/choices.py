@@ -1,8 +1,21 @@
-"""The named choices the front-ends offer, defined without Keras.
+"""The named choices the front-ends offer, defined without Keras: their one home.
 
 `kmc` builds its argument parser from these, so `kmc --help` never loads a backend; the
-modules that act on a choice (the input pipeline, `distribute`, `export`) import them from here.
+modules that act on a choice (the run configuration, the input pipeline, `distribute`,
+`export`, the registry) import them from here.
 """
+
+# What a registered model does (`keras_modern_cnn.registry`, the data sources).
+TASKS = ("classification", "segmentation")
+
+# The embedded, procedurally drawn dataset every command defaults to (no network).
+EMBEDDED_DATASET = "shapes"
+
+# Optimizers a run can use (`keras_modern_cnn.training.make_optimizer` builds them).
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+
+# XLA / torch.compile: "auto" takes the device's default (`keras_modern_cnn.devices`).
+JIT_COMPILE = ("auto", "on", "off")
 
 # Input pipeline (`keras_modern_cnn.data.pipeline`): per-dataset scaling to [0, 1] or
 # per-image standardisation.
@@ -10,6 +23,8 @@ NORMALIZATIONS = ("scale", "standardize")
 
 # Data-parallel training engines (`keras_modern_cnn.distribute`).
 DISTRIBUTIONS = ("mirrored", "multi-worker", "data-parallel")
+# A run's `--strategy`: none, or one of the engines.
+STRATEGIES = ("none",) + DISTRIBUTIONS
 
 # Export formats (`keras_modern_cnn.export`).
 FORMATS = ("saved_model", "keras", "weights", "onnx", "litert", "openvino")

@@ -13,8 +13,15 @@ import json
 import math
 import numbers
 import os
+from typing import Any, Optional
 
-from keras_modern_cnn.choices import DISTRIBUTIONS, NORMALIZATIONS
+from keras_modern_cnn.choices import (
+    EMBEDDED_DATASET,
+    JIT_COMPILE,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    STRATEGIES,
+)
 from keras_modern_cnn.recipes import family_defaults, get_recipe
 from keras_modern_cnn.registry import encoder_names, get_spec
 from keras_modern_cnn.validation import (
@@ -25,11 +32,6 @@ from keras_modern_cnn.validation import (
     check_width_ratio,
 )
 
-OPTIMIZER_CLASSES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
-OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
-JIT_COMPILE = ("auto", "on", "off")
-STRATEGIES = ("none",) + DISTRIBUTIONS
-EMBEDDED_DATASET = "shapes"
 # Keras's default rate per optimizer: the rate of an optimizer other than the family's own.
 DEFAULT_LEARNING_RATES = {"sgd": 1e-2, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
 RUN_FILE = "run.json"
@@ -108,7 +110,7 @@ DEFAULTS = {
 }
 
 
-def resolve_config(model, *, recipe=None, **given):
+def resolve_config(model: str, *, recipe: Optional[str] = None, **given: Any) -> RunConfig:
     """The `RunConfig` of a run: defaults, then `recipe`'s settings, then `given` (not None).
 
     The optimizer and learning rate default to the family's (`recipes.family_defaults`; an

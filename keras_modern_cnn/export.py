@@ -32,12 +32,14 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
+from typing import Any, Optional, Union
 
 import keras
 import numpy as np
 
 from keras_modern_cnn.choices import FORMATS, INFERENCE_FORMATS, QUANTIZABLE_FORMATS
-from keras_modern_cnn.saving import make_backend_portable
+from keras_modern_cnn.saving import save_model
 from keras_modern_cnn.utils.fold import fold_batch_norm as fold_model
 from keras_modern_cnn.validation import check_choice
 
@@ -116,8 +118,6 @@ def _check_exporter(format):
 
 def _export_through_tensorflow(path, format, model, quantize, representative_data):
     """`_write` on the TensorFlow backend, in a subprocess, from a `.keras` copy of `model`."""
-    from keras_modern_cnn.saving import save_model
-
     with tempfile.TemporaryDirectory(prefix=".export-tf-", dir=os.path.dirname(path)) as scratch:
         model_file = save_model(model, os.path.join(scratch, "model.keras"))
         representative = ""
@@ -163,8 +163,7 @@ def _write(path, format, model, quantize, representative_data):
             backend_options["jax2tf_kwargs"] = {"with_gradient": False}
         model.export(path, format="tf_saved_model", verbose=False, **backend_options)
     elif format == "keras":
-        model.save(path)
-        make_backend_portable(path)
+        save_model(model, path)
     elif format == "weights":
         model.save_weights(path)
     elif format == "litert" and quantize == "int8":
@@ -183,7 +182,7 @@ def _write(path, format, model, quantize, representative_data):
             model.export(path, format=format, verbose=False, input_signature=_signature(model))
 
 
-def inference_copy(model):
+def inference_copy(model: keras.Model) -> keras.Model:
     """A copy of `model`'s architecture and weights without its compile state (an optimizer's
     variables would otherwise ride along in a `.keras` file: Adam's double its size)."""
     clone = keras.models.clone_model(model)  # Keras 3.15 clones the compile state too
@@ -206,8 +205,11 @@ def _model_to_write(model, fold, quantize):
     return model
 
 
-def export(model, path, format="saved_model", *, overwrite=False, fold_batch_norm=None,
-           quantize=None, representative_data=None):
+def export(
+    model: keras.Model, path: Union[str, os.PathLike], format: str = "saved_model", *,
+    overwrite: bool = False, fold_batch_norm: Optional[bool] = None, quantize: Optional[str] = None,
+    representative_data: Any = None,
+) -> str:
     """Export `model` to `path` in `format`; returns the path written.
 
     Args:
@@ -285,10 +287,10 @@ def export(model, path, format="saved_model", *, overwrite=False, fold_batch_nor
             os.replace(staged, target)
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)
-    return path
+    return os.fspath(path)
 
 
-def artefact_size(path):
+def artefact_size(path: Union[str, os.PathLike]) -> int:
     """Bytes on disk of an exported artefact (a directory's files, OpenVINO's `.xml` + `.bin`)."""
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -300,7 +302,7 @@ def artefact_size(path):
     return sum(os.path.getsize(p) for p in _written_paths(path, format))
 
 
-def load_served(path):
+def load_served(path: Union[str, os.PathLike]) -> Callable[[np.ndarray], np.ndarray]:
     """A `predict(images) -> numpy array` serving the artefact at `path` in its own runtime.
 
     The format follows from the path: a directory is a SavedModel (`tf.saved_model.load`),

@@ -54,7 +54,7 @@ def feature_model(model, stages, out_indices=None):
     return features
 
 
-def copy_weights_by_name(source, target):
+def copy_weights_by_name(source: keras.Model, target: keras.Model) -> list[str]:
     """Copy the weights of every layer of `target` from the layer of the same name in `source`.
 
     Loads a classifier's weights into its feature model (or a U-Net built on it as an encoder):

@@ -9,6 +9,7 @@ layer (its class block is a NiN block with `classes` channels): rebuild it with 
 import keras
 
 from keras_modern_cnn.features import model_inputs
+from keras_modern_cnn.types import Activation
 from keras_modern_cnn.validation import check_positive_int
 
 
@@ -28,14 +29,16 @@ def _predictions(model):
     return layer
 
 
-def pre_logits(model):
+def pre_logits(model: keras.Model) -> keras.Model:
     """The functional model from `model`'s inputs to the input of its `predictions` layer:
     the pooled (or flattened dense) features the classifier reads, as timm's pre-logits."""
     layer = _predictions(model)
     return keras.Model(model_inputs(model), layer.input, name=f"{model.name}_pre_logits")
 
 
-def replace_head(model, classes, *, classifier_activation="softmax"):
+def replace_head(
+    model: keras.Model, classes: int, *, classifier_activation: Activation = "softmax"
+) -> keras.Model:
     """A model sharing every layer of `model` but `predictions`, replaced by a new one with
     `classes` outputs (timm's `reset_classifier`); the new layer keeps the name `predictions`.
 

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_modern_cnn._compat import loss_function_arguments
+
 
 @keras.saving.register_keras_serializable(package="keras_modern_cnn")
 class SparseCategoricalCrossentropy(keras.losses.SparseCategoricalCrossentropy):
@@ -15,8 +17,8 @@ class SparseCategoricalCrossentropy(keras.losses.SparseCategoricalCrossentropy):
     """
 
     def call(self, y_true, y_pred):
-        axis = self._fn_kwargs["axis"]
-        if keras.backend.backend() == "torch" and len(y_pred.shape) > 2 and axis == -1:
+        arguments = loss_function_arguments(self)
+        if keras.backend.backend() == "torch" and len(y_pred.shape) > 2 and arguments["axis"] == -1:
             class_first = keras.ops.moveaxis(y_pred, -1, 1).contiguous()
-            return self.fn(y_true, class_first, **{**self._fn_kwargs, "axis": 1})
+            return self.fn(y_true, class_first, **{**arguments, "axis": 1})
         return super().call(y_true, y_pred)

@@ -2,14 +2,14 @@
 
 A mask PNG is a palette ("P" mode) image, as PASCAL VOC's ground truth is: each pixel stores its
 class index (read it back with `numpy.asarray(PIL.Image.open(path))`) and the palette shows
-it in colour. Both writers go through `rundir.atomic_write`.
+it in colour. Both writers go through `files.atomic_write`.
 """
 
 import colorsys
 
 import numpy as np
 
-from keras_modern_cnn.rundir import atomic_write
+from keras_modern_cnn.files import atomic_write
 
 MAX_CLASSES = 256  # a palette PNG holds 8-bit indices
 

@@ -1,6 +1,7 @@
 """The run directory: what a run writes, when a rerun resumes, refuses or starts over.
 
-Files (all written through `atomic_write`: a temporary sibling, fsync, rename):
+Files (all written through `keras_modern_cnn.files.atomic_write`: a temporary sibling, fsync,
+rename):
 
     run.json      the resolved configuration and the data's description (written before training)
     history.csv   one row per finished epoch, each epoch exactly once across resumed runs
@@ -20,14 +21,16 @@ Rules, checked before anything is written:
 """
 
 import contextlib
+import csv
 import dataclasses
+import io
 import json
 import os
 import shutil
 import tempfile
-import time
 
 from keras_modern_cnn.config import RUN_FILE, config_to_json, read_run_file
+from keras_modern_cnn.files import write_text
 
 HISTORY_FILE, CURVES_FILE, METRICS_FILE, MODEL_FILE = (
     "history.csv", "curves.png", "metrics.json", "model.keras",
@@ -43,61 +46,27 @@ METRICS_KEYS = (
     "examples_per_second", "parameters", "wall_time_seconds",
 )
 RUN_MODES = ("new", "resume", "extend")  # RunPlan.mode
-BLOCK_AT_VARIABLE, BLOCK_MARKER_VARIABLE = "KMC_TEST_BLOCK_AT", "KMC_TEST_MARKER"
-BLOCK_POINTS = ("mid-epoch", "epoch-checkpoint", "final-save")
 
 
-def atomic_write(path, write):
-    """Call `write(temporary_path)`, make the file durable, then rename it over `path`.
-
-    The temporary name keeps the extension (`model.tmp.keras`): Keras and matplotlib choose
-    the format by it. A kill at any moment leaves either the previous file or the new one.
-    """
-    path = os.fspath(path)
-    root, extension = os.path.splitext(path)
-    temporary = f"{root}.tmp{extension}"
-    try:
-        write(temporary)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:  # a failed write leaves no half file (a kill leaves one, overwritten next time)
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(os.path.dirname(path) or ".")
-    return path
+def read_history(path):
+    """Rows of a `history.csv` as dicts (epoch as int, metrics as float); [] if absent."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as handle:
+        return [
+            {key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
+            for row in csv.DictReader(handle)
+        ]
 
 
-def write_text(path, text):
-    """`atomic_write` of a text file."""
-
-    def write(temporary):
-        with open(temporary, "w", newline="") as handle:
-            handle.write(text)
-
-    return atomic_write(path, write)
-
-
-def _fsync_directory(directory):
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def block_point(name):
-    """Test hook: with KMC_TEST_BLOCK_AT=`name`, write KMC_TEST_MARKER and wait to be killed.
-
-    Lets the kill tests stop a real `kmc train` at a named moment (BLOCK_POINTS) instead of
-    racing it; a no-op otherwise.
-    """
-    if os.environ.get(BLOCK_AT_VARIABLE) != name:
-        return
-    write_text(os.environ[BLOCK_MARKER_VARIABLE], name)
-    while True:
-        time.sleep(60)
+def write_history(rows, path):
+    """Write `history.csv` rows atomically (a kill mid-write leaves the previous complete file)."""
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, text.getvalue())
 
 
 def write_metrics(path, metrics):

@@ -1,15 +1,25 @@
-"""`.keras` files that load on every backend, whichever one wrote them."""
+"""Saving and loading `.keras` models: the one home every command and the tuner go through.
+
+`save_model` writes atomically (`keras_modern_cnn.files.atomic_write`) a file that loads and
+trains on every backend, whichever one wrote it; `load_model` loads one with the package's
+custom layers registered, or says in one line why it cannot.
+"""
 
 import json
 import os
 import zipfile
+from typing import TYPE_CHECKING, Union
 
-from keras_modern_cnn import rundir
+from keras_modern_cnn._compat import TORCH_OPTIMIZER_MODULES
+from keras_modern_cnn.files import atomic_write, block_point
 
-TORCH_OPTIMIZER_MODULES = "keras.src.backend.torch.optimizers."
+if TYPE_CHECKING:
+    import keras
+
+PathLike = Union[str, os.PathLike]
 
 
-def make_backend_portable(archive_path):
+def make_backend_portable(archive_path: PathLike) -> PathLike:
     """Rewrite a `.keras` archive written on torch so that it loads on TensorFlow and JAX too.
 
     On torch, Keras 3.15 builds optimizers as torch-specific subclasses (`torch_sgd.SGD`, ...)
@@ -34,12 +44,12 @@ def make_backend_portable(archive_path):
                     data = json.dumps(config).encode()
                 rewritten.writestr(item, data)
 
-    rundir.atomic_write(archive_path, rewrite)
+    atomic_write(archive_path, rewrite)
     return archive_path
 
 
-def save_model(model, path):
-    """`model.save(path)` made atomic (`rundir.atomic_write`) and backend-portable.
+def save_model(model: "keras.Model", path: PathLike) -> str:
+    """`model.save(path)` made atomic and backend-portable; returns `path`.
 
     A crash at any instant leaves either the previous file or the complete new one.
     """
@@ -47,5 +57,24 @@ def save_model(model, path):
     def write(temporary):
         model.save(temporary)
         make_backend_portable(temporary)
+        block_point("model-save")
 
-    return rundir.atomic_write(path, write)
+    return atomic_write(path, write)
+
+
+def load_model(path: PathLike) -> "keras.Model":
+    """A `.keras` model (written by `kmc` or `save_model`), or a one-line error naming the file."""
+    import keras
+
+    import keras_modern_cnn
+
+    keras_modern_cnn._load()  # registers the custom layers for safe loading
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such model file. Received: model_file={str(path)!r}")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # a truncated zip, a foreign file, a missing custom object
+        raise ValueError(
+            f"Cannot load the model ({type(error).__name__}: {str(error)[:200]}). "
+            f"Received: model_file={str(path)!r}"
+        ) from None

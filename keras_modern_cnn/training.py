@@ -11,36 +11,49 @@ Reference recipe: Dive into Deep Learning, "Modern CNNs" (plain SGD, Fashion-MNI
 """
 
 import contextlib
-import csv
 import dataclasses
 import importlib.util
-import io
-import json
-import math
 import os
 import time
+from collections.abc import Callable
+from typing import Any, Union
 
 import keras
 
-import keras_modern_cnn
-from keras_modern_cnn import losses, rundir, saving
-from keras_modern_cnn.config import OPTIMIZER_CLASSES
+from keras_modern_cnn import losses, rundir
+from keras_modern_cnn.callbacks import (
+    AtomicBackupAndRestore,
+    BlockMidEpoch,
+    EpochHistory,
+    StopOnNonFiniteLoss,
+    TrainingTimer,
+    check_finite,
+)
+from keras_modern_cnn.config import RunConfig
 from keras_modern_cnn.data import load_data, make_pipeline
 from keras_modern_cnn.devices import device_settings
+from keras_modern_cnn.files import BLOCK_AT_VARIABLE
 from keras_modern_cnn.metrics import MeanDice
+from keras_modern_cnn.plots import plot_curves, run_title
 from keras_modern_cnn.registry import get_spec
+from keras_modern_cnn.saving import load_model, save_model
+
+# The Keras optimizer class of each name `RunConfig.optimizer` accepts (`choices.OPTIMIZERS`).
+OPTIMIZER_CLASSES = {
+    "sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+    "rmsprop": keras.optimizers.RMSprop,
+}
 
 
-class NonFiniteLossError(ValueError):
-    """Training produced a non-finite loss; nothing of that epoch was saved."""
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """A fresh Keras optimizer by name (one of `choices.OPTIMIZERS`, checked by `RunConfig`)."""
+    return OPTIMIZER_CLASSES[name](learning_rate=learning_rate)
 
 
-def make_optimizer(name, learning_rate):
-    """A fresh Keras optimizer by name (one of `OPTIMIZERS`, checked by `RunConfig`)."""
-    return getattr(keras.optimizers, OPTIMIZER_CLASSES[name])(learning_rate=learning_rate)
-
-
-def train(config, *, overwrite=False, resume=False, verbose="auto", log=print):
+def train(
+    config: RunConfig, *, overwrite: bool = False, resume: bool = False,
+    verbose: Union[str, int] = "auto", log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Train, evaluate and save the run `config` describes; returns the metrics dict.
 
     In a multi-process `data-parallel` run (`keras_modern_cnn.distribute.jax_cluster`), process
@@ -105,9 +118,8 @@ def _train(config, overwrite, resume, verbose, log):
             log(plan.message(config.epochs))
         timer, wall_time = fit(config, model, pipelines, verbose)
         results = model.evaluate(pipelines["test"], verbose=0, return_dict=True)
-        _check_finite(results, "the test evaluation", config)
-        model_path = os.path.join(config.output_dir, rundir.MODEL_FILE)
-        rundir.atomic_write(model_path, lambda path: _save_model(model, path))
+        check_finite(results, "the test evaluation", config.learning_rate)
+        save_model(model, os.path.join(config.output_dir, rundir.MODEL_FILE))
     return report(config, data, model, results, timer, wall_time, plan)
 
 
@@ -209,14 +221,14 @@ def fit(config, model, pipelines, verbose="auto"):
     timer = TrainingTimer()
     callbacks = [
         # First: a non-finite epoch stops the run before it is recorded or checkpointed.
-        StopOnNonFiniteLoss(config),
+        StopOnNonFiniteLoss(config.learning_rate),
         # Before the checkpoint: an epoch is recorded before it counts as finished, so an
         # interruption in between replays (and re-records) it instead of losing its row.
         EpochHistory(os.path.join(output_dir, rundir.HISTORY_FILE)),
         AtomicBackupAndRestore(os.path.join(output_dir, rundir.BACKUP_DIR), delete_checkpoint=False),
         timer,
     ]
-    if rundir.BLOCK_AT_VARIABLE in os.environ:
+    if BLOCK_AT_VARIABLE in os.environ:
         callbacks.append(BlockMidEpoch())
     if importlib.util.find_spec("tensorboard") is not None:  # tf.summary needs it at run time
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, rundir.LOGS_DIR)))
@@ -234,7 +246,7 @@ def report(config, data, model, results, timer, wall_time, plan):
     output_dir = config.output_dir
     history_path = os.path.join(output_dir, rundir.HISTORY_FILE)
     curves_path = os.path.join(output_dir, rundir.CURVES_FILE)
-    plot_curves({config.model: read_history(history_path)}, curves_path,
+    plot_curves({config.model: rundir.read_history(history_path)}, curves_path,
                 title=run_title(config, data.name))
     metrics = {
         "model": config.model,
@@ -265,59 +277,6 @@ def report(config, data, model, results, timer, wall_time, plan):
     rundir.write_metrics(os.path.join(output_dir, rundir.METRICS_FILE), metrics)
     plan.finish()
     return metrics
-
-
-def load_model(path):
-    """A `.keras` model written by `kmc`, or a one-line error naming the file."""
-    keras_modern_cnn._load()  # registers the custom layers for safe loading
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such model file. Received: model_file={str(path)!r}")
-    try:
-        return keras.saving.load_model(path)
-    except Exception as error:  # a truncated zip, a foreign file, a missing custom object
-        raise ValueError(
-            f"Cannot load the model ({type(error).__name__}: {str(error)[:200]}). "
-            f"Received: model_file={str(path)!r}"
-        ) from None
-
-
-def _save_model(model, path):
-    model.save(path)
-    saving.make_backend_portable(path)
-    rundir.block_point("final-save")
-
-
-def _check_finite(logs, where, config):
-    bad = {key: value for key, value in (logs or {}).items() if not math.isfinite(float(value))}
-    if bad:
-        raise NonFiniteLossError(
-            f"Training stopped: {', '.join(f'{k}={v}' for k, v in bad.items())} in {where}; "
-            f"nothing of it was saved (lower the learning rate or check the data for "
-            f"NaN/inf). Received: learning_rate={config.learning_rate!r}"
-        )
-
-
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Raise `NonFiniteLossError` at the end of an epoch whose loss or metrics are not finite."""
-
-    def __init__(self, config):
-        super().__init__()
-        self.config = config
-
-    def on_epoch_end(self, epoch, logs=None):
-        _check_finite(logs, f"epoch {epoch + 1}", self.config)
-
-
-class BlockMidEpoch(keras.callbacks.Callback):
-    """Test hook (`rundir.block_point`): block in the middle of the second epoch."""
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self._epoch >= 1 and batch >= 1:
-            rundir.block_point("mid-epoch")
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
 
 
 def build_model(spec, data, image_size, width_ratio=None, encoder=None):
@@ -370,156 +329,3 @@ def _strategy(name):
     return distribution_scope(name)
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore whose checkpoint survives `kill -9` at any moment.
-
-    Keras writes the weights file in place, so a kill during the first save leaves a
-    truncated file that the next run cannot load. Here weights and metadata are written to
-    temporary files and renamed over the previous checkpoint (weights first: a kill between
-    the two renames replays one epoch from slightly newer weights, never loses one).
-    """
-
-    def _save_model(self):
-        os.makedirs(self.backup_dir, exist_ok=True)
-        weights_tmp = f"{self._weights_path[:-len('.weights.h5')]}.tmp.weights.h5"
-        self.model.save_weights(weights_tmp, overwrite=True)
-        if self._current_epoch >= 2:
-            rundir.block_point("epoch-checkpoint")
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
-        os.replace(weights_tmp, self._weights_path)
-        rundir.write_text(self._training_metadata_path, json.dumps(metadata))
-
-
-class EpochHistory(keras.callbacks.Callback):
-    """`history.csv` holding every finished epoch exactly once, across resumed runs.
-
-    The first epoch of a run tells where training (re)starts: rows of that epoch and later
-    (left by an interrupted run) are dropped, earlier rows kept.
-    """
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-        self.rows = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.rows is None:
-            self.rows = [row for row in read_history(self.path) if row["epoch"] < epoch]
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
-        write_history(self.rows, self.path)
-
-
-class TrainingTimer(keras.callbacks.Callback):
-    """Seconds spent in the training part of each epoch (validation excluded)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-        self._start = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_test_begin(self, logs=None):
-        if self._start is not None:
-            self.seconds.append(time.perf_counter() - self._start)
-            self._start = None
-
-    def examples_per_second(self, num_train):
-        """Training throughput; the first epoch (compilation) is left out when others ran."""
-        timed = self.seconds[1:] or self.seconds
-        return num_train * len(timed) / sum(timed) if timed else None
-
-
-def read_history(path):
-    """Rows of a `history.csv` as dicts (epoch as int, metrics as float); [] if absent."""
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as handle:
-        return [
-            {key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
-            for row in csv.DictReader(handle)
-        ]
-
-
-def write_history(rows, path):
-    """Write rows atomically (a kill mid-write leaves the previous complete file)."""
-    fields = list(dict.fromkeys(key for row in rows for key in row))
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    rundir.write_text(path, text.getvalue())
-
-
-def plot_curves(histories, path, title=None):
-    """Loss and accuracy per epoch, train (solid) and test (dashed), one colour per model.
-
-    Two panels (a loss of 3 would squash accuracies on a shared axis), whole-number epoch
-    ticks, 200 dpi. `histories`: model name -> `read_history` rows; `title`: the settings.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-    from matplotlib.ticker import MaxNLocator
-
-    figure, axes = pyplot.subplots(1, 2, figsize=(10, 3.6))
-    panels = [("loss", "loss (cross-entropy)"), ("accuracy", "accuracy")]
-    for axis, (key, label) in zip(axes, panels):
-        for index, (name, rows) in enumerate(histories.items()):
-            epochs = [row["epoch"] + 1 for row in rows]
-            prefix = "" if len(histories) == 1 else f"{name} "
-            for split, style in (("", "-"), ("val_", "--")):
-                axis.plot(epochs, [row.get(split + key) for row in rows], style, marker="o",
-                          markersize=3, color=f"C{index}",
-                          label=prefix + ("test" if split else "train"))
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(label)
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.grid(alpha=0.3)
-    axes[0].set_ylim(bottom=0)
-    axes[1].set_ylim(0, 1.02)
-    axes[1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))  # off the data
-    figure.suptitle(title or ", ".join(histories))
-    figure.tight_layout()
-    rundir.atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=200))
-    pyplot.close(figure)
-    return path
-
-
-def plot_comparison(all_metrics, path, title):
-    """Bar charts of test accuracy and training examples/sec, one bar per model (`kmc compare`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    names = [metrics["model"] for metrics in all_metrics]
-    figure, axes = pyplot.subplots(1, 2, figsize=(max(6, 1.6 * len(names) + 2), 3.6))
-    panels = [("test_accuracy", "test accuracy", "{:.3f}"),
-              ("examples_per_second", "training examples/sec", "{:,.0f}")]
-    for axis, (key, label, number) in zip(axes, panels):
-        values = [metrics[key] or 0 for metrics in all_metrics]  # None: no epoch timed
-        bars = axis.bar(names, values, color=[f"C{i}" for i in range(len(names))])
-        axis.bar_label(bars, labels=[number.format(value) for value in values], fontsize="small")
-        axis.set_ylabel(label)
-        axis.tick_params(axis="x", labelrotation=30 if len(names) > 3 else 0)
-        axis.margins(y=0.15)
-        axis.grid(axis="y", alpha=0.3)
-    axes[0].set_ylim(0, 1.1)
-    figure.suptitle(title)
-    figure.tight_layout()
-    rundir.atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=200))
-    pyplot.close(figure)
-    return path
-
-
-def run_title(config, data_name):
-    """The settings a curve depends on, for a plot's title."""
-    width = "" if config.width_ratio is None else f", width x{config.width_ratio:g}"
-    encoder = "" if config.encoder is None else f" ({config.encoder} encoder)"
-    return (f"{config.model}{encoder} on {data_name} ({config.image_size}px{width}): {config.optimizer} "
-            f"lr {config.learning_rate:g}, batch {config.batch_size}")

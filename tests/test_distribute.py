@@ -18,7 +18,7 @@ from keras_modern_cnn import BatchNorm, LeNet
 from keras_modern_cnn.data import SHAPE_CLASSES
 from keras_modern_cnn.cli import main
 from keras_modern_cnn.distribute import check_tf_config, distribution_scope, jax_cluster
-from keras_modern_cnn.training import read_history
+from keras_modern_cnn.rundir import read_history
 
 TIMEOUT = 300
 TF_ONLY = pytest.mark.skipif(

@@ -63,3 +63,94 @@ def test_a_model_file_loads_after_import_keras_modern_cnn_then_import_keras(tmp_
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.split()[-1]) == 4  # BN-LeNet: after each of 2 convs and 2 dense layers
+
+
+def _package_imports(module_level_only):
+    """`{module: package modules it imports}` for the whole package (lazy imports inside
+    functions too, unless `module_level_only`)."""
+    import ast
+
+    roots = {"keras_modern_cnn": REPOSITORY / "keras_modern_cnn",
+             "keras_modern_cnn.applications": REPOSITORY / "applications",
+             "keras_modern_cnn.tuning": REPOSITORY / "tuning"}
+    files = {}
+    for package, folder in roots.items():
+        for path in folder.rglob("*.py"):
+            parts = path.relative_to(folder).with_suffix("").parts
+            files[".".join((package, *parts)).removesuffix(".__init__")] = path
+    graph = {}
+    for name, path in files.items():
+        tree = ast.parse(path.read_text())
+        imported = set()
+        for node in tree.body if module_level_only else ast.walk(tree):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                # `from package import submodule` depends on the submodule; `from module import
+                # name` on the module.
+                targets = [f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in files
+                           else node.module for alias in node.names]
+            # The package root only loads `_api` (the public names) on first use.
+            imported |= {t for t in targets if t in files and t not in (name, "keras_modern_cnn")}
+        graph[name] = imported
+    return graph
+
+
+def _first_cycle(graph):
+    state = {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for imported in sorted(graph[module]):
+            if state.get(imported) == "open":
+                return [*path, imported]
+            if imported not in state:
+                cycle = visit(imported, [*path, imported])
+                if cycle:
+                    return cycle
+        state[module] = "done"
+        return None
+
+    for module in sorted(graph):
+        if module not in state:
+            cycle = visit(module, [module])
+            if cycle:
+                return " -> ".join(cycle)
+    return None
+
+
+def _is_core(module):
+    # `_api`, the package root's public names, gathers the zoo's builders by design.
+    return not module.startswith(("keras_modern_cnn.applications", "keras_modern_cnn.tuning",
+                                  "keras_modern_cnn._api"))
+
+
+def test_the_package_has_no_import_cycle_and_the_core_does_not_import_the_zoo_or_tuning():
+    assert _first_cycle(_package_imports(module_level_only=True)) is None
+    everything = _package_imports(module_level_only=False)
+    # The core loads the zoo on first use (the registry); apart from that, not even a lazy
+    # import inside a function may cycle within the core.
+    core = {module: {m for m in imported if _is_core(m)}
+            for module, imported in everything.items() if _is_core(module)}
+    assert _first_cycle(core) is None
+    for module, imported in _package_imports(module_level_only=True).items():
+        assert not _is_core(module) or all(_is_core(m) for m in imported), module
+
+
+@pytest.mark.slow
+def test_the_package_type_checks(tmp_path):
+    """mypy over the package as it installs (applications/ and tuning/ inside keras_modern_cnn),
+    configured by pyproject.toml's [tool.mypy]; the tests are not type-checked."""
+    package = tmp_path / "keras_modern_cnn"
+    package.mkdir()
+    for entry in (REPOSITORY / "keras_modern_cnn").iterdir():
+        (package / entry.name).symlink_to(entry)
+    for folder in ("applications", "tuning"):
+        (package / folder).symlink_to(REPOSITORY / folder)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(REPOSITORY / "pyproject.toml"),
+         "--cache-dir", str(tmp_path / "cache"), "-p", "keras_modern_cnn"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

@@ -16,8 +16,8 @@ import pytest
 from keras_modern_cnn.cli import main
 from keras_modern_cnn.data import SHAPE_CLASSES, load_shapes
 from keras_modern_cnn.config import resolve_config
-from keras_modern_cnn.rundir import BLOCK_POINTS
-from keras_modern_cnn.training import read_history
+from keras_modern_cnn.files import BLOCK_POINTS
+from keras_modern_cnn.rundir import read_history
 
 TINY = ["--train-examples", "256", "--test-examples", "128", "--batch-size", "64", "--quiet"]
 
@@ -192,7 +192,7 @@ def test_kill_9_at_a_named_moment_then_rerun_trains_every_epoch_exactly_once(tmp
         first.send_signal(signal.SIGKILL)
     assert first.wait() == -signal.SIGKILL and marker.read_text() == point
     assert not (out / "metrics.json").exists()
-    done = {"mid-epoch": 1, "epoch-checkpoint": 1, "final-save": 2}[point]
+    done = {"mid-epoch": 1, "epoch-checkpoint": 1, "model-save": 2}[point]
     assert json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"] == done
 
     assert main([*KILL_RUN[:-1], "--output-dir", str(out)]) == 0  # not --quiet: notices shown

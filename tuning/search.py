@@ -21,12 +21,20 @@ import io
 import json
 import os
 import socket
-import warnings
 
 import keras_tuner
+from keras_modern_cnn.tuning._compat import (
+    AtomicOracleState,
+    TolerantInitialSpace,
+    is_worker,
+    tuner_state_path,
+)
 from keras_tuner.errors import FailedTrialError
 
-from keras_modern_cnn import rundir
+from keras_modern_cnn import plots
+from keras_modern_cnn.files import write_text
+from keras_modern_cnn.rundir import check_writable
+from keras_modern_cnn.saving import save_model
 from keras_modern_cnn.validation import check_bool, check_choice, check_positive_int
 
 __all__ = [
@@ -56,25 +64,13 @@ class SearchSpaceChangedError(ValueError):
     """The hypermodel of a resumed search declares a different search space."""
 
 
-class _ResumableSearch:
+class _ResumableSearch(TolerantInitialSpace):
     """Mixed into a KerasTuner tuner: atomic state, space check on reload, execution log."""
-
-    def _populate_initial_space(self):
-        # KerasTuner registers `declare_hyperparameters`, then builds the default configuration
-        # to discover more; our hypermodels declare everything, so an invalid default is one
-        # more failed trial, not a crash.
-        try:
-            super()._populate_initial_space()
-        except FailedTrialError as error:
-            warnings.warn(
-                f"The default configuration cannot be built; trials like it fail. {error}",
-                stacklevel=2,
-            )
 
     def reload(self):
         given = self.oracle.hyperparameters.copy()  # the tuner's `hyperparameters` argument
         super().reload()
-        if self._is_worker() or self.hypermodel is None:
+        if self.is_worker or self.hypermodel is None:
             return
         fresh = _fresh_space(self.hypermodel, given)
         changes = search_space_changes(self.oracle.hyperparameters, fresh)
@@ -86,14 +82,14 @@ class _ResumableSearch:
             )
 
     def save(self):
-        if not self._is_worker():
+        if not self.is_worker:
             self.oracle.save()
-        _save_json_atomically(self._get_tuner_fname(), self.get_state())
+        write_text(tuner_state_path(self), json.dumps(self.get_state()))
 
     @property
     def is_worker(self):
         """True in a worker of a distributed search (the chief holds the oracle and results)."""
-        return self._is_worker()
+        return is_worker(self)
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -120,26 +116,15 @@ class Hyperband(_ResumableSearch, keras_tuner.Hyperband):
         keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
 
 
-class _AtomicState:
-    """Mixed into an oracle: `oracle.json` and every `trial.json` are replaced atomically."""
-
-    def save(self):
-        _save_json_atomically(self._get_oracle_fname(), self.get_state())
-
-    def _save_trial(self, trial):
-        path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
-        _save_json_atomically(path, trial.get_state())
-
-
-class RandomSearchOracle(_AtomicState, keras_tuner.oracles.RandomSearchOracle):
+class RandomSearchOracle(AtomicOracleState, keras_tuner.oracles.RandomSearchOracle):
     """`keras_tuner.oracles.RandomSearchOracle` with atomic state files."""
 
 
-class BayesianOptimizationOracle(_AtomicState, keras_tuner.oracles.BayesianOptimizationOracle):
+class BayesianOptimizationOracle(AtomicOracleState, keras_tuner.oracles.BayesianOptimizationOracle):
     """`keras_tuner.oracles.BayesianOptimizationOracle` with atomic state files."""
 
 
-class HyperbandOracle(_AtomicState, keras_tuner.oracles.HyperbandOracle):
+class HyperbandOracle(AtomicOracleState, keras_tuner.oracles.HyperbandOracle):
     """`keras_tuner.oracles.HyperbandOracle` with atomic state files."""
 
 
@@ -148,13 +133,6 @@ TUNERS = {
     "bayesian": (BayesianOptimizationOracle, Tuner),
     "hyperband": (HyperbandOracle, Hyperband),
 }
-
-
-def _save_json_atomically(path, state):
-    """Write `state` as JSON through the package's one atomic writer."""
-    text = json.dumps(state)
-    rundir.write_text(path, text)
-    return text
 
 
 def _fresh_space(hypermodel, given):
@@ -276,40 +254,16 @@ def write_results(tuner, path):
             [trial.trial_id, trial.status, "" if trial.score is None else trial.score]
             + [values.get(name, "") for name in names]
         )
-    return rundir.write_text(path, text.getvalue())
+    return write_text(path, text.getvalue())
 
 
 def plot_trials(tuner, path):
     """Score of each trial in the order they ran, and the best score so far (`trials.png`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-    from matplotlib.ticker import MaxNLocator
-
-    trials = sorted(tuner.oracle.trials.values(), key=lambda trial: int(trial.trial_id))
-    best = max if tuner.oracle.objective.direction == "max" else min
-    numbers, scores, best_so_far = [], [], []
-    for trial in trials:
-        if trial.score is not None:
-            numbers.append(int(trial.trial_id))
-            scores.append(trial.score)
-            best_so_far.append(best(scores))
-    failed = len(trials) - len(scores)
-    figure, axis = pyplot.subplots(figsize=(6, 3.6))
-    axis.plot(numbers, scores, "o", color="C0", label="trial")
-    axis.step(numbers, best_so_far, where="post", color="C1", label="best so far")
-    axis.set_xlabel("trial (as in results.csv, in the order run)")
-    axis.set_ylabel(tuner.oracle.objective.name)
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize="small")
-    axis.set_title(f"{tuner.project_name}: {len(trials)} trials"
-                   + (f", {failed} without a score (failed)" if failed else ""))
-    figure.tight_layout()
-    rundir.atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=200))
-    pyplot.close(figure)
-    return path
+    trials = [(int(trial.trial_id), trial.score) for trial in tuner.oracle.trials.values()]
+    return plots.plot_trials(
+        trials, tuner.oracle.objective.name, tuner.oracle.objective.direction == "max", path,
+        title=tuner.project_name,
+    )
 
 
 def configure_distribution(role, oracle_address, tuner_id=None):
@@ -362,7 +316,7 @@ def tune(
             "Hyperband sets its own number of trials from the epochs; leave out max_trials. "
             f"Received: max_trials={max_trials}"
         )
-    rundir.check_writable("directory", os.fspath(directory))
+    check_writable("directory", os.fspath(directory))
     data = prepare_data(config)
     hypermodel = hypermodel_class(
         input_shape=input_shape(config.image_size, data.channels), classes=data.num_classes,
@@ -388,6 +342,5 @@ def tune(
     if not any(t.status == "COMPLETED" for t in search.oracle.trials.values()):
         return search, results_path, None
     model = search.get_best_models(1)[0]
-    model_path = os.path.join(search.project_dir, BEST_MODEL_FILE)
-    rundir.atomic_write(model_path, model.save)
+    model_path = save_model(model, os.path.join(search.project_dir, BEST_MODEL_FILE))
     return search, results_path, model_path

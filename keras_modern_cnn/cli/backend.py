@@ -17,7 +17,6 @@ import sys
 import tempfile
 import warnings
 
-
 # Keras warnings that ask nothing of the user (message regular expressions): KerasTuner reloads
 # a trial's best model without its optimizer state, which `kmc tune` never uses.
 HARMLESS_WARNINGS = (r"Skipping variable loading for optimizer",)

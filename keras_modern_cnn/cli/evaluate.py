@@ -1,7 +1,8 @@
 """`kmc evaluate MODEL_FILE` and `kmc predict MODEL_FILE IMAGE...`: use a trained `.keras` model.
 
-Dataset, image size, normalisation and class names come from the `run.json` that `kmc train`
-wrote beside the model; flags override them (and stand in for a model trained elsewhere).
+Parsing, output checks and printing; the work is `keras_modern_cnn.inference`'s. Dataset, image
+size, normalisation and class names come from the `run.json` that `kmc train` wrote beside the
+model; flags override them (and stand in for a model trained elsewhere).
 """
 
 import csv
@@ -46,29 +47,9 @@ def add_parser(subparsers):
     predict.set_defaults(run=run_predict)
 
 
-def load_trained(path):
-    """The model, and what `run.json` beside it says of its data ({} if absent)."""
-    from keras_modern_cnn.config import RUN_FILE, read_run_file
-    from keras_modern_cnn.training import load_model
-
-    model = load_model(path)
-    run_file = os.path.join(os.path.dirname(path), RUN_FILE)
-    if not os.path.exists(run_file):
-        return model, None, {}
-    config, data_info = read_run_file(run_file)
-    return model, config, data_info
-
-
-def model_image_shape(model):
-    """(size, channels) of a channels-last or channels-first square image model."""
-    from keras_modern_cnn.validation import spatial_and_channels
-
-    spatial, channels = spatial_and_channels(model.input_shape[1:])
-    return spatial[0], channels
-
-
 def run_evaluate(args):
     from keras_modern_cnn.data import load_data, make_pipeline
+    from keras_modern_cnn.inference import load_trained, model_image_shape
     from keras_modern_cnn.validation import check_positive_int
 
     batch_size = check_positive_int("batch_size", args.batch_size)
@@ -100,55 +81,10 @@ def run_evaluate(args):
         print(f"test {name}: {value:.4f}")
 
 
-def image_files(paths):
-    """The image files named, folders expanded (sorted); a missing path is an error."""
-    from keras_modern_cnn.data.checks import IMAGE_EXTENSIONS
-
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            found = sorted(
-                os.path.join(root, name)
-                for root, _, names in os.walk(path)
-                for name in names
-                if name.lower().endswith(IMAGE_EXTENSIONS)
-            )
-            if not found:
-                raise ValueError(f"The folder holds no image file. Received: image={path!r}")
-            files += found
-        elif os.path.isfile(path):
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"No such image file or folder. Received: image={path!r}")
-    return files
-
-
-def _load_image(path, size, channels, normalization):
-    """(the model's input, the image as read: HxWxC uint8)."""
-    import keras
-    import numpy as np
-    from PIL import Image
-
-    try:
-        original = keras.utils.load_img(path, color_mode="grayscale" if channels == 1 else "rgb")
-        original.load()
-    except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
-        raise ValueError(f"Cannot read the image ({type(error).__name__}). Received: image={path!r}") from None
-    # As `load_img(target_size=...)`: nearest-neighbour resizing.
-    image = keras.utils.img_to_array(original.resize((size, size), Image.NEAREST))
-    if normalization == "scale":
-        image = image / 255.0
-    else:
-        image = (image - image.mean()) / max(image.std(), 1.0 / np.sqrt(image.size))
-    if keras.config.image_data_format() == "channels_first":
-        image = image.transpose(2, 0, 1)
-    return image, keras.utils.img_to_array(original).astype(np.uint8)
-
-
 def run_predict(args):
-    import keras
     import numpy as np
 
+    from keras_modern_cnn import inference
     from keras_modern_cnn.validation import check_positive_int
 
     top_k = check_positive_int("top_k", args.top_k)
@@ -157,31 +93,31 @@ def run_predict(args):
             raise ValueError(f"`--output` must end in .csv or .json. Received: output={args.output!r}")
         if os.path.exists(args.output) and not args.overwrite:
             raise ValueError(f"`--output` exists; pass --overwrite to replace it. Received: output={args.output!r}")
-    files = image_files(args.images)
-    model, _, info = load_trained(args.model_file)
-    size, channels = model_image_shape(model)
-    segmentation = len(model.output_shape) == 4  # a class distribution per pixel
-    channels_first = keras.config.image_data_format() == "channels_first"
-    classes = model.output_shape[1 if segmentation and channels_first else -1]
+    files = inference.image_files(args.images)
+    model, _, info = inference.load_trained(args.model_file)
+    segmentation = inference.is_segmentation(model)
+    classes = inference.num_outputs(model)
     class_names = info.get("class_names") or [str(i) for i in range(classes)]
-    normalization = args.normalization or info.get("normalization", "scale")
     targets = _check_predict_outputs(args, segmentation, files, classes)
-    loaded = [_load_image(path, size, channels, normalization) for path in files]
-    images = np.stack([image for image, _ in loaded])
-    probabilities = np.asarray(model.predict(images, verbose=0))
+    probabilities, originals = inference.predict_images(
+        model, files, args.normalization or info.get("normalization", "scale")
+    )
     if segmentation:
-        return _write_masks(probabilities, [image for _, image in loaded], files, targets,
-                            class_names, args.output_dir)
-    rows = []
-    for path, scores in zip(files, probabilities):
-        best = np.argsort(scores)[::-1][: min(top_k, classes)]
-        ranked = [(class_names[i], float(scores[i])) for i in best]
-        rows.append({"image": path, "predictions": ranked})
-        print(f"{path}: " + ", ".join(f"{name} {score:.3f}" for name, score in ranked))
+        masks = inference.write_masks(probabilities, originals, targets, len(class_names))
+        for path, mask, (mask_path, _) in zip(files, masks, targets):
+            counts = np.bincount(mask.ravel(), minlength=len(class_names))
+            shares = ", ".join(f"{class_names[i]} {counts[i] / mask.size:.1%}"
+                               for i in np.argsort(counts)[::-1][:3] if counts[i])
+            print(f"{path}: {mask_path} ({shares})")
+        print(f"masks: {args.output_dir}")
+        return
+    predictions = inference.top_classes(probabilities, files, class_names, top_k)
+    for prediction in predictions:
+        print(f"{prediction.image}: " + ", ".join(f"{name} {score:.3f}" for name, score in prediction.ranked))
     if args.output is not None:
-        from keras_modern_cnn.rundir import write_text
+        from keras_modern_cnn.files import write_text
 
-        write_text(args.output, _format_predictions(rows, args.output))
+        write_text(args.output, _format_predictions(predictions, args.output))
         print(f"predictions: {args.output}")
 
 
@@ -240,43 +176,18 @@ def _check_predict_outputs(args, segmentation, files, classes):
     return targets
 
 
-def _write_masks(probabilities, originals, files, targets, class_names, output_dir):
-    """Each image's argmax mask, at the image's own size, as a mask PNG and an overlay."""
-    import keras
-    import numpy as np
-    from PIL import Image
-
-    from keras_modern_cnn.masks import write_mask, write_side_by_side
-
-    class_axis = 0 if keras.config.image_data_format() == "channels_first" else -1
-    for path, scores, original, (mask_path, overlay_path) in zip(
-        files, probabilities, originals, targets
-    ):
-        mask = np.argmax(scores, axis=class_axis).astype(np.uint8)
-        height, width = original.shape[:2]
-        mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
-        os.makedirs(os.path.dirname(mask_path) or ".", exist_ok=True)
-        write_mask(mask_path, mask, len(class_names))
-        write_side_by_side(overlay_path, original, mask, len(class_names))
-        counts = np.bincount(mask.ravel(), minlength=len(class_names))
-        shares = ", ".join(f"{class_names[i]} {counts[i] / mask.size:.1%}"
-                           for i in np.argsort(counts)[::-1][:3] if counts[i])
-        print(f"{path}: {mask_path} ({shares})")
-    print(f"masks: {output_dir}")
-
-
-def _format_predictions(rows, path):
+def _format_predictions(predictions, path):
     if path.lower().endswith(".json"):
         records = [
-            {"image": row["image"],
-             "predictions": [{"class": name, "probability": p} for name, p in row["predictions"]]}
-            for row in rows
+            {"image": prediction.image,
+             "predictions": [{"class": name, "probability": p} for name, p in prediction.ranked]}
+            for prediction in predictions
         ]
         return json.dumps(records, indent=2, allow_nan=False) + "\n"
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["image", "rank", "class", "probability"])
-    for row in rows:
-        for rank, (name, probability) in enumerate(row["predictions"], start=1):
-            writer.writerow([row["image"], rank, name, f"{probability:.6f}"])
+    for prediction in predictions:
+        for rank, (name, probability) in enumerate(prediction.ranked, start=1):
+            writer.writerow([prediction.image, rank, name, f"{probability:.6f}"])
     return text.getvalue()

@@ -46,8 +46,8 @@ def run(args):
     check_positive_int("calibration_examples", args.calibration_examples)
     if args.test_examples is not None:
         check_positive_int("test_examples", args.test_examples)
-    from keras_modern_cnn.cli.evaluate import load_trained
     from keras_modern_cnn.export import export
+    from keras_modern_cnn.inference import load_trained
 
     model, config, info = load_trained(args.model_file)  # one line for a bad file
     if args.dataset is None and config is not None:
@@ -83,8 +83,8 @@ def _quantization_data(model, info, args):
     """(test images, test labels, calibration images) of the run's dataset, as numpy arrays."""
     import numpy as np
 
-    from keras_modern_cnn.cli.evaluate import model_image_shape
     from keras_modern_cnn.data import load_data, make_pipeline
+    from keras_modern_cnn.inference import model_image_shape
 
     size, channels = model_image_shape(model)
     task = info.get("task", "classification")

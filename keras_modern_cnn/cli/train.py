@@ -5,9 +5,8 @@ import csv
 import io
 import os
 
-from keras_modern_cnn.choices import NORMALIZATIONS
+from keras_modern_cnn.choices import JIT_COMPILE, NORMALIZATIONS, OPTIMIZERS, STRATEGIES
 from keras_modern_cnn.cli import options
-from keras_modern_cnn.config import JIT_COMPILE, OPTIMIZERS, STRATEGIES
 from keras_modern_cnn.recipes import FAMILY_DEFAULTS, RECIPES
 
 
@@ -181,9 +180,10 @@ def results_csv(all_metrics):
 def run_compare(args):
     import keras
 
+    from keras_modern_cnn.files import write_text
+    from keras_modern_cnn.plots import plot_comparison, plot_curves
     from keras_modern_cnn.registry import get_spec
-    from keras_modern_cnn.rundir import write_text
-    from keras_modern_cnn.training import plot_comparison, plot_curves, read_history
+    from keras_modern_cnn.rundir import read_history
 
     # Every configuration resolved (and so validated) before the first model trains.
     configs = [

@@ -8,8 +8,7 @@ Keras backend (TensorFlow and JAX both consume `tf.data`).
 
 import keras
 
-from keras_modern_cnn.choices import NORMALIZATIONS
-from keras_modern_cnn.registry import TASKS
+from keras_modern_cnn.choices import NORMALIZATIONS, TASKS
 from keras_modern_cnn.validation import check_bool, check_choice, check_positive_int
 
 

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from keras_modern_cnn.choices import EMBEDDED_DATASET, TASKS
 from keras_modern_cnn.data.checks import (
     check_arrays,
     find_unreadable,
@@ -18,9 +19,7 @@ from keras_modern_cnn.data.checks import (
     match_split_classes,
 )
 from keras_modern_cnn.data.embedded import SHAPE_CLASSES, load_shapes
-from keras_modern_cnn.registry import TASKS
 from keras_modern_cnn.validation import check_choice, check_positive_int
-EMBEDDED_NAME = "shapes"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +75,7 @@ def load_data(
     for name, value in (("train_examples", train_examples), ("test_examples", test_examples)):
         if value is not None:
             check_positive_int(name, value)
-    if dataset is None or dataset == EMBEDDED_NAME:
+    if dataset is None or dataset == EMBEDDED_DATASET:
         data = _embedded(task, train_examples, test_examples, seed)
     elif str(dataset).endswith(".npz"):
         data = _npz(dataset, task)
@@ -110,10 +109,10 @@ def _embedded(task, train_examples, test_examples, seed):
     )
     if task == "segmentation":
         return _arrays_to_data(
-            EMBEDDED_NAME, task, (x_train, m_train), (x_test, m_test),
+            EMBEDDED_DATASET, task, (x_train, m_train), (x_test, m_test),
             ("background",) + SHAPE_CLASSES,
         )
-    return _arrays_to_data(EMBEDDED_NAME, task, (x_train, y_train), (x_test, y_test), SHAPE_CLASSES)
+    return _arrays_to_data(EMBEDDED_DATASET, task, (x_train, y_train), (x_test, y_test), SHAPE_CLASSES)
 
 
 def _npz(path, task):

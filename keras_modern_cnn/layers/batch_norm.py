@@ -7,6 +7,8 @@ Models", NeurIPS 2017 (arXiv:1702.03275).
 """
 
 import math
+from collections.abc import Callable
+from typing import Any, Optional
 
 import keras
 from keras import constraints, initializers, ops, regularizers
@@ -123,26 +125,26 @@ class BatchNorm(keras.layers.Layer):
 
     def __init__(
         self,
-        axis=-1,
-        momentum=0.9,
-        epsilon=1e-5,
-        center=True,
-        scale=True,
-        beta_initializer="zeros",
-        gamma_initializer="ones",
-        moving_mean_initializer="zeros",
-        moving_variance_initializer="ones",
-        beta_regularizer=None,
-        gamma_regularizer=None,
-        beta_constraint=None,
-        gamma_constraint=None,
-        synchronized=False,
-        renorm=False,
-        renorm_clipping=None,
-        renorm_momentum=0.99,
-        frozen=False,
-        **kwargs,
-    ):
+        axis: int = -1,
+        momentum: float = 0.9,
+        epsilon: float = 1e-5,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        moving_mean_initializer: Any = "zeros",
+        moving_variance_initializer: Any = "ones",
+        beta_regularizer: Any = None,
+        gamma_regularizer: Any = None,
+        beta_constraint: Any = None,
+        gamma_constraint: Any = None,
+        synchronized: bool = False,
+        renorm: bool = False,
+        renorm_clipping: Optional[dict[str, float]] = None,
+        renorm_momentum: float = 0.99,
+        frozen: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise ValueError(
@@ -173,7 +175,8 @@ class BatchNorm(keras.layers.Layer):
         self.gamma = self.beta = None
         # Set by `recalibrate_batch_norm`: receives every batch's (mean, variance) instead of
         # the moving-average update, and makes every call use batch statistics.
-        self._statistics_sink = None
+        # Recalibration (`fine_tuning.recalibrate_batch_norm`): receives (mean, variance).
+        self._statistics_sink: Optional[Callable[[Any, Any], Any]] = None
 
     @property
     def frozen(self):

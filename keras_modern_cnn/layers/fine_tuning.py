@@ -7,19 +7,21 @@ pooled variance in place of an average of batch variances.
 """
 
 import itertools
+from typing import Any, Optional
 
 import keras
 import numpy as np
 
+from keras_modern_cnn._compat import all_layers
 from keras_modern_cnn.layers.batch_norm import BatchNorm
 from keras_modern_cnn.validation import check_bool, check_positive_int
 
 
-def batch_norm_layers(model):
+def batch_norm_layers(model: keras.layers.Layer) -> list[BatchNorm]:
     """Every `BatchNorm` inside `model`, nested models and layers included."""
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(f"`model` must be a Keras model or layer. Received: model={model!r}")
-    found = [layer for layer in model._flatten_layers(include_self=True) if isinstance(layer, BatchNorm)]
+    found = [layer for layer in all_layers(model, include_self=True) if isinstance(layer, BatchNorm)]
     if not found:
         raise ValueError(
             f"`model` contains no keras_modern_cnn BatchNorm layer (models built under "
@@ -29,7 +31,7 @@ def batch_norm_layers(model):
     return found
 
 
-def freeze_batch_norm(model, frozen=True):
+def freeze_batch_norm(model: keras.layers.Layer, frozen: bool = True) -> list[BatchNorm]:
     """Set `frozen` on every BatchNorm of `model`; returns those layers.
 
     A frozen BatchNorm normalises with its moving statistics and keeps them, `gamma` and
@@ -44,7 +46,9 @@ def freeze_batch_norm(model, frozen=True):
     return layers
 
 
-def recalibrate_batch_norm(model, dataset, steps=None):
+def recalibrate_batch_norm(
+    model: keras.Model, dataset: Any, steps: Optional[int] = None
+) -> int:
     """Re-estimate the moving statistics of every non-frozen BatchNorm from `dataset`.
 
     Runs `model` forward on `steps` batches (the whole of `dataset` when None) with its weights
@@ -73,7 +77,7 @@ def recalibrate_batch_norm(model, dataset, steps=None):
             "samples); pass e.g. `np.array_split(x, n)` or a batched tf.data.Dataset. "
             f"Received: dataset of shape {tuple(dataset.shape)}"
         )
-    batches = [[] for _ in layers]
+    batches: list[list] = [[] for _ in layers]
     sizes = []
     try:
         for layer, records in zip(layers, batches):

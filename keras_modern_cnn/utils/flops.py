@@ -15,6 +15,8 @@ import math
 
 import keras
 
+from keras_modern_cnn._compat import nodes_by_depth
+
 _CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
 _SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
@@ -23,7 +25,7 @@ _TRANSPOSED = (
 )
 
 
-def flops(model):
+def flops(model: keras.Model) -> int:
     """Forward FLOPs for one example: 2 x the multiply-adds of Conv and Dense layers.
 
     Args:
@@ -32,15 +34,15 @@ def flops(model):
     Returns:
         int. Multiply by the batch size for a batch, and by about 3 for a training step.
     """
-    graph = model._functional if isinstance(model, keras.Sequential) else model
-    if not isinstance(model, keras.Model) or not hasattr(graph, "_nodes_by_depth"):
+    graph = nodes_by_depth(model) if isinstance(model, keras.Model) else None
+    if graph is None:
         raise ValueError(
             "`model` must be a built functional or Sequential keras.Model (subclassed models "
             f"have no layer graph to count). Received: model={model!r}"
         )
     multiply_adds = sum(
         _multiply_adds(node, model)
-        for nodes in graph._nodes_by_depth.values()
+        for nodes in graph.values()
         for node in nodes
         if not node.is_input
     )

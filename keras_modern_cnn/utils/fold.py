@@ -107,7 +107,7 @@ def _folded_weights(producer, batch_norm):
     return kernel, bias
 
 
-def fold_batch_norm(model):
+def fold_batch_norm(model: keras.Model) -> keras.Model:
     """An inference copy of `model` with each foldable BatchNorm merged into the layer before it.
 
     A BatchNorm (`keras_modern_cnn.layers.BatchNorm` or `keras.layers.BatchNormalization`)

@@ -1,11 +1,18 @@
 """Copying weights between architectural twins (e.g. from `keras.applications`)."""
 
+from typing import TYPE_CHECKING
+
+from keras_modern_cnn._compat import all_layers
+
+if TYPE_CHECKING:
+    import keras
+
 
 def _layers_with_weights(model):
-    return [layer for layer in model._flatten_layers(include_self=False) if layer.weights]
+    return [layer for layer in all_layers(model) if layer.weights]
 
 
-def transfer_weights(source, target):
+def transfer_weights(source: "keras.Model", target: "keras.Model") -> None:
     """Copy every weight of `source` into `target`, layer by layer in creation order.
 
     The two models must be twins: the same sequence of weighted layers with the same weight

@@ -1,0 +1,116 @@
+"""Every picture the package draws, in one style: training curves, model comparisons, trials.
+
+`curves.png` (`kmc train`, `kmc compare`), `comparison.png` (`kmc compare`) and `trials.png`
+(`kmc tune`) share the figure set-up here (matplotlib's Agg backend, light grid, whole-number
+axes where counts are plotted, 200 dpi) and are written atomically.
+"""
+
+import contextlib
+
+from keras_modern_cnn.files import atomic_write
+
+DPI = 200
+PANEL_HEIGHT = 3.6  # inches
+
+
+@contextlib.contextmanager
+def _figure(path, columns=1, width=6.0):
+    """Yield `(figure, axes)` (axes: one per column) and save the figure to `path` atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(1, columns, figsize=(width, PANEL_HEIGHT), squeeze=False)
+    try:
+        yield figure, list(axes[0])
+        figure.tight_layout()
+        atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=DPI))
+    finally:
+        pyplot.close(figure)
+
+
+def _integer_ticks(axis):
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def plot_curves(histories, path, title=None):
+    """Loss and accuracy per epoch, train (solid) and test (dashed), one colour per model.
+
+    Two panels (a loss of 3 would squash accuracies on a shared axis), whole-number epoch
+    ticks. `histories`: model name -> `rundir.read_history` rows; `title`: the settings.
+    """
+    with _figure(path, columns=2, width=10) as (figure, axes):
+        panels = [("loss", "loss (cross-entropy)"), ("accuracy", "accuracy")]
+        for axis, (key, label) in zip(axes, panels):
+            for index, (name, rows) in enumerate(histories.items()):
+                epochs = [row["epoch"] + 1 for row in rows]
+                prefix = "" if len(histories) == 1 else f"{name} "
+                for split, style in (("", "-"), ("val_", "--")):
+                    axis.plot(epochs, [row.get(split + key) for row in rows], style, marker="o",
+                              markersize=3, color=f"C{index}",
+                              label=prefix + ("test" if split else "train"))
+            axis.set_xlabel("epoch")
+            axis.set_ylabel(label)
+            _integer_ticks(axis)
+            axis.grid(alpha=0.3)
+        axes[0].set_ylim(bottom=0)
+        axes[1].set_ylim(0, 1.02)
+        axes[1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))  # off the data
+        figure.suptitle(title or ", ".join(histories))
+    return path
+
+
+def plot_comparison(all_metrics, path, title):
+    """Bar charts of test accuracy and training examples/sec, one bar per model (`kmc compare`)."""
+    names = [metrics["model"] for metrics in all_metrics]
+    with _figure(path, columns=2, width=max(6, 1.6 * len(names) + 2)) as (figure, axes):
+        panels = [("test_accuracy", "test accuracy", "{:.3f}"),
+                  ("examples_per_second", "training examples/sec", "{:,.0f}")]
+        for axis, (key, label, number) in zip(axes, panels):
+            values = [metrics[key] or 0 for metrics in all_metrics]  # None: no epoch timed
+            bars = axis.bar(names, values, color=[f"C{i}" for i in range(len(names))])
+            axis.bar_label(bars, labels=[number.format(value) for value in values], fontsize="small")
+            axis.set_ylabel(label)
+            axis.tick_params(axis="x", labelrotation=30 if len(names) > 3 else 0)
+            axis.margins(y=0.15)
+            axis.grid(axis="y", alpha=0.3)
+        axes[0].set_ylim(0, 1.1)
+        figure.suptitle(title)
+    return path
+
+
+def plot_trials(trials, objective, maximize, path, title):
+    """Score of each trial in the order they ran, and the best score so far (`kmc tune`).
+
+    `trials`: `(trial number, score or None)` pairs; `objective`: the score's name.
+    """
+    best = max if maximize else min
+    numbers, scores, best_so_far = [], [], []
+    for number, score in sorted(trials):
+        if score is not None:
+            numbers.append(number)
+            scores.append(score)
+            best_so_far.append(best(scores))
+    failed = len(trials) - len(scores)
+    with _figure(path) as (figure, (axis,)):
+        axis.plot(numbers, scores, "o", color="C0", label="trial")
+        axis.step(numbers, best_so_far, where="post", color="C1", label="best so far")
+        axis.set_xlabel("trial (as in results.csv, in the order run)")
+        axis.set_ylabel(objective)
+        _integer_ticks(axis)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+        axis.set_title(f"{title}: {len(trials)} trials"
+                       + (f", {failed} without a score (failed)" if failed else ""))
+    return path
+
+
+def run_title(config, data_name):
+    """The settings a run's curves depend on, for a plot's title (`config`: a `RunConfig`)."""
+    width = "" if config.width_ratio is None else f", width x{config.width_ratio:g}"
+    encoder = "" if config.encoder is None else f" ({config.encoder} encoder)"
+    return (f"{config.model}{encoder} on {data_name} ({config.image_size}px{width}): {config.optimizer} "
+            f"lr {config.learning_rate:g}, batch {config.batch_size}")
