@@ -70,32 +70,6 @@ def test_train_writes_history_curves_logs_metrics_and_a_reloadable_model(tmp_pat
     assert [row.split(",")[2] for row in rows[1:]] == [r["predictions"][0]["class"] for r in records]
 
 
-def test_config_resolves_defaults_then_recipe_then_flags_and_validates_once():
-    config = resolve_config("bn_lenet", recipe="d2l")
-    assert (config.learning_rate, config.batch_size, config.image_size) == (1.0, 256, 28)
-    assert (config.epochs, config.optimizer, config.dataset) == (10, "sgd", "fashion_mnist")
-    assert config.output_dir == os.path.join("runs", "bn_lenet")
-    assert resolve_config("vgg11", recipe="d2l").width_ratio == 0.25
-    assert resolve_config("bn_lenet", recipe="d2l", epochs=2, dataset="shapes").epochs == 2
-    assert resolve_config("bn_lenet", optimizer="adam").learning_rate == 1e-3
-    # Each family's default is its d2l recipe's (plain SGD at the book's rate); U-Net: Adam.
-    for name, recipe_model in [("resnet50", "resnet18"), ("densenet121", "densenet_d2l"),
-                               ("alexnet_bn", "alexnet"), ("vgg16", "vgg11")]:
-        config = resolve_config(name)
-        assert (config.optimizer, config.learning_rate) == (
-            "sgd", resolve_config(recipe_model, recipe="d2l").learning_rate)
-    assert (resolve_config("unet").optimizer, resolve_config("unet").learning_rate) == ("adam", 1e-3)
-    assert resolve_config("unet", optimizer="sgd").learning_rate == 1e-2  # Keras's SGD default
-    assert resolve_config("GoogLeNet").image_size == 224  # the model's own input size
-    with pytest.raises(ValueError, match="Received: model='vgg16'"):
-        resolve_config("vgg16", recipe="d2l")
-    for setting, value in [("epochs", 0), ("batch_size", -1), ("image_size", 0),
-                           ("learning_rate", 0.0), ("learning_rate", float("nan")),
-                           ("train_examples", 0), ("width_ratio", -0.5)]:
-        with pytest.raises(ValueError, match=f"Received: {setting}={value!r}"):
-            resolve_config("bn_lenet", **{setting: value})
-
-
 def test_device_defaults_resolve_per_backend_and_device_and_explicit_flags_win(monkeypatch):
     from keras_modern_cnn import devices
     from keras_modern_cnn.cli import build_parser
