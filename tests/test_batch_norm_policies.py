@@ -3,10 +3,11 @@
 - The layer against a float64 numpy reference under each policy (training output, moving
   statistics, inference output), with tolerances set by the output and variable dtypes, and
   the dtypes of its outputs and variables equal to `keras.layers.BatchNormalization`'s.
-- Every registered model (TensorFlow pass; one model per family on JAX and PyTorch, as for
+- One model per block type (TensorFlow pass; one model per family on JAX and PyTorch, as for
   the other tests of what a family's variants share) under each of the four policies that are
-  not float32 (float32 is every other test's policy; the deeper ResNet and DenseNet variants,
-  which repeat resnet50's and densenet121's blocks, under float16 only, where depth matters):
+  not float32 (float32 is every other test's policy; the deepest ResNet v1, v2 and DenseNet
+  variants, which repeat resnet50's, resnet50v2's and densenet121's blocks, under float16 only,
+  where depth matters):
   `fit` one step (statistics move, the loss is finite), outputs in the compute dtype, BatchNorm
   variables in the variable dtype, `predict` finite, and a `.keras` round trip in safe mode
   restoring the layer policies and weights.
@@ -15,7 +16,7 @@
   eagerly, the same ops: tracing and compiling a tiny DenseNet's step costs 20-35 s per policy
   there, eager execution seconds. The `.keras` round trip compares layer policies and weights
   (float32 round trips compare predictions in test_export.py).
-  In the TensorFlow pass, which runs the deep variants, the moving statistics are re-estimated
+  In the TensorFlow pass, which runs the deepest variants, the moving statistics are re-estimated
   from the batch before `predict` (`recalibrate_batch_norm`): after one step they are still
   near their initial 0 and 1, and a deep network's un-normalised activations then overflow
   float16 in inference, with `keras.layers.BatchNormalization` alike (keras.applications.
@@ -30,7 +31,7 @@ import pytest
 
 import keras_modern_cnn as kmc
 from keras_modern_cnn.layers import BatchNorm
-from test_contract import DEEP_VARIANTS, GOLDEN, SHARED_BEHAVIOUR_MODELS, tiny_batch
+from test_contract import DEEPEST_OF_BLOCK_TYPE, GOLDEN, SHARED_BEHAVIOUR_MODELS, tiny_batch
 
 POLICIES = ["float32", "float16", "bfloat16", "mixed_float16", "mixed_bfloat16"]
 
@@ -85,13 +86,15 @@ def batch_norm_variables(model):
 
 
 LOW_PRECISION_POLICIES = [policy for policy in POLICIES if policy != "float32"]
-# The deeper variants repeat their family's blocks (run under all four in resnet50/densenet121):
-# what depth adds is float16's range (overflow), so they run under pure float16 only.
+# The deepest variant of each residual block type repeats its family's blocks (run under all
+# four in resnet50/resnet50v2/densenet121): what depth adds is float16's range (overflow), so it
+# runs under pure float16 only, in the TensorFlow pass.
 DEEP_VARIANT_POLICIES = ["float16"]
+DEEP_VARIANTS = DEEPEST_OF_BLOCK_TYPE if keras.backend.backend() == "tensorflow" else ()
 COMPILED_ON_TENSORFLOW = "bn_lenet"
 
 
-@pytest.mark.parametrize("name", SHARED_BEHAVIOUR_MODELS)
+@pytest.mark.parametrize("name", [*SHARED_BEHAVIOUR_MODELS, *DEEP_VARIANTS])
 def test_every_model_fits_predicts_and_reloads_under_every_policy(name, tmp_path):
     """One test per model (not per policy): xdist spreads the deep variants over workers."""
     # 16 examples: with 4, the 1x1 last stage of a tiny deep ResNet normalises over 4 values

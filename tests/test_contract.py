@@ -72,6 +72,23 @@ def test_every_registered_model_has_a_golden_row():
     assert set(kmc.list_models()) == set(GOLDEN)
 
 
+# One model per block type (each family's layers and each kind of block once): the matrices
+# (export round trips, dtype policies, gradient reach, composition) run on these in the
+# TensorFlow pass. The other registered variants stack the same blocks deeper or wider: their
+# full-size parameter counts and model cards (test_full_size_parameter_counts_equal_the_reference)
+# and a tiny forward pass with the head contract (every model on every backend) prove them, and
+# the deepest of each residual block type runs the policy matrix under float16, where depth
+# matters (test_batch_norm_policies.py).
+BLOCK_TYPE_MODELS = (
+    "bn_lenet", "alexnet", "alexnet_bn", "vgg11", "vgg11_bn", "nin", "googlenet", "googlenet_bn",
+    "resnet18", "resnet50", "resnet50v2", "densenet121", "densenet_d2l", "unet",
+)
+DEEPEST_OF_BLOCK_TYPE = ("resnet152", "resnet152v2", "densenet264")
+
+
+# Counted once: a parameter count is the backend's layers' shapes, the same on every backend
+# (each backend builds and runs every model in the tiny-configuration test below).
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_full_size_parameter_counts_equal_the_reference(name):
     total, trainable, _ = GOLDEN[name]
@@ -106,6 +123,9 @@ def test_tiny_configuration_runs_and_honours_the_head_contract(name):
     assert len(features(images).shape) == 2
 
 
+# Argument checks run before any layer is built (`keras_modern_cnn.validation`): no backend
+# work, so they are proven in the TensorFlow pass.
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 @pytest.mark.parametrize(
     "kwargs, received",
@@ -177,26 +197,16 @@ def open_every_relu(model):
             variable.assign(keras.ops.ones(variable.shape, variable.dtype))
 
 
-# On JAX, XLA compiles the whole backward graph of each model (1-3 minutes for each of the
-# deepest variants on 2 cores). Their wiring is backend-independent and proven on TensorFlow and
-# PyTorch; JAX's gradients of the same blocks are proven on their shallower siblings
-# (densenet121, resnet50, resnet50v2).
-DEEP_VARIANTS = ("densenet169", "densenet201", "densenet264", "resnet101", "resnet152",
-                 "resnet101v2", "resnet152v2")
-GRADIENT_REACH_MODELS = [
-    name for name in sorted(GOLDEN)
-    if not (keras.backend.backend() == "jax" and name in DEEP_VARIANTS)
-]
 # One model per family, for tests of what a family's variants share (functional composition,
-# serialization): every registered model in the TensorFlow pass, these on JAX and PyTorch.
+# serialization): one model per block type in the TensorFlow pass, these on JAX and PyTorch.
 FAMILY_MODELS = ("bn_lenet", "alexnet_bn", "vgg11_bn", "nin", "googlenet_bn", "resnet18",
                  "densenet_d2l", "unet")
 SHARED_BEHAVIOUR_MODELS = (
-    sorted(GOLDEN) if keras.backend.backend() == "tensorflow" else sorted(FAMILY_MODELS)
+    BLOCK_TYPE_MODELS if keras.backend.backend() == "tensorflow" else FAMILY_MODELS
 )
 
 
-@pytest.mark.parametrize("name", GRADIENT_REACH_MODELS)
+@pytest.mark.parametrize("name", BLOCK_TYPE_MODELS)
 def test_a_training_step_reaches_every_trainable_variable(name):
     """Every trainable variable gets a non-zero gradient: no dead or disconnected branch.
 

@@ -1,5 +1,6 @@
-"""Export and reload: `.keras` (safe mode), weights-only and SavedModel for every registered model,
-and BatchNorm folding (`kmc.utils.fold_batch_norm`, on by default for SavedModel) for each.
+"""Export and reload: `.keras` (safe mode), weights-only and SavedModel for one model of each block
+type (tests/test_contract.py's BLOCK_TYPE_MODELS), and BatchNorm folding
+(`kmc.utils.fold_batch_norm`, on by default for SavedModel) for each.
 
 Every model gets a training-mode forward pass first, so BatchNorm moving statistics differ from
 their initial values and a statistic lost on the way would show in the predictions; outputs are
@@ -17,7 +18,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from test_contract import FAMILY_MODELS, GOLDEN, SHARED_BEHAVIOUR_MODELS
+from test_contract import BLOCK_TYPE_MODELS, FAMILY_MODELS, GOLDEN, SHARED_BEHAVIOUR_MODELS
 
 import keras_modern_cnn as kmc
 from keras_modern_cnn.cli import main
@@ -32,7 +33,7 @@ TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 def models_served(format):
     """The models whose `format` export is served and compared on this backend.
 
-    Every registered model for TensorFlow's SavedModel; one per family (FAMILY_MODELS) for the
+    One model per block type for TensorFlow's SavedModel; one per family (FAMILY_MODELS) for the
     other formats and for SavedModel on JAX (each family brings its own layers; depth variants
     bring none);
     one model where Keras has no exporter on this backend and `kmc.export` goes through
@@ -42,7 +43,7 @@ def models_served(format):
     if not exports_natively(format):
         return ("resnet18",)
     if format == "saved_model" and keras.backend.backend() == "tensorflow":
-        return tuple(sorted(GOLDEN))
+        return BLOCK_TYPE_MODELS
     return FAMILY_MODELS
 
 # Runs in a fresh interpreter: TensorFlow alone, no keras_modern_cnn (nor Keras) imported.
@@ -93,13 +94,13 @@ def load_saved_models_in_fresh_process(requests, directory):
 
 @pytest.fixture(scope="module")
 def round_trips(tmp_path_factory):
-    """For every registered model (one per family on JAX and PyTorch: SHARED_BEHAVIOUR_MODELS):
+    """For one model per block type (one per family on JAX and PyTorch: SHARED_BEHAVIOUR_MODELS):
     predictions before, after `.keras`, after weights-only, after folding BatchNorm, and (for
     `models_served("saved_model")`) from a folded SavedModel exported from the *reloaded*
     `.keras` model (a known Keras failure case).
 
-    Slow (5-10 minutes, the suite's longest item): it is the only place every registered variant
-    is exported and served, once per module rather than once per test."""
+    Slow (minutes, the suite's longest item): every block type is exported and served here,
+    once per module rather than once per test."""
     directory = tmp_path_factory.mktemp("export")
     results, requests = {}, {}
     for name in SHARED_BEHAVIOUR_MODELS:

@@ -1,6 +1,6 @@
 """`kmc.utils.fold_batch_norm` on small hand-built graphs: what folds, what stays, exactness.
 
-Every registered model is folded in tests/test_export.py (its round-trip fixture builds them).
+One model of each block type is folded in tests/test_export.py (its round-trip fixture builds them).
 """
 
 import keras
