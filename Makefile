@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-tensorflow test-jax test-torch gpu-check gpu-wheels
+.PHONY: demo test test-fast test-tensorflow test-jax test-torch gpu-check gpu-wheels
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ test: $(STAMP)
 
 $(BACKENDS:%=test-%): test-%: $(STAMP)
 	KERAS_BACKEND=$* $(PYTEST)
+
+# The edit loop: the TensorFlow pass without the tests marked `slow` (whole training runs,
+# exports, searches, subprocesses, the model matrices): every model's contract, the layers,
+# configuration, data and CLI rules, in a few minutes. `make test` before pushing.
+test-fast: $(STAMP)
+	KERAS_BACKEND=tensorflow $(PYTEST) -m "not slow"
 
 # The prepared GPU check (benchmarks/gpu_check.py; BENCHMARKS.md, "GPU check"): every backend
 # that imports with GPU_CHECK_PYTHON, one after the other, writing runs/gpu_check/. No set-up

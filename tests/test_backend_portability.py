@@ -28,6 +28,9 @@ images = np.load(sys.argv[2])
 np.save(sys.argv[3], keras.ops.convert_to_numpy(model.predict(images, verbose=0)))
 # It exports from there, in the format Keras exports natively on that backend, and serves.
 from keras_modern_cnn.export import load_served
+
+# Slow (trains and reloads models in other backends' processes): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 format, name = ("onnx", "served.onnx") if keras.backend.backend() == "torch" else ("saved_model", "served")
 served = keras_modern_cnn.export(model, sys.argv[4] + "/" + name, format=format)
 np.save(sys.argv[4] + "/served.npy", load_served(served)(images))
@@ -49,7 +52,6 @@ def tiny_trained_unet():
     return model, images
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("reader", [b for b in BACKENDS if b != keras.backend.backend()])
 def test_a_trained_model_saved_here_loads_compiled_on_another_backend(tmp_path, reader):
     """Slow: starts a Python on the other backend (about 10 s of imports, then an export)."""

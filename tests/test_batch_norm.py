@@ -146,6 +146,7 @@ def test_trainable_false_means_inference_and_no_updates():
     assert len(model.get_layer("bn").trainable_weights) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["eager-graph", "jit"])
 def test_fit_tracks_the_exact_moving_statistics_so_inference_matches_training(jit_compile):
     """Under `fit`, K steps on one fixed batch with frozen weights (learning rate 0) must give

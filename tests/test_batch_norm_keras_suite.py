@@ -14,8 +14,12 @@ import types
 
 import keras
 import keras.src.layers
+import pytest
 
 from keras_modern_cnn.layers import BatchNorm
+
+# Slow (Keras's own BatchNormalization test suite against our layer): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 SUITE = (
     pathlib.Path(keras.src.layers.__file__).parent / "normalization" / "batch_normalization_test.py"

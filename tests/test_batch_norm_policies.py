@@ -94,6 +94,7 @@ DEEP_VARIANTS = DEEPEST_OF_BLOCK_TYPE if keras.backend.backend() == "tensorflow"
 COMPILED_ON_TENSORFLOW = "bn_lenet"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*SHARED_BEHAVIOUR_MODELS, *DEEP_VARIANTS])
 def test_every_model_fits_predicts_and_reloads_under_every_policy(name, tmp_path):
     """One test per model (not per policy): xdist spreads the deep variants over workers."""

@@ -300,6 +300,7 @@ def unet_run(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_train_unet_with_an_encoder_records_it_and_reports_iou_and_dice(unet_run):
     import json
 
@@ -316,6 +317,7 @@ def test_train_unet_with_an_encoder_records_it_and_reports_iou_and_dice(unet_run
     assert model.get_layer("conv5_block2_out") and model.output_shape == (None, 32, 32, 11)
 
 
+@pytest.mark.slow
 def test_predict_on_a_segmentation_run_writes_masks_at_each_image_size(unet_run, capsys):
     import numpy as np
     from PIL import Image

@@ -206,6 +206,7 @@ SHARED_BEHAVIOUR_MODELS = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BLOCK_TYPE_MODELS)
 def test_a_training_step_reaches_every_trainable_variable(name):
     """Every trainable variable gets a non-zero gradient: no dead or disconnected branch.
@@ -229,6 +230,7 @@ def test_a_training_step_reaches_every_trainable_variable(name):
     assert not unreached
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHARED_BEHAVIOUR_MODELS)
 def test_two_named_copies_compose_in_one_model_from_a_preceding_layer(name):
     """keras #19689 (duplicate layer names) and keras.applications' `input_tensor` contract."""

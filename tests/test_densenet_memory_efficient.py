@@ -11,6 +11,9 @@ import pytest
 import keras_modern_cnn as kmc
 from keras_modern_cnn.applications import DenseNet
 
+# Slow (gradients through recomputed DenseNet blocks): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TINY = dict(blocks=(2, 3), growth_rate=4, input_shape=(32, 32, 3), classes=5)
 
 

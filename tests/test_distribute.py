@@ -20,6 +20,9 @@ from keras_modern_cnn.cli import main
 from keras_modern_cnn.distribute import check_tf_config, distribution_scope, jax_cluster
 from keras_modern_cnn.rundir import read_history
 
+# Slow (multi-device and multi-process training): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 300
 TF_ONLY = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
@@ -78,7 +81,6 @@ def saved_weights(path):
 
 
 @TF_ONLY
-@pytest.mark.slow
 def test_two_workers_match_each_other_and_single_process_training_with_synchronized_bn(tmp_path):
     (x_train, y_train), (x_test, y_test) = (bright_and_dark_images(32, seed) for seed in (0, 1))
     dataset = str(tmp_path / "data.npz")
@@ -194,7 +196,6 @@ def multi_host_worker():
 
 
 @JAX_ONLY
-@pytest.mark.slow
 def test_jax_data_parallel_over_two_devices_or_two_processes_matches_single_device_training(
         tmp_path, capsys):
     """One process with two host devices, and (at the same time) two `kmc train` processes of

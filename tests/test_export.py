@@ -25,6 +25,9 @@ from keras_modern_cnn.cli import main
 from keras_modern_cnn.export import exports_natively, load_served
 from keras_modern_cnn.layers import BatchNorm
 
+# Slow (exports and serves models, in subprocesses too): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 BATCH_NORMS = (BatchNorm, keras.layers.BatchNormalization)
 
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
@@ -138,7 +141,6 @@ def round_trips(tmp_path_factory):
     return results
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", SHARED_BEHAVIOUR_MODELS)
 def test_every_model_round_trips_three_ways_with_equal_predictions(round_trips, name):
     result = round_trips[name]
@@ -152,7 +154,6 @@ def test_every_model_round_trips_three_ways_with_equal_predictions(round_trips, 
         assert result["input_shape"].tolist() == [-1, *GOLDEN[name][2]["input_shape"]]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", SHARED_BEHAVIOUR_MODELS)
 def test_every_model_folds_its_batch_norms_with_equal_predictions(round_trips, name):
     result = round_trips[name]
@@ -166,7 +167,6 @@ def test_every_model_folds_its_batch_norms_with_equal_predictions(round_trips, n
     assert after < before if before else after == 0
 
 
-@pytest.mark.slow
 def test_models_built_without_a_spatial_size_serve_any_size(tmp_path):
     """Global-pooling models built with input_shape=(None, None, C) export size-agnostic."""
     model = kmc.get_model("resnet18", classes=3, input_shape=(None, None, 3), width_ratio=1 / 16)
@@ -238,7 +238,6 @@ def served_formats(tmp_path_factory):
     return results
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, format",
     [(name, format) for format in sorted(RUNTIME_FORMATS) for name in models_served(format)],
@@ -261,7 +260,6 @@ def trained_run(tmp_path_factory):
     return run
 
 
-@pytest.mark.slow
 def test_a_kmc_train_model_exports_with_one_command(trained_run, tmp_path, capsys):
     served = tmp_path / "served"
     assert main(["export", str(trained_run / "model.keras"), "--output", str(served)]) == 0
@@ -289,7 +287,6 @@ def test_a_kmc_train_model_exports_with_one_command(trained_run, tmp_path, capsy
 INT8_ACCURACY_TOLERANCE = 0.03
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("format", ["litert", "keras"])
 def test_int8_export_reports_a_smaller_artefact_and_accuracy_within_tolerance(
     trained_run, tmp_path, capsys, format

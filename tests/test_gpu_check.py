@@ -13,6 +13,9 @@ import sys
 import keras
 import pytest
 
+# Slow (runs the GPU check's CPU rehearsal): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GPU_CHECK = os.path.join(ROOT, "benchmarks", "gpu_check.py")
 PARTS = ("precision", "chapter", "twins", "memory")
@@ -36,7 +39,6 @@ def run_gpu_check(*args):
     )
 
 
-@pytest.mark.slow
 def test_smoke_run_records_every_part_with_finite_figures(tmp_path):
     completed = run_gpu_check("--smoke", "--output-dir", str(tmp_path))
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -75,7 +77,6 @@ def test_smoke_run_records_every_part_with_finite_figures(tmp_path):
     assert all(row.count("|") == 6 for row in rows)  # five cells: no stray pipes
 
 
-@pytest.mark.slow
 def test_memory_child_measures_one_configuration_in_its_own_process():
     """The path JAX takes on a GPU, where the peak counter needs a fresh process per model."""
     settings = dict(

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.backend_independent
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_wheel_holds_only_the_keras_modern_cnn_package(tmp_path):
     source = tmp_path / "source"
     shutil.copytree(
@@ -46,6 +47,7 @@ def test_editable_install_maps_the_zoo_and_tuning_to_the_repository():
     assert importlib.metadata.version("keras-modern-cnn") == keras_modern_cnn.__version__
 
 
+@pytest.mark.slow
 def test_a_model_file_loads_after_import_keras_modern_cnn_then_import_keras(tmp_path):
     """The package loads Keras lazily; its layers must still be registered for `load_model`
     whichever of the two imports comes first (`import keras_modern_cnn` alone loads no backend)."""

@@ -19,6 +19,9 @@ from keras_modern_cnn.config import resolve_config
 from keras_modern_cnn.files import BLOCK_POINTS
 from keras_modern_cnn.rundir import read_history
 
+# Slow (whole `kmc train` runs, kills and resumes): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TINY = ["--train-examples", "256", "--test-examples", "128", "--batch-size", "64", "--quiet"]
 
 

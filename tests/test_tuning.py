@@ -26,6 +26,9 @@ from keras_modern_cnn.tuning import (
     make_tuner,
 )
 
+# Slow (real KerasTuner searches, distributed ones in subprocesses): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 COMMON = {"width_ratio": 1.0, "learning_rate": 1e-3, "optimizer": "adam"}
 FAMILY_DEFAULTS = {
     "lenet": {"dense_layers": 2, "dense_units": 120, "batch_norm": True},
@@ -242,7 +245,6 @@ def _executions(project):
     return [json.loads(line) for line in (project / EXECUTIONS_FILE).read_text().splitlines()]
 
 
-@pytest.mark.slow
 def test_kmc_tune_resumes_after_kill_9_without_rerunning_trials_and_reports_a_changed_space(tmp_path, capsys):
     project = tmp_path / "lenet"
     command = [sys.executable, "-m", "keras_modern_cnn.cli", *TUNE, "--max-trials", "3",
@@ -285,7 +287,6 @@ def test_kmc_tune_resumes_after_kill_9_without_rerunning_trials_and_reports_a_ch
     assert "Fixed(" in error and len(error.strip().splitlines()) == 1
 
 
-@pytest.mark.slow
 @pytest.mark.backend_independent  # KerasTuner's oracle protocol; trials train on every backend above
 def test_distributed_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
     with socket.socket() as probe:

@@ -8,6 +8,9 @@ import pytest
 import keras_modern_cnn as kmc
 from keras_modern_cnn.utils import transfer_weights
 
+# Slow (builds keras.applications twins and copies their weights): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TWINS = [
     # (ours, keras.applications builder, input side, tolerance)
     ("vgg16", "VGG16", 32, 1e-5),
