@@ -16,6 +16,9 @@ import pytest
 from keras_modern_cnn import losses, saving
 from keras_modern_cnn.applications import UNet
 
+# Slow (trains and reloads models in other backends' processes): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 BACKENDS = ("tensorflow", "jax", "torch")
 
 LOAD_AND_PREDICT = """
@@ -28,9 +31,6 @@ images = np.load(sys.argv[2])
 np.save(sys.argv[3], keras.ops.convert_to_numpy(model.predict(images, verbose=0)))
 # It exports from there, in the format Keras exports natively on that backend, and serves.
 from keras_modern_cnn.export import load_served
-
-# Slow (trains and reloads models in other backends' processes): left out of `make test-fast`.
-pytestmark = pytest.mark.slow
 format, name = ("onnx", "served.onnx") if keras.backend.backend() == "torch" else ("saved_model", "served")
 served = keras_modern_cnn.export(model, sys.argv[4] + "/" + name, format=format)
 np.save(sys.argv[4] + "/served.npy", load_served(served)(images))
