@@ -103,6 +103,7 @@ class _DenseHyperModel(keras_tuner.HyperModel):
         return model
 
 
+@pytest.mark.slow
 @pytest.mark.backend_independent
 def test_keras_tuner_state_is_written_through_our_atomic_writer(tmp_path, monkeypatch):
     """KerasTuner still saves the oracle through `Oracle.save`, each trial through

@@ -84,12 +84,17 @@ BLOCK_TYPE_MODELS = (
     "resnet18", "resnet50", "resnet50v2", "densenet121", "densenet_d2l", "unet",
 )
 DEEPEST_OF_BLOCK_TYPE = ("resnet152", "resnet152v2", "densenet264")
+# Every registered model; those outside BLOCK_TYPE_MODELS only in `make test`, not test-fast.
+EVERY_MODEL = [
+    name if name in BLOCK_TYPE_MODELS else pytest.param(name, marks=pytest.mark.slow)
+    for name in sorted(GOLDEN)
+]
 
 
 # Counted once: a parameter count is the backend's layers' shapes, the same on every backend
 # (each backend builds and runs every model in the tiny-configuration test below).
 @pytest.mark.backend_independent
-@pytest.mark.parametrize("name", sorted(GOLDEN))
+@pytest.mark.parametrize("name", EVERY_MODEL)
 def test_full_size_parameter_counts_equal_the_reference(name):
     total, trainable, _ = GOLDEN[name]
     model = kmc.get_model(name)
@@ -104,7 +109,7 @@ def test_full_size_parameter_counts_equal_the_reference(name):
     assert [info.name for info in meta["feature_info"]] == [s[0] for s in kmc.get_spec(name).stages]
 
 
-@pytest.mark.parametrize("name", sorted(GOLDEN))
+@pytest.mark.parametrize("name", EVERY_MODEL)
 def test_tiny_configuration_runs_and_honours_the_head_contract(name):
     spec = kmc.get_spec(name)
     tiny = GOLDEN[name][2]
