@@ -22,10 +22,10 @@ demo: $(STAMP)
 
 # The whole suite on TensorFlow, JAX and PyTorch, one after the other; every backend runs even
 # when an earlier one fails, and the target fails if any did. Two processes, one test file each
-# at a time (module fixtures such as the export round trips run once). `make test-jax` (or
-# test-tensorflow, test-torch) runs one backend.
+# at a time (module fixtures such as the export round trips run once), the longest files first
+# (tests/conftest.py). `make test-jax` (or test-tensorflow, test-torch) runs one backend.
 BACKENDS := tensorflow jax torch
-PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 test: $(STAMP)
 	@failed=""; for backend in $(BACKENDS); do \
 		echo "== KERAS_BACKEND=$$backend"; \
