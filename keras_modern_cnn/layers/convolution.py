@@ -20,7 +20,10 @@ from keras_modern_cnn.layers import torch_kernels
 
 def _torch_applies(inputs, data_format):
     """Whether a call on `inputs` takes the PyTorch kernels: torch backend, switch on, a
-    channels-last rank-4 torch tensor on a real device (Keras infers shapes on "meta")."""
+    channels-last rank-4 torch tensor on a real device (Keras infers shapes on "meta"), not
+    while `torch.compile` traces (`jit_compile=True`): Keras's path is what compiles there
+    (dynamo makes the sizes symbolic after a layer's code recompiles, and inductor 2.13 fails
+    on the kernel's 2-D transpose with symbolic sizes)."""
     if not (keras.backend.backend() == "torch" and torch_kernels.enabled()):
         return False
     import torch
@@ -30,6 +33,7 @@ def _torch_applies(inputs, data_format):
         and isinstance(inputs, torch.Tensor)
         and inputs.ndim == 4
         and inputs.device.type != "meta"
+        and not torch.compiler.is_compiling()
     )
 
 
