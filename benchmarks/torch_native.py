@@ -3,7 +3,7 @@
 ResNet50, DenseNet121 and VGG16 (ours: `kmc.get_model`; torchvision's, random weights) at
 batch 16, trained (SGD, cross-entropy on logits, `train_on_batch` for ours, a plain PyTorch
 loop for torchvision) and run in inference (`predict_on_batch`; `model.eval()` under
-`torch.no_grad()`), interleaved round by round (`_timing.interleaved_throughput`). torchvision
+`torch.no_grad()`), interleaved round by round (as `_timing.interleaved_throughput`). torchvision
 runs twice: NCHW-contiguous ("tv_nchw") and in PyTorch's channels_last memory format ("tv_cl",
 which is the memory layout of our NHWC tensors). The figure of merit is ours / the faster of the
 two in the same round, median and range over rounds.
@@ -47,7 +47,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from _timing import interleaved_throughput, random_batch  # noqa: E402
+from _timing import random_batch  # noqa: E402
 import keras_modern_cnn as kmc  # noqa: E402
 from keras_modern_cnn.layers import torch_kernels  # noqa: E402
 
@@ -170,6 +170,27 @@ def runners(name, image_size, candidates, classes, batch_size):
     return built
 
 
+def interleaved(candidates, *, rounds, steps, batch_size, warmup=2):
+    """`_timing.interleaved_throughput` on two clocks: images per second of wall time (the
+    figure of merit) and per second of this process's CPU time, all threads (on the shared
+    machine other processes slow the wall clock by x2 and more; they barely touch the CPU time
+    this process spends, so its ratios are the steadier second reading)."""
+    for step in candidates.values():
+        for _ in range(warmup):
+            step()
+    results = {clock: {name: [] for name in candidates} for clock in ("wall", "cpu")}
+    names = list(candidates)
+    for round_index in range(rounds):
+        for name in names if round_index % 2 == 0 else names[::-1]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(steps):
+                candidates[name]()
+            images = steps * batch_size
+            results["wall"][name].append(images / (time.perf_counter() - wall))
+            results["cpu"][name].append(images / (time.process_time() - cpu))
+    return results
+
+
 def set_mode(runs, mode):
     for run in runs.values():
         run.set_mode(mode)
@@ -195,7 +216,8 @@ def summary(results, candidates):
 def measure(args):
     candidates = args.candidates.split(",")
     report = dict(torch=torch.__version__, keras=keras.__version__,
-                  threads=torch.get_num_threads(), batch_size=args.batch_size,
+                  threads=torch.get_num_threads(), load_average=os.getloadavg()[0],
+                  batch_size=args.batch_size,
                   rounds=args.rounds, steps=args.steps, results={})
     for size in (int(s) for s in args.sizes.split(",")):
         for name in args.models.split(","):
@@ -203,13 +225,14 @@ def measure(args):
             for mode in args.modes.split(","):
                 set_mode(runs, mode)
                 steps = args.steps * (1 if mode == "train" else args.predict_steps_factor)
-                results = interleaved_throughput(
+                results = interleaved(
                     {c: (run.train_step if mode == "train" else run.predict)
                      for c, run in runs.items()},
                     rounds=args.rounds, steps=steps, batch_size=args.batch_size,
                 )
                 key = f"{name}/{size}/{mode}"
-                report["results"][key] = summary(results, candidates)
+                report["results"][key] = {clock: summary(results[clock], candidates)
+                                          for clock in results}
                 print(json.dumps({key: report["results"][key]}), flush=True)
             del runs
     return report
@@ -221,21 +244,23 @@ SOURCE_MARKS = ("keras/src/", "keras_modern_cnn/")
 
 
 def copy_origin(event):
-    """Where an `aten::copy_` came from: the autograd node it runs under (backward pass), else
-    the innermost Keras or package Python frame above it (forward pass; the profiler records
-    frames as events when `with_stack=True`), with the operator that asked for the copy
-    (`aten::contiguous`, `aten::clone`, ...)."""
-    asked_by, node = None, event.cpu_parent
+    """Where an `aten::copy_` came from: the innermost Keras or package Python frame above it
+    (the profiler records frames as events when `with_stack=True`), the operator that asked for
+    the copy (`aten::contiguous`, `aten::clone`, ...), and, in the backward pass, the autograd
+    node it runs under."""
+    asked_by = frame = node_name = None
+    node = event.cpu_parent
     while node is not None:
         name = node.name
         if asked_by is None and name.startswith("aten::"):
             asked_by = name
-        if "Backward" in name or "AccumulateGrad" in name:
-            return "bwd " + name.replace("autograd::engine::evaluate_function: ", "")
-        if any(mark in name for mark in SOURCE_MARKS):
-            return f"fwd {name.split('src/')[-1]} ({asked_by or 'copy_'})"
+        if frame is None and any(mark in name for mark in SOURCE_MARKS):
+            frame = name.split("src/")[-1].split("keras_modern_cnn/")[-1]
+        if node_name is None and ("Backward" in name or "AccumulateGrad" in name):
+            node_name = name.replace("autograd::engine::evaluate_function: ", "")
         node = node.cpu_parent
-    return f"other ({asked_by or 'copy_'})"
+    where = f"bwd {node_name}" if node_name else "fwd"
+    return f"{where} {frame or ''} ({asked_by or 'copy_'})".replace("  ", " ")
 
 
 def profile_one(step, steps):
@@ -311,6 +336,7 @@ def main():
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--profile-steps", type=int, default=2)
     parser.add_argument("--profile-rows", type=int, default=12)
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--output", help="write the JSON report here")
     args = parser.parse_args()
     candidates = args.candidates.split(",")
@@ -318,6 +344,8 @@ def main():
     if unknown or candidates[0] != "ours":
         parser.error(f"`--candidates` must start with 'ours' and name known candidates "
                      f"({', '.join(CANDIDATES)}). Received: candidates={args.candidates!r}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.profile:
         profile(args)
         return

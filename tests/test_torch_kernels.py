@@ -41,8 +41,10 @@ KERAS_TWINS = {
     layers.Conv2D: keras.layers.Conv2D,
     layers.MaxPooling2D: keras.layers.MaxPooling2D,
     layers.AveragePooling2D: keras.layers.AveragePooling2D,
+    layers.Activation: keras.layers.Activation,
 }
 CASES = [(layers.Conv2D, kwargs, shape) for kwargs, shape in CONVOLUTIONS] + POOLINGS
+TWIN_CASES = CASES + [(layers.Activation, dict(activation="relu"), (2, 3, 3, 2))]
 
 
 def case_id(case):
@@ -65,11 +67,22 @@ def outputs_and_gradients(layer, x, upstream):
     return [outputs.detach().numpy(), *(g.numpy() for g in gradients)]
 
 
+def test_merge_layers_compute_what_keras_layers_compute():
+    x, y = random((2, 3, 3, 2)), random((2, 3, 3, 2), seed=1)
+    for ours, theirs in ((layers.Add(name="merge"), keras.layers.Add(name="merge")),
+                         (layers.Concatenate(name="merge"), keras.layers.Concatenate(name="merge"))):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours([x, y])),
+                                      keras.ops.convert_to_numpy(theirs([x, y])))
+        assert ours.get_config() == theirs.get_config()
+        assert keras.saving.get_registered_name(type(ours)) == (
+            f"keras_modern_cnn>{type(theirs).__name__}")
+
+
 def test_layers_compute_what_keras_layers_compute():
     """Same config, weights and outputs as Keras's layer on every backend (on torch through the
     PyTorch kernels), registered under the package's name. (One test over every case: each
     test item costs a Keras session reset.)"""
-    for cls, kwargs, shape in CASES:
+    for cls, kwargs, shape in TWIN_CASES:
         ours, theirs = cls(name="layer", **kwargs), KERAS_TWINS[cls](name="layer", **kwargs)
         x = random(shape)
         ours.build(shape)

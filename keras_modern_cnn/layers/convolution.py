@@ -7,7 +7,9 @@ channels-last call runs PyTorch's kernels on channels_last views of the NHWC ten
 Keras's permute-and-copy path (`keras_modern_cnn.layers.torch_conv`); Keras's path stays the
 reference, used for every other case and under `torch_kernels.disabled()`, and the tests hold
 the two equal, outputs and gradients (tests/test_torch_kernels.py). The weights keep Keras's
-layout, so a model saved on one backend loads and trains on the others.
+layout, so a model saved on one backend loads and trains on the others. On torch the layers are
+also called directly where Keras's `Layer.__call__` would only wrap `call`
+(`keras_modern_cnn.layers.fast_call`).
 
 Reference: Keras 3.15 `keras/src/backend/torch/nn.py` (`conv`, `max_pool`, `average_pool`);
 PyTorch's channels_last memory format.
@@ -16,6 +18,7 @@ PyTorch's channels_last memory format.
 import keras
 
 from keras_modern_cnn.layers import torch_kernels
+from keras_modern_cnn.layers.fast_call import TorchFastCall
 
 
 def _torch_applies(inputs, data_format):
@@ -43,7 +46,7 @@ def _tensor(value):
 
 
 @keras.saving.register_keras_serializable(package="keras_modern_cnn")
-class Conv2D(keras.layers.Conv2D):
+class Conv2D(TorchFastCall, keras.layers.Conv2D):
     """`keras.layers.Conv2D`; on torch, channels-last calls run `torch.nn.functional.conv2d`
     on zero-copy views, with the bias fused (see the module docstring)."""
 
@@ -78,13 +81,13 @@ class _Pooling2D:
 
 
 @keras.saving.register_keras_serializable(package="keras_modern_cnn")
-class MaxPooling2D(_Pooling2D, keras.layers.MaxPooling2D):
+class MaxPooling2D(TorchFastCall, _Pooling2D, keras.layers.MaxPooling2D):
     """`keras.layers.MaxPooling2D`; on torch, channels-last calls pool a zero-copy
     channels_last view (asymmetric "same" padding keeps Keras's path)."""
 
 
 @keras.saving.register_keras_serializable(package="keras_modern_cnn")
-class AveragePooling2D(_Pooling2D, keras.layers.AveragePooling2D):
+class AveragePooling2D(TorchFastCall, _Pooling2D, keras.layers.AveragePooling2D):
     """`keras.layers.AveragePooling2D`; on torch, channels-last calls pool a zero-copy
     channels_last view, the padding left out of the count as in Keras (asymmetric "same"
     padding keeps Keras's path)."""
