@@ -50,6 +50,14 @@ class Conv2D(TorchFastCall, keras.layers.Conv2D):
     """`keras.layers.Conv2D`; on torch, channels-last calls run `torch.nn.functional.conv2d`
     on zero-copy views, with the bias fused (see the module docstring)."""
 
+    def build(self, input_shape):
+        super().build(input_shape)
+        if (keras.backend.backend() == "torch" and torch_kernels.enabled()
+                and self.data_format == "channels_last"):
+            from keras_modern_cnn.layers import torch_conv
+
+            torch_conv.store_kernel_for_torch(self._kernel)
+
     def call(self, inputs):
         if not _torch_applies(inputs, self.data_format):
             return super().call(inputs)

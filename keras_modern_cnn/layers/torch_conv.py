@@ -8,11 +8,14 @@ convolution copies again. For ResNet50 that is ~700 copies per training step, 30
 
 An NHWC-contiguous tensor *is* an NCHW tensor in PyTorch's channels_last memory format, so here
 `x.permute(0, 3, 1, 2)` feeds the kernels with no copy, and their channels_last outputs permute
-back to NHWC-contiguous tensors with no copy. A kernel stored HWIO (Keras's layout, which the
-variables keep so that files stay portable) holds in memory the matrix `(H*W*I, O)`, and the
-OIHW weight in channels_last memory is its transpose `(O, H*W*I)`: one 2-D transpose, which
-torch runs ~5x faster than the general 4-D copy; the gradient goes back the same way
-(`_KernelToTorch`). In inference the converted weight is cached until the variable changes.
+back to NHWC-contiguous tensors with no copy. The kernel keeps Keras's HWIO shape and values
+(files stay portable), but `store_kernel_for_torch` stores it in memory in the order O, H, W, I:
+its OIHW permutation is then PyTorch's channels_last weight, a view, and the weight gradient
+comes back in the parameter's own strides (no copy either way). A kernel stored otherwise (a
+layer built with the kernels off, a LoRA sum) is converted by one 2-D transpose: in memory an
+HWIO kernel is the matrix `(H*W*I, O)` and the weight its transpose, which torch runs ~5x faster
+than the general 4-D copy; the gradient goes back the same way (`_KernelToTorch`), and in
+inference the converted weight is cached until the variable changes.
 
 The functions take and return torch tensors in Keras's layouts; `keras_modern_cnn.layers.Conv2D`
 and the pooling layers call them on the torch backend (tests/test_torch_kernels.py holds them
@@ -71,6 +74,24 @@ class _KernelToTorch(torch.autograd.Function):
         return matrix.t().contiguous().view(ctx.kernel_shape)
 
 
+def in_torch_layout(kernel):
+    """Whether the HWIO `kernel` is stored O, H, W, I in memory (its OIHW view is channels_last)."""
+    return kernel.permute(3, 2, 0, 1).is_contiguous(memory_format=torch.channels_last)
+
+
+def store_kernel_for_torch(variable):
+    """Re-store the parameter behind the Keras variable `variable` (a 4-D HWIO kernel) in memory
+    order O, H, W, I: same shape, same values, other strides. Call it in `build`, before Keras
+    tracks the layer's parameters. Keras 3.15 internal: `Variable._value` holds the parameter
+    (tests/test_torch_kernels.py checks it); `assign` copies into it and keeps its strides."""
+    value = variable._value
+    if value is None or value.ndim != 4 or in_torch_layout(value):
+        return
+    with torch.no_grad():
+        stored = value.detach().permute(3, 0, 1, 2).contiguous().permute(1, 2, 3, 0)
+    variable._value = torch.nn.Parameter(stored, requires_grad=value.requires_grad)
+
+
 def kernel_to_torch(kernel):
     """The HWIO `kernel` as PyTorch's OIHW weight, stored channels_last (no autograd node of its
     own: use `torch_weight` where gradients flow)."""
@@ -89,8 +110,12 @@ class WeightCache:
 
 
 def torch_weight(kernel, cache):
-    """`kernel_to_torch(kernel)`, differentiable; outside autograd, reused from `cache` (a
-    `WeightCache`) while `kernel` is the same tensor, unchanged since (its version counter)."""
+    """PyTorch's OIHW channels_last weight for the HWIO `kernel`: a view when it is stored for
+    torch, else `kernel_to_torch(kernel)`, differentiable, and outside autograd reused from
+    `cache` (a `WeightCache`) while `kernel` is the same tensor, unchanged since (its version
+    counter)."""
+    if in_torch_layout(kernel):
+        return kernel.permute(3, 2, 0, 1)
     if torch.is_grad_enabled() and kernel.requires_grad:
         return _KernelToTorch.apply(kernel)
     if cache is None or torch.compiler.is_compiling():
