@@ -11,6 +11,7 @@ inserts BatchNorm between every convolution and its ReLU (the convolution then h
 
 import keras
 
+from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Variant,
     dense_classifier,
@@ -90,7 +91,7 @@ def AlexNet(
     )
     for layer_name, channels, kernel, stride, padding in _LAYERS:
         if channels is None:
-            x = keras.layers.MaxPooling2D(kernel, strides=stride, name=layer_name)(x)
+            x = layers.MaxPooling2D(kernel, strides=stride, name=layer_name)(x)
         else:
             x = conv_relu(
                 x, scaled_channels(channels, width_ratio), kernel, strides=stride,

@@ -8,6 +8,7 @@ import contextlib
 
 import keras
 
+from keras_modern_cnn import layers
 from keras_modern_cnn.layers import BatchNorm, DropPath
 from keras_modern_cnn.validation import check_choice
 
@@ -88,13 +89,13 @@ def conv_bn_act(
     bn_kwargs=None,
 ):
     """Convolution, batch normalization, activation, named `{name}_conv/_bn/_relu`."""
-    x = keras.layers.Conv2D(
+    x = layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
         name=f"{name}_conv",
     )(x)
     x = batch_norm(x, name=f"{name}_bn", **(bn_kwargs or {}))
     if activation is not None:
-        x = keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
+        x = layers.Activation(activation, name=f"{name}_{activation}")(x)
     return x
 
 
@@ -109,15 +110,15 @@ def conv_relu(
     unless `bias_with_batch_norm` (torchvision's VGG-BN keeps it).
     """
     if not batch_norm:
-        return keras.layers.Conv2D(
+        return layers.Conv2D(
             filters, kernel_size, strides=strides, padding=padding, activation="relu", name=name
         )(x)
-    x = keras.layers.Conv2D(
+    x = layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=bias_with_batch_norm,
         name=name,
     )(x)
     x = make_batch_norm(name=f"{name}_bn")(x)
-    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
 def conv_relu_output(name, batch_norm):
