@@ -14,6 +14,7 @@ from typing import Optional
 
 import keras
 
+from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
@@ -94,7 +95,7 @@ def AlexNet(
     )
     for layer_name, channels, kernel, stride, padding in _LAYERS:
         if channels is None:
-            x = keras.layers.MaxPooling2D(kernel, strides=stride, name=layer_name)(x)
+            x = layers.MaxPooling2D(kernel, strides=stride, name=layer_name)(x)
         else:
             x = conv_relu(
                 x, scaled_channels(channels, width_ratio), kernel, strides=stride,

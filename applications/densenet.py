@@ -22,6 +22,7 @@ from typing import Optional
 
 import keras
 
+from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
@@ -55,12 +56,12 @@ D2L_INPUT_SHAPE = (96, 96, 1)  # the seeds' Fashion-MNIST input
 
 def bottleneck_conv(growth_rate, *, conv_bias, name):
     """The DenseNet-B 1x1 convolution to 4 * growth_rate channels of layer `name`."""
-    return keras.layers.Conv2D(4 * growth_rate, 1, use_bias=conv_bias, name=f"{name}_1_conv")
+    return layers.Conv2D(4 * growth_rate, 1, use_bias=conv_bias, name=f"{name}_1_conv")
 
 
 def growth_conv(growth_rate, *, conv_bias, name):
     """The 3x3 convolution adding growth_rate channels: the output of dense layer `name`."""
-    return keras.layers.Conv2D(
+    return layers.Conv2D(
         growth_rate, 3, padding="same", use_bias=conv_bias, name=f"{name}_2_conv"
     )
 
@@ -68,14 +69,14 @@ def growth_conv(growth_rate, *, conv_bias, name):
 def conv_block(x, growth_rate, *, bottleneck, conv_bias, bn, drop_rate, name):
     """BN, ReLU, (1x1 bottleneck, BN, ReLU,) 3x3 conv; output concatenated to the input."""
     y = apply_batch_norm(x, name=f"{name}_0_bn", **bn)
-    y = keras.layers.Activation("relu", name=f"{name}_0_relu")(y)
+    y = layers.Activation("relu", name=f"{name}_0_relu")(y)
     if bottleneck:
         y = bottleneck_conv(growth_rate, conv_bias=conv_bias, name=name)(y)
         y = apply_batch_norm(y, name=f"{name}_1_bn", **bn)
-        y = keras.layers.Activation("relu", name=f"{name}_1_relu")(y)
+        y = layers.Activation("relu", name=f"{name}_1_relu")(y)
     y = growth_conv(growth_rate, conv_bias=conv_bias, name=name)(y)
     y = drop_path(y, drop_rate, name=f"{name}_drop_path")
-    return keras.layers.Concatenate(axis=channel_axis(), name=f"{name}_concat")([x, y])
+    return layers.Concatenate(axis=channel_axis(), name=f"{name}_concat")([x, y])
 
 
 def memory_efficient_dense_block(
@@ -99,10 +100,10 @@ def memory_efficient_dense_block(
         )(features)
         if bottleneck:
             y = apply_batch_norm(y, name=f"{layer_name}_1_bn", **bn)
-            y = keras.layers.Activation("relu", name=f"{layer_name}_1_relu")(y)
+            y = layers.Activation("relu", name=f"{layer_name}_1_relu")(y)
             y = growth_conv(growth_rate, conv_bias=conv_bias, name=layer_name)(y)
         features.append(drop_path(y, drop_rates[index], name=f"{layer_name}_drop_path"))
-    return keras.layers.Concatenate(axis=channel_axis(), name=f"{name}_block{depth}_concat")(
+    return layers.Concatenate(axis=channel_axis(), name=f"{name}_block{depth}_concat")(
         features
     )
 
@@ -110,10 +111,10 @@ def memory_efficient_dense_block(
 def transition_block(x, compression, *, conv_bias, bn, name):
     """BN, ReLU, 1x1 conv to `compression` x channels, 2x2 average pool (halves the size)."""
     x = apply_batch_norm(x, name=f"{name}_bn", **bn)
-    x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
+    x = layers.Activation("relu", name=f"{name}_relu")(x)
     channels = int(x.shape[channel_axis()] * compression)
-    x = keras.layers.Conv2D(channels, 1, use_bias=conv_bias, name=f"{name}_conv")(x)
-    return keras.layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
+    x = layers.Conv2D(channels, 1, use_bias=conv_bias, name=f"{name}_conv")(x)
+    return layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
 
 
 def DenseNet(
@@ -199,14 +200,14 @@ def DenseNet(
     )
     growth = scaled_channels(growth_rate, width_ratio)
     x = keras.layers.ZeroPadding2D(3, name="zero_padding2d")(x)
-    x = keras.layers.Conv2D(
+    x = layers.Conv2D(
         scaled_channels(stem_filters, width_ratio), 7, strides=2, use_bias=conv_bias,
         name="conv1_conv",
     )(x)
     x = apply_batch_norm(x, name="conv1_bn", **bn)
-    x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    x = layers.Activation("relu", name="conv1_relu")(x)
     x = keras.layers.ZeroPadding2D(1, name="zero_padding2d_1")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
     rates = drop_path_rates(drop_path_rate, sum(blocks))
     for index, depth in enumerate(blocks):
         block_rates, rates = rates[:depth], rates[depth:]
@@ -224,7 +225,7 @@ def DenseNet(
         if index < len(blocks) - 1:
             x = transition_block(x, compression, conv_bias=conv_bias, bn=bn, name=f"pool{index + 2}")
     x = apply_batch_norm(x, name="bn", **bn)
-    x = keras.layers.Activation("relu", name="relu")(x)
+    x = layers.Activation("relu", name="relu")(x)
     x = pooled_classifier(
         x, include_top=include_top, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation,

@@ -16,6 +16,7 @@ from typing import Optional
 
 import keras
 
+from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
@@ -66,7 +67,7 @@ MIN_INPUT_SIZE = max(
 def _padded_max_pool(x, *, name):
     """The seeds' MaxPool2D(3, strides=2, padding=1); zero padding is exact after a ReLU."""
     x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-    return keras.layers.MaxPooling2D(3, strides=2, name=name)(x)
+    return layers.MaxPooling2D(3, strides=2, name=name)(x)
 
 
 def inception_block(x, c1, c2, c3, c4, *, name, batch_norm=False, width_ratio=1.0):
@@ -86,9 +87,9 @@ def inception_block(x, c1, c2, c3, c4, *, name, batch_norm=False, width_ratio=1.
     path1 = conv(x, c1, 1, "1x1")
     path2 = conv(conv(x, c2[0], 1, "3x3_reduce"), c2[1], 3, "3x3")
     path3 = conv(conv(x, c3[0], 1, "5x5_reduce"), c3[1], 5, "5x5")
-    path4 = keras.layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
+    path4 = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
     path4 = conv(path4, c4, 1, "pool_proj")
-    return keras.layers.Concatenate(axis=channel_axis(), name=f"{name}_concat")(
+    return layers.Concatenate(axis=channel_axis(), name=f"{name}_concat")(
         [path1, path2, path3, path4]
     )
 

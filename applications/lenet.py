@@ -14,6 +14,7 @@ from typing import Optional
 
 import keras
 
+from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
@@ -90,14 +91,14 @@ def LeNet(
     def normalise_and_squash(x, prefix):
         if batch_norm:
             x = apply_batch_norm(x, name=f"{prefix}_bn")
-        return keras.layers.Activation("sigmoid", name=f"{prefix}_sigmoid")(x)
+        return layers.Activation("sigmoid", name=f"{prefix}_sigmoid")(x)
 
     for index, filters in enumerate(conv_filters, start=1):
-        x = keras.layers.Conv2D(
+        x = layers.Conv2D(
             scaled_channels(filters, width_ratio), 5, name=f"conv{index}_conv"
         )(x)
         x = normalise_and_squash(x, f"conv{index}")
-        x = keras.layers.MaxPooling2D(2, strides=2, name=f"pool{index}")(x)
+        x = layers.MaxPooling2D(2, strides=2, name=f"pool{index}")(x)
 
     if include_top:
         x = keras.layers.Flatten(name="flatten")(x)

@@ -13,6 +13,7 @@ from typing import Optional
 
 import keras
 
+from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
@@ -93,7 +94,7 @@ def NiN(
             name=f"block{index}",
         )
         pool_kernel, pool_stride, pool_padding = _POOL
-        x = keras.layers.MaxPooling2D(
+        x = layers.MaxPooling2D(
             pool_kernel, strides=pool_stride, padding=pool_padding, name=f"block{index}_pool"
         )(x)
     if include_top:
@@ -101,7 +102,7 @@ def NiN(
             x = keras.layers.Dropout(dropout_rate, name="top_dropout")(x)
         x = nin_block(x, classes, 3, strides=1, padding="same", name="class_block")
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = keras.layers.Activation(classifier_activation, name="predictions")(x)
+        x = layers.Activation(classifier_activation, name="predictions")(x)
     else:
         x = global_pool(x, pooling)
     model = keras.Model(inputs, x, name=name)

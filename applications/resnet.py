@@ -21,6 +21,7 @@ from typing import Optional
 
 import keras
 
+from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
@@ -52,7 +53,7 @@ def _conv(x, filters, kernel, *, strides=1, use_bias, name):
         padding = "valid"
     else:
         padding = "same"
-    return keras.layers.Conv2D(
+    return layers.Conv2D(
         filters, kernel, strides=strides, padding=padding, use_bias=use_bias, name=name
     )(x)
 
@@ -63,7 +64,7 @@ def basic_block(
 ):
     """Two 3x3 convolutions with BN; identity or 1x1 shortcut; ReLU after the add (d2l 8.6)."""
     if conv_shortcut:
-        shortcut = keras.layers.Conv2D(
+        shortcut = layers.Conv2D(
             filters, 1, strides=strides, use_bias=conv_bias, name=f"{name}_0_conv"
         )(x)
         if shortcut_batch_norm:
@@ -72,12 +73,12 @@ def basic_block(
         shortcut = x
     y = _conv(x, filters, 3, strides=strides, use_bias=conv_bias, name=f"{name}_1_conv")
     y = apply_batch_norm(y, name=f"{name}_1_bn", **bn)
-    y = keras.layers.Activation("relu", name=f"{name}_1_relu")(y)
+    y = layers.Activation("relu", name=f"{name}_1_relu")(y)
     y = _conv(y, filters, 3, use_bias=conv_bias, name=f"{name}_2_conv")
     y = _last_batch_norm(y, bn, zero_init_last_bn, name=f"{name}_2_bn")
     y = drop_path(y, drop_rate, name=f"{name}_drop_path")
-    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
-    return keras.layers.Activation("relu", name=f"{name}_out")(y)
+    y = layers.Add(name=f"{name}_add")([shortcut, y])
+    return layers.Activation("relu", name=f"{name}_out")(y)
 
 
 def bottleneck_block(
@@ -86,26 +87,26 @@ def bottleneck_block(
 ):
     """1x1 reduce, 3x3, 1x1 expand (x4) with BN; ReLU after the add (keras.applications v1)."""
     if conv_shortcut:
-        shortcut = keras.layers.Conv2D(
+        shortcut = layers.Conv2D(
             4 * filters, 1, strides=strides, use_bias=conv_bias, name=f"{name}_0_conv"
         )(x)
         shortcut = apply_batch_norm(shortcut, name=f"{name}_0_bn", **bn)
     else:
         shortcut = x
     first_stride, middle_stride = (strides, 1) if stride_in == "1x1" else (1, strides)
-    y = keras.layers.Conv2D(
+    y = layers.Conv2D(
         filters, 1, strides=first_stride, use_bias=conv_bias, name=f"{name}_1_conv"
     )(x)
     y = apply_batch_norm(y, name=f"{name}_1_bn", **bn)
-    y = keras.layers.Activation("relu", name=f"{name}_1_relu")(y)
+    y = layers.Activation("relu", name=f"{name}_1_relu")(y)
     y = _conv(y, filters, 3, strides=middle_stride, use_bias=conv_bias, name=f"{name}_2_conv")
     y = apply_batch_norm(y, name=f"{name}_2_bn", **bn)
-    y = keras.layers.Activation("relu", name=f"{name}_2_relu")(y)
-    y = keras.layers.Conv2D(4 * filters, 1, use_bias=conv_bias, name=f"{name}_3_conv")(y)
+    y = layers.Activation("relu", name=f"{name}_2_relu")(y)
+    y = layers.Conv2D(4 * filters, 1, use_bias=conv_bias, name=f"{name}_3_conv")(y)
     y = _last_batch_norm(y, bn, zero_init_last_bn, name=f"{name}_3_bn")
     y = drop_path(y, drop_rate, name=f"{name}_drop_path")
-    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
-    return keras.layers.Activation("relu", name=f"{name}_out")(y)
+    y = layers.Add(name=f"{name}_add")([shortcut, y])
+    return layers.Activation("relu", name=f"{name}_out")(y)
 
 
 def preactivation_block(
@@ -117,30 +118,30 @@ def preactivation_block(
     (as timm's pre-activation blocks do).
     """
     preact = apply_batch_norm(x, name=f"{name}_preact_bn", **bn)
-    preact = keras.layers.Activation("relu", name=f"{name}_preact_relu")(preact)
+    preact = layers.Activation("relu", name=f"{name}_preact_relu")(preact)
     if conv_shortcut:
-        shortcut = keras.layers.Conv2D(
+        shortcut = layers.Conv2D(
             4 * filters, 1, strides=strides, use_bias=conv_bias, name=f"{name}_0_conv"
         )(preact)
     elif strides > 1:
-        shortcut = keras.layers.MaxPooling2D(1, strides=strides, name=f"{name}_0_pool")(x)
+        shortcut = layers.MaxPooling2D(1, strides=strides, name=f"{name}_0_pool")(x)
     else:
         shortcut = x
-    y = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_1_conv")(preact)
+    y = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_1_conv")(preact)
     y = apply_batch_norm(y, name=f"{name}_1_bn", **bn)
-    y = keras.layers.Activation("relu", name=f"{name}_1_relu")(y)
+    y = layers.Activation("relu", name=f"{name}_1_relu")(y)
     y = keras.layers.ZeroPadding2D(1, name=f"{name}_2_pad")(y)
-    y = keras.layers.Conv2D(
+    y = layers.Conv2D(
         filters, 3, strides=strides, use_bias=False, name=f"{name}_2_conv"
     )(y)
     y = apply_batch_norm(y, name=f"{name}_2_bn", **bn)
-    y = keras.layers.Activation("relu", name=f"{name}_2_relu")(y)
-    y = keras.layers.Conv2D(
+    y = layers.Activation("relu", name=f"{name}_2_relu")(y)
+    y = layers.Conv2D(
         4 * filters, 1, use_bias=conv_bias, name=f"{name}_3_conv",
         kernel_initializer="zeros" if zero_init_last_bn else "glorot_uniform",
     )(y)
     y = drop_path(y, drop_rate, name=f"{name}_drop_path")
-    return keras.layers.Add(name=f"{name}_out")([shortcut, y])
+    return layers.Add(name=f"{name}_out")([shortcut, y])
 
 
 def _last_batch_norm(y, bn, zero_init, *, name):
@@ -241,14 +242,14 @@ def ResNet(
     )
     preact = block_type == "bottleneck_v2"
     x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
-    x = keras.layers.Conv2D(
+    x = layers.Conv2D(
         scaled_channels(64, width_ratio), 7, strides=2, use_bias=conv_bias, name="conv1_conv"
     )(x)
     if not preact:
         x = apply_batch_norm(x, name="conv1_bn", **bn)
-        x = keras.layers.Activation("relu", name="conv1_relu")(x)
+        x = layers.Activation("relu", name="conv1_relu")(x)
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
     drop_rates = iter(drop_path_rates(drop_path_rate, sum(stack_depths)))
     for stack, (depth, base_filters) in enumerate(zip(stack_depths, STACK_FILTERS)):
@@ -272,7 +273,7 @@ def ResNet(
                 )
     if preact:
         x = apply_batch_norm(x, name="post_bn", **bn)
-        x = keras.layers.Activation("relu", name="post_relu")(x)
+        x = layers.Activation("relu", name="post_relu")(x)
     x = pooled_classifier(
         x, include_top=include_top, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation,

@@ -22,6 +22,7 @@ from typing import Optional
 
 import keras
 
+from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
@@ -48,12 +49,12 @@ CLASSIC_BASE_FILTERS = 64
 def double_conv(x, filters, *, batch_norm, name):
     """Two 3x3 convolutions, each followed by (BN and) ReLU."""
     for index in (1, 2):
-        x = keras.layers.Conv2D(
+        x = layers.Conv2D(
             filters, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv{index}"
         )(x)
         if batch_norm:
             x = apply_batch_norm(x, name=f"{name}_bn{index}")
-        x = keras.layers.Activation("relu", name=f"{name}_relu{index}")(x)
+        x = layers.Activation("relu", name=f"{name}_relu{index}")(x)
     return x
 
 
@@ -160,7 +161,7 @@ def UNet(
     else:
         x = _on_encoder(x, encoder, stages, decoder_filters, batch_norm, width_ratio)
     if include_top:
-        x = keras.layers.Conv2D(
+        x = layers.Conv2D(
             classes, 1, activation=classifier_activation, name="predictions"
         )(x)
     else:
@@ -176,7 +177,7 @@ def _classic(x, depth, base_filters, batch_norm, width_ratio):
         filters = scaled_channels(base_filters * 2**level, width_ratio)
         x = double_conv(x, filters, batch_norm=batch_norm, name=f"down{level + 1}")
         skips.append(x)
-        x = keras.layers.MaxPooling2D(2, name=f"down{level + 1}_pool")(x)
+        x = layers.MaxPooling2D(2, name=f"down{level + 1}_pool")(x)
     x = double_conv(
         x, scaled_channels(base_filters * 2**depth, width_ratio),
         batch_norm=batch_norm, name="bottom",
@@ -184,7 +185,7 @@ def _classic(x, depth, base_filters, batch_norm, width_ratio):
     for level in reversed(range(depth)):
         filters = scaled_channels(base_filters * 2**level, width_ratio)
         x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level + 1}_upconv")(x)
-        x = keras.layers.Concatenate(axis=channel_axis(), name=f"up{level + 1}_concat")(
+        x = layers.Concatenate(axis=channel_axis(), name=f"up{level + 1}_concat")(
             [skips[level], x]
         )
         x = double_conv(x, filters, batch_norm=batch_norm, name=f"up{level + 1}")
@@ -203,7 +204,7 @@ def _on_encoder(x, encoder, stages, decoder_filters, batch_norm, width_ratio):
         filters = scaled_channels(filters, width_ratio)
         x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"decoder{reduction}_upconv")(x)
         if reduction in skips:
-            x = keras.layers.Concatenate(axis=channel_axis(), name=f"decoder{reduction}_concat")(
+            x = layers.Concatenate(axis=channel_axis(), name=f"decoder{reduction}_concat")(
                 [skips[reduction], x]
             )
         x = double_conv(

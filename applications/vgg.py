@@ -18,6 +18,7 @@ from typing import Optional
 
 import keras
 
+from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
@@ -119,7 +120,7 @@ def VGG(
                 x, scaled_channels(channels, width_ratio), 3, batch_norm=batch_norm,
                 bias_with_batch_norm=True, name=f"block{block}_conv{conv}",
             )
-        x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+        x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
     x = dense_classifier(
         x, include_top=include_top, pooling=pooling, dense_units=dense_units,
         dropout_rate=dropout_rate, classes=classes, classifier_activation=classifier_activation,

@@ -1,6 +1,6 @@
 """GPU check (issue 17): one prepared run that proves the zoo on a GPU and measures it.
 
-Four parts, each recorded against the issue's goals:
+Four parts (five on the torch backend), each recorded against the issue's goals:
 
 1. precision: every registered model's tiny configuration, forward and backward (the loss's
    gradient for every trainable variable) under `mixed_bfloat16` and `mixed_float16`; the
@@ -16,6 +16,9 @@ Four parts, each recorded against the issue's goals:
    `memory_efficient=True`, and the step-time ratio (goals: <= 0.6x and <= 0.5x, <= 1.3x time).
    TensorFlow resets its peak counter in process; JAX cannot, so on a GPU each configuration
    runs in a fresh process there (on CPU, JAX reports XLA's buffer assignment of the step).
+5. torchvision (torch backend only, issue 31): ResNet50 and DenseNet121 at 224x224, ours against
+   torchvision's NCHW and channels_last models, training and inference, float32, eager,
+   interleaved (`benchmarks/torch_native.py`; goal: ours >= 0.90x the faster of the two).
 
 Writes `gpu_check_<backend>.json` and `gpu_check_<backend>.md` (one table) to `--output-dir`,
 after printing the device and backend. `--budget-seconds` bounds the whole run: each part may
@@ -58,11 +61,14 @@ from densenet_memory import jax_compiled_step, jax_step_memory  # noqa: E402
 import keras_modern_cnn as kmc  # noqa: E402
 from keras_modern_cnn.recipes import D2L_RECIPES  # noqa: E402
 
-PARTS = ("precision", "chapter", "twins", "memory")
+PARTS = ("precision", "chapter", "twins", "memory", "torchvision")
 # Run order and the cumulative share of the budget by the end of each part (time a part leaves
 # unused flows to the next). Memory runs second: its fresh processes then find the card nearly
-# free (a JAX process keeps the memory its steps used in its allocator's pool).
+# free (a JAX process keeps the memory its steps used in its allocator's pool). The torchvision
+# comparison (part 5) runs on the torch backend only, last.
 PART_DEADLINES = {"precision": 0.15, "memory": 0.45, "chapter": 0.65, "twins": 1.0}
+TORCH_PART_DEADLINES = {"precision": 0.15, "memory": 0.4, "chapter": 0.55, "twins": 0.8,
+                        "torchvision": 1.0}
 POLICIES = ("mixed_bfloat16", "mixed_float16")
 CLASSES = 10
 MIB = 2**20
@@ -76,6 +82,7 @@ SEED_EXAMPLES_PER_SECOND = {
 CHAPTER_GOAL = 10.0  # x the seeds' examples/sec
 RESNET50_GOAL = 2500.0  # img/s, ResNet-50 224x224 mixed precision on an H100
 TWIN_GOAL = 1.0  # ours / keras.applications
+TORCHVISION_GOAL = 0.9  # ours / the faster of torchvision NCHW and channels_last (issue 31)
 MEMORY_GOALS = {"densenet121": 0.6, "densenet201": 0.5}  # memory-efficient / plain peak
 MEMORY_TIME_GOAL = 1.3  # memory-efficient / plain step time
 VARIANTS = {"plain": False, "memory_efficient": True}
@@ -114,6 +121,11 @@ class Settings:
     memory_width_ratio: float
     memory_batch: int
     memory_steps: int
+    torchvision_models: tuple = ("resnet50", "densenet121")
+    torchvision_image_size: int = 224
+    torchvision_batch: int = 64
+    torchvision_rounds: int = 3
+    torchvision_steps: int = 5
     policy: str = "mixed_bfloat16"  # parts 2-4; part 1 runs both mixed policies
     jit_compile: object = True  # True (XLA) or "auto" (Keras: XLA on JAX, not on TF's CPU)
     budget_seconds: float = 450.0
@@ -136,6 +148,8 @@ SMOKE = Settings(
     twin_max_batch=4, twin_rounds=2, twin_steps=1, memory_models=("densenet_d2l",),
     memory_image_size=32, memory_width_ratio=1 / 8, memory_batch=16, memory_steps=1,
     policy="float32", jit_compile="auto", budget_seconds=600.0,
+    torchvision_models=("resnet50",), torchvision_image_size=32, torchvision_batch=2,
+    torchvision_rounds=1, torchvision_steps=1,
 )
 
 
@@ -544,6 +558,44 @@ def memory_part(settings, deadline):
     return items
 
 
+# --- part 5: ours vs torchvision on the torch backend (issue 31) -------------------------
+
+
+def torchvision_item(name, settings):
+    """Training and inference of ours against torchvision's NCHW and channels_last models,
+    interleaved (`benchmarks/torch_native.py`), float32, eager (Keras's default on torch)."""
+    import torch
+
+    import torch_native  # benchmarks/torch_native.py; imports torchvision on a CPU torch too
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    fresh_session()
+    candidates = ("ours", *torch_native.REFERENCES)
+    runs = torch_native.runners(name, settings.torchvision_image_size, candidates, 1000,
+                                settings.torchvision_batch, device=device)
+    item = dict(model=name, image_size=settings.torchvision_image_size,
+                batch_size=settings.torchvision_batch, device=device, goal=TORCHVISION_GOAL)
+    for mode in torch_native.MODES:
+        torch_native.set_mode(runs, mode)
+        results = torch_native.interleaved(
+            {c: (run.train_step if mode == "train" else run.predict) for c, run in runs.items()},
+            rounds=settings.torchvision_rounds, steps=settings.torchvision_steps,
+            batch_size=settings.torchvision_batch, warmup=1,
+        )["wall"]
+        report = torch_native.summary(results, candidates)
+        median, low, high = report["ours/tv_best"]
+        item[mode] = dict(ratio_median=median, ratio_min=low, ratio_max=high,
+                          **{key: value for key, value in report.items() if "img_per_s" in key})
+    item["meets_goal"] = all(item[mode]["ratio_median"] >= TORCHVISION_GOAL
+                             for mode in torch_native.MODES)
+    return item
+
+
+def torchvision_part(settings, deadline):
+    return [measure_or_skip(deadline, dict(model=name), torchvision_item, name, settings)
+            for name in settings.torchvision_models]
+
+
 # --- running, recording --------------------------------------------------------------------
 
 
@@ -560,12 +612,14 @@ def measure_or_skip(deadline, identity, function, *args):
 
 
 PART_FUNCTIONS = {"precision": precision_part, "chapter": chapter_part, "twins": twins_part,
-                  "memory": memory_part}
+                  "memory": memory_part, "torchvision": torchvision_part}
 PART_TITLES = {
     "precision": "1. tiny models, forward + backward, mixed precision: finite",
     "chapter": f"2. d2l chapter models, examples/sec vs the seeds' GPU figures (goal >= {CHAPTER_GOAL:g}x)",
     "twins": "3. ours vs keras.applications, training, mixed precision, XLA",
     "memory": "4. DenseNet peak training memory, memory_efficient=True vs plain",
+    "torchvision": f"5. PyTorch backend: ours vs torchvision (the faster of NCHW and "
+                   f"channels_last), float32, eager (goal >= {TORCHVISION_GOAL:.2f}x)",
 }
 
 
@@ -579,10 +633,11 @@ def run(settings, parts):
     print(f"gpu_check: device {report['device']} ({report['platform']}, "
           f"{report['device_count']} device(s)), backend {report['backend']} "
           f"{report['backend_version']}, Keras {report['keras_version']}", flush=True)
-    for part in PART_DEADLINES:
+    deadlines = TORCH_PART_DEADLINES if keras.config.backend() == "torch" else PART_DEADLINES
+    for part in deadlines:
         if part not in parts:
             continue
-        deadline = start + PART_DEADLINES[part] * settings.budget_seconds
+        deadline = start + deadlines[part] * settings.budget_seconds
         part_start = time.monotonic()
         items = PART_FUNCTIONS[part](settings, deadline)
         report["parts"][part] = dict(title=PART_TITLES[part], items=items,
@@ -606,6 +661,9 @@ def markdown_rows(part, item):
         "twins": lambda: f"`{item['model']}`" + (
             f" {item['image_size']}px, batch {item['batch_size']}" if "batch_size" in item else ""),
         "memory": lambda: f"`{item['model']}` {item['image_size']}px, batch {item['batch_size']}",
+        "torchvision": lambda: f"`{item['model']}`" + (
+            f" {item['image_size']}px, batch {item['batch_size']}, {item['device']}"
+            if "device" in item else ""),
     }[part]()
     if status != "done":
         reasons = item.get("reason") or "; ".join(
@@ -628,6 +686,15 @@ def markdown_rows(part, item):
                                          if item["model"] == "resnet50" else "")
         verdict = f"{_ratio(item['ratio_median'])} ({item['ratio_min']:.2f}-{item['ratio_max']:.2f})"
         return what, measured, goal, verdict
+    if part == "torchvision":
+        measured = "; ".join(
+            f"{mode} ours {item[mode]['ours_img_per_s']:,.1f} / tv NCHW "
+            f"{item[mode]['tv_nchw_img_per_s']:,.1f} / tv channels_last "
+            f"{item[mode]['tv_cl_img_per_s']:,.1f} img/s" for mode in ("train", "predict"))
+        verdict = ", ".join(
+            f"{mode} {_ratio(item[mode]['ratio_median'])} ({item[mode]['ratio_min']:.2f}-"
+            f"{item[mode]['ratio_max']:.2f})" for mode in ("train", "predict"))
+        return what, measured, f">= {TORCHVISION_GOAL:.2f}x", verdict
     plain, efficient = item["plain"], item["memory_efficient"]
     measured = (f"{plain['peak_mib']:,.4g} -> {efficient['peak_mib']:,.4g} MiB; step "
                 f"{plain['step_seconds']:.3g} -> {efficient['step_seconds']:.3g} s")

@@ -14,6 +14,9 @@ import keras
 from keras_modern_cnn.files import block_point, write_text
 
 KERAS_VERSION_WRITTEN_FOR = "3.15"
+# Why each internal is used: the engine's checkpoint and losses, `utils` (flops, weights), the
+# fine-tuning tools, and on PyTorch the layers' direct calls and zero-copy kernels
+# (`layers/fast_call.py`, `layers/torch_conv.py`, issue 31).
 
 # Keras 3.15 records torch-specific optimizer classes (`torch_sgd.SGD`, ...) from this module
 # in a `.keras` file saved on torch (`keras_modern_cnn.saving.make_backend_portable`).
@@ -36,6 +39,59 @@ def nodes_by_depth(model):
     """
     graph = model._functional if isinstance(model, keras.Sequential) else model
     return getattr(graph, "_nodes_by_depth", None)
+
+
+def call_context_arguments(layer):
+    """`(names, accepted)`: the call-context arguments `Layer.__call__` resolves for `layer`
+    ("training") and, per name, whether `layer.call` takes it.
+
+    Relies on `Layer._call_context_args` and `Layer._call_has_context_arg`.
+    """
+    return layer._call_context_args, layer._call_has_context_arg
+
+
+def remat_mode(layer):
+    """`layer`'s rematerialization mode (`keras.RematScope`), None when off.
+
+    Relies on `Layer._remat_mode`.
+    """
+    return getattr(layer, "_remat_mode", None)
+
+
+def keras_mask(tensor):
+    """The mask Keras attached to a backend tensor, or None. Relies on `tensor._keras_mask`."""
+    return getattr(tensor, "_keras_mask", None)
+
+
+def autocast_scope():
+    """The active `AutocastScope` (mixed precision inside a layer call), or None.
+
+    Relies on `keras.src.backend.get_autocast_scope`.
+    """
+    from keras.src.backend import get_autocast_scope
+
+    return get_autocast_scope()
+
+
+def mark_called(layer):
+    """Record that `layer` was called, as `Layer.__call__` does. Relies on `Layer._called`."""
+    if not layer._called:  # Keras's tracked __setattr__ costs ~0.5 ms a call: set it once
+        layer._called = True
+
+
+def torch_parameter(variable):
+    """The `torch.nn.Parameter` behind a Keras variable on the torch backend.
+
+    Relies on `keras.src.backend.torch.Variable._value` holding it (and `assign` copying into
+    it, keeping its strides).
+    """
+    return variable._value
+
+
+def replace_torch_parameter(variable, parameter):
+    """Put `parameter` behind the Keras variable (call before Keras tracks the layer's
+    parameters, i.e. in `build`). Relies on `Variable._value`."""
+    variable._value = parameter
 
 
 def loss_function_arguments(loss):

@@ -10,6 +10,7 @@ import contextlib
 
 import keras
 
+from keras_modern_cnn import layers
 from keras_modern_cnn.layers import BatchNorm, DropPath
 from keras_modern_cnn.validation import check_choice
 
@@ -88,15 +89,15 @@ def conv_relu(
     unless `bias_with_batch_norm` (torchvision's VGG-BN keeps it).
     """
     if not batch_norm:
-        return keras.layers.Conv2D(
+        return layers.Conv2D(
             filters, kernel_size, strides=strides, padding=padding, activation="relu", name=name
         )(x)
-    x = keras.layers.Conv2D(
+    x = layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=bias_with_batch_norm,
         name=name,
     )(x)
     x = make_batch_norm(name=f"{name}_bn")(x)
-    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
 def conv_relu_output(name, batch_norm):

@@ -17,10 +17,14 @@ DEVICE_DEFAULTS = {
         False, "XLA slowed TensorFlow's CPU training 0.60-0.85x (BENCHMARKS.md)"),
     ("jit_compile", "jax", "cpu"): (
         True, "XLA is JAX's compiler: 1.2-2.5x faster than op by op on CPU (BENCHMARKS.md)"),
-    ("jit_compile", "torch", "cpu"): (False, "Keras runs torch eagerly unless asked"),
+    ("jit_compile", "torch", "cpu"): (
+        False, "torch.compile splits Keras's model at every layer (Layer.__call__ binds its "
+        "arguments with inspect.signature, which dynamo cannot trace): minutes of first step, "
+        "not faster after (BENCHMARKS.md, PyTorch backend vs torchvision)"),
     ("jit_compile", "tensorflow", "gpu"): (True, "XLA fuses the ops of a step on a GPU"),
     ("jit_compile", "jax", "gpu"): (True, "XLA is JAX's compiler"),
-    ("jit_compile", "torch", "gpu"): (False, "Keras runs torch eagerly unless asked"),
+    ("jit_compile", "torch", "gpu"): (
+        False, "as on CPU, torch.compile gets one graph per Keras layer (not measured on a GPU)"),
     ("mixed_precision", ANY_BACKEND, "cpu"): (
         False, "no float16/bfloat16 arithmetic on this CPU: mixed_bfloat16 trained 0.26-0.36x "
         "(BENCHMARKS.md)"),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from keras_tuner.errors import FailedTrialError
 
-from keras_modern_cnn import _compat
+from keras_modern_cnn import _compat, layers
 from keras_modern_cnn.layers import BatchNorm
 from keras_modern_cnn.tuning import _compat as tuner_compat
 from keras_modern_cnn.tuning import make_tuner, search
@@ -87,6 +87,51 @@ def test_a_keras_file_saved_on_torch_names_the_torch_optimizer_module(tmp_path):
         assert module.startswith(_compat.TORCH_OPTIMIZER_MODULES)
     else:
         assert module == "keras.optimizers"
+
+
+def test_what_a_direct_layer_call_reads_of_keras():
+    """`layers/fast_call.py` skips `Layer.__call__` only when all it would do is call `call`.
+    Written for Keras 3.15: when Keras moves, re-read `Layer.__call__` (what it does besides
+    calling `call`) and update these checks and `fast_call.call_kwargs`."""
+    assert keras.__version__.startswith(_compat.KERAS_VERSION_WRITTEN_FOR + "."), keras.__version__
+    from keras.src.backend import AutocastScope
+
+    layer = BatchNorm()
+    assert _compat.call_context_arguments(layer) == ({"training"}, {"training": True})
+    assert _compat.call_context_arguments(layers.Conv2D(2, 1))[1] == {"training": False}
+    assert not _compat.remat_mode(layer)
+    with keras.RematScope(mode="full"):
+        assert _compat.remat_mode(layers.Activation("relu"))
+    assert _compat.autocast_scope() is None
+    with AutocastScope("float16"):
+        assert _compat.autocast_scope() is not None
+    inputs = keras.ops.convert_to_tensor(np.ones((2, 3, 4), "float32"))
+    assert _compat.keras_mask(keras.layers.Masking()(inputs)) is not None
+    called = layers.Activation("relu")
+    assert not called._called
+    _compat.mark_called(called)
+    assert called._called
+
+
+
+
+@pytest.mark.skipif(keras.config.backend() != "torch", reason="a torch parameter behind a Keras variable")
+def test_the_torch_parameter_behind_a_variable_can_be_stored_in_another_layout():
+    """`layers/torch_conv.py` re-stores a kernel's parameter channels_last in `build`; Keras must
+    keep training and assigning into that same parameter."""
+    import torch
+
+    layer = layers.Conv2D(8, 3)
+    layer.build((None, 5, 5, 4))
+    parameter = _compat.torch_parameter(layer.kernel)
+    assert isinstance(parameter, torch.nn.Parameter) and tuple(parameter.shape) == (3, 3, 4, 8)
+    assert any(p is parameter for p in layer.parameters())
+    replacement = torch.nn.Parameter(parameter.detach().permute(3, 0, 1, 2).contiguous().permute(1, 2, 3, 0))
+    _compat.replace_torch_parameter(layer.kernel, replacement)
+    layer.kernel.assign(np.ones((3, 3, 4, 8), "float32"))
+    assert _compat.torch_parameter(layer.kernel) is replacement  # assigned in place
+    assert replacement.permute(3, 2, 0, 1).is_contiguous(memory_format=torch.channels_last)
+    assert float(replacement.detach().sum()) == 3 * 3 * 4 * 8
 
 
 class _DenseHyperModel(keras_tuner.HyperModel):

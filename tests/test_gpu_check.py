@@ -19,6 +19,8 @@ pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GPU_CHECK = os.path.join(ROOT, "benchmarks", "gpu_check.py")
 PARTS = ("precision", "chapter", "twins", "memory")
+# Part 5, ours vs torchvision, runs on the torch backend only (last).
+TORCH_PARTS = ("torchvision",) if keras.config.backend() == "torch" else ()
 
 
 def numbers(value):
@@ -47,8 +49,9 @@ def test_smoke_run_records_every_part_with_finite_figures(tmp_path):
 
     report = json.loads((tmp_path / f"gpu_check_{backend}.json").read_text())
     assert (report["backend"], report["platform"]) == (backend, "cpu")
-    assert tuple(report["parts"]) == ("precision", "memory", "chapter", "twins")  # run order
-    for part in PARTS:
+    # run order
+    assert tuple(report["parts"]) == ("precision", "memory", "chapter", "twins", *TORCH_PARTS)
+    for part in PARTS + TORCH_PARTS:
         items = report["parts"][part]["items"]
         assert items and all(item["status"] == "done" for item in items), (part, items)
         assert all(math.isfinite(n) for n in numbers(items)), (part, items)
@@ -66,13 +69,20 @@ def test_smoke_run_records_every_part_with_finite_figures(tmp_path):
     (memory,) = report["parts"]["memory"]["items"]
     assert memory["plain"]["peak_mib"] > 0 and memory["memory_efficient"]["peak_mib"] > 0
     assert memory["memory_ratio"] > 0 and memory["time_ratio"] > 0
+    if TORCH_PARTS:
+        (torchvision,) = report["parts"]["torchvision"]["items"]
+        assert torchvision["device"] == "cpu"
+        for mode in ("train", "predict"):
+            figures = torchvision[mode]
+            assert figures["ours_img_per_s"] > 0 and figures["tv_cl_img_per_s"] > 0
+            assert figures["ratio_min"] <= figures["ratio_median"] <= figures["ratio_max"]
 
     table = (tmp_path / f"gpu_check_{backend}.md").read_text().splitlines()
     rows = [line for line in table if line.startswith("| ") and not line.startswith("| part ")]
-    item_count = sum(len(report["parts"][part]["items"]) for part in PARTS)
+    item_count = sum(len(report["parts"][part]["items"]) for part in PARTS + TORCH_PARTS)
     assert len(rows) == item_count
     assert [row.split(" | ")[0] for row in rows] == [
-        f"| {part}" for part in PARTS for _ in report["parts"][part]["items"]
+        f"| {part}" for part in PARTS + TORCH_PARTS for _ in report["parts"][part]["items"]
     ]
     assert all(row.count("|") == 6 for row in rows)  # five cells: no stray pipes
 

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import keras
 from keras import constraints, initializers, ops, regularizers
 
+from keras_modern_cnn.layers.fast_call import TorchFastCall
 from keras_modern_cnn.validation import check_bool, check_number
 
 RENORM_CLIPPING_KEYS = ("rmax", "rmin", "dmax")
@@ -57,7 +58,7 @@ def _as(value, dtype):
 
 
 @keras.saving.register_keras_serializable(package="keras_modern_cnn")
-class BatchNorm(keras.layers.Layer):
+class BatchNorm(TorchFastCall, keras.layers.Layer):
     """Per-channel batch normalization: `BN(x) = gamma * (x - mu_B) / sigma_B + beta`.
 
     Statistics are taken per channel (`axis`) over every other axis: the batch for dense
