@@ -46,7 +46,7 @@ def plot_curves(histories, path, title=None):
         panels = [("loss", "loss (cross-entropy)"), ("accuracy", "accuracy")]
         for axis, (key, label) in zip(axes, panels):
             for index, (name, rows) in enumerate(histories.items()):
-                epochs = [row["epoch"] + 1 for row in rows]
+                epochs = [row["epoch"] for row in rows]
                 prefix = "" if len(histories) == 1 else f"{name} "
                 for split, style in (("", "-"), ("val_", "--")):
                     axis.plot(epochs, [row.get(split + key) for row in rows], style, marker="o",

@@ -235,7 +235,7 @@ def test_jax_data_parallel_over_two_devices_or_two_processes_matches_single_devi
         np.testing.assert_allclose(parallel[path], single[path], rtol=2e-4, atol=2e-5, err_msg=path)
     assert results["cli_status"] == 0 and results["odd_cli_status"] == 0
     odd = tmp_path / "odd"
-    assert [row["epoch"] for row in read_history(odd / "history.csv")] == [0, 1]
+    assert [row["epoch"] for row in read_history(odd / "history.csv")] == [1, 2]
     metrics = json.loads((odd / "metrics.json").read_text())
     # Every test example counted once: the single-device evaluation of the saved model agrees.
     assert main(["evaluate", str(odd / "model.keras"), "--test-examples", "17"]) == 0
