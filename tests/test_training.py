@@ -80,14 +80,15 @@ def test_device_defaults_resolve_per_backend_and_device_and_explicit_flags_win(m
     device = ("cpu", None)
     monkeypatch.setattr(devices, "detect_device", lambda _: device)
     # The CPU rows keep what Keras chose before the table (XLA on JAX only), in float32.
+    monkeypatch.setattr(devices, "cpu_cores", lambda: 2)
     cpu = devices.device_settings(resolve_config("bn_lenet"), 2)
-    assert cpu.summary() == (f"device: CPU x2 ({backend}) - {compiler} "
+    assert cpu.summary() == (f"device: 2 CPU devices, 2 cores ({backend}) - {compiler} "
                              f"{'on' if backend == 'jax' else 'off'}, float32, channels_last")
     assert "BENCHMARKS.md" in cpu.reasons["dtype_policy"]
     for capability, policy in [((8, 0), "mixed_bfloat16"), ((7, 5), "mixed_float16")]:
         device = ("gpu", capability)
         gpu = devices.device_settings(resolve_config("bn_lenet"), 1)
-        assert gpu.summary() == (f"device: GPU x1 ({backend}) - {compiler} "
+        assert gpu.summary() == (f"device: 1 GPU ({backend}) - {compiler} "
                                  f"{'on' if xla else 'off'}, {policy}, channels_last")
     if xla:
         mirrored = devices.device_settings(resolve_config("bn_lenet", strategy="mirrored"), 1)
@@ -119,8 +120,10 @@ def test_compare_writes_results_and_pictures_under_mixed_precision(tmp_path, cap
     # Each run starts with its device line; the explicit flags won over the CPU's defaults.
     backend = keras.config.backend()
     compiler = "torch.compile" if backend == "torch" else "XLA"
-    device_line = (f"device: CPU x1 ({backend}) - {compiler} {JIT_AS_DEFAULT}, mixed_float16, "
-                   "channels_last")
+    # One CPU device using every core the process may run on (not "CPU x1" on a 2-core machine).
+    cores = len(os.sched_getaffinity(0))
+    device_line = (f"device: 1 CPU device, {cores} core{'s' if cores > 1 else ''} ({backend}) - "
+                   f"{compiler} {JIT_AS_DEFAULT}, mixed_float16, channels_last")
     lines = printed.splitlines()
     assert [lines[lines.index(f"== {name}") + 1] for name in ("bn_lenet", "nin")] == [device_line] * 2
     recorded = json.loads((out / "nin" / "run.json").read_text())["device"]
