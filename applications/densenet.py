@@ -25,6 +25,7 @@ import keras
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
+    accepts_dtype,
     image_input,
     load_weights_if_given,
     pooled_classifier,
@@ -116,6 +117,7 @@ def transition_block(x, compression, *, conv_bias, bn, name):
     return keras.layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
 
 
+@accepts_dtype
 def DenseNet(
     blocks: Sequence[int] = (4, 4, 4, 4),
     growth_rate: int = 32,
@@ -165,6 +167,8 @@ def DenseNet(
             drop_path_rate * i / (n - 1) while training; 0 (default) adds no layer.
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in `keras.applications`.
+        dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
+            `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`; d2l: 96x96x1).
     """

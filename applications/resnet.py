@@ -24,6 +24,7 @@ import keras
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
+    accepts_dtype,
     image_input,
     load_weights_if_given,
     pooled_classifier,
@@ -170,6 +171,7 @@ def resnet_stages(stack_depths, block_type):
     )
 
 
+@accepts_dtype
 def ResNet(
     stack_depths: Sequence[int],
     block_type: str = "bottleneck",
@@ -214,6 +216,8 @@ def ResNet(
             (Goyal et al. 2017).
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in `keras.applications` (224x224x3, 1000 classes).
+        dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
+            `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`).
     """

@@ -25,6 +25,7 @@ import keras
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
+    accepts_dtype,
     global_pool,
     image_input,
     load_weights_if_given,
@@ -79,6 +80,7 @@ def _check_encoder(encoder, depth, base_filters, decoder_filters):
     return stages, decoder_filters
 
 
+@accepts_dtype
 def UNet(
     include_top: bool = True,
     weights: Weights = None,
@@ -120,6 +122,8 @@ def UNet(
         batch_norm: BatchNorm after every 3x3 convolution of the U-Net's own blocks (then
             without conv bias).
         width_ratio: multiplies every convolution's channel count (the encoder's too).
+        dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
+            `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given.
     """

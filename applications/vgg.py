@@ -2,7 +2,7 @@
 
 Reference: Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
 Recognition", ICLR 2015 (arXiv:1409.1556), Table 1 configurations A, B, D, E;
-Dive into Deep Learning, section 7.2 (the seeds' `vgg(conv_arch)`).
+Dive into Deep Learning, section 8.2 (the seeds' `vgg(conv_arch)`).
 
 Note: layer names (`block{i}_conv{j}`, `block{i}_pool`, `flatten`, `fc1`, `fc2`,
 `predictions`) and weights are those of `keras.applications.VGG16/19`, whose weights copy in
@@ -21,6 +21,7 @@ import keras
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
+    accepts_dtype,
     dense_classifier,
     image_input,
     load_weights_if_given,
@@ -61,6 +62,7 @@ def check_arch(arch):
     return tuple((int(num_convs), int(channels)) for num_convs, channels in arch)
 
 
+@accepts_dtype
 def VGG(
     arch: Sequence[tuple[int, int]],
     *,
@@ -96,6 +98,8 @@ def VGG(
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, name: as in `keras.applications`. The default input is
             224x224x3 with 1000 classes; the minimum side is 2**len(arch) (32 for 5 blocks).
+        dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
+            `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`).
     """
@@ -143,7 +147,7 @@ def vgg_stages(arch, batch_norm):
 
 _PAPER = "Simonyan & Zisserman 2015"
 _TWIN = {
-    "vgg11": "config A (torchvision vgg11; d2l 7.2 VGG-11)", "vgg13": "config B (torchvision vgg13)",
+    "vgg11": "config A (torchvision vgg11; d2l 8.2 VGG-11)", "vgg13": "config B (torchvision vgg13)",
     "vgg16": "config D (keras.applications VGG16)", "vgg19": "config E (keras.applications VGG19)",
 }
 _TWIN_BN = {

@@ -126,3 +126,12 @@ def test_keras_tuner_still_builds_the_default_configuration_when_a_tuner_starts(
     with pytest.warns(UserWarning, match="default configuration cannot be built"):
         make_tuner(_DenseHyperModel(fail_default=True), "random", max_trials=1, directory=tmp_path,
                    project_name="p", objective="val_loss")
+
+
+@pytest.mark.backend_independent
+def test_hyper_image_augment_records_its_rand_augment_mode_in_model_name():
+    """`HyperCNN(augment=...)` refuses KerasTuner's RandAugment mode, told by `model_name`."""
+    from keras_tuner.applications import HyperImageAugment
+
+    assert tuner_compat.is_rand_augment(HyperImageAugment(input_shape=(8, 8, 1), augment_layers=2))
+    assert not tuner_compat.is_rand_augment(HyperImageAugment(input_shape=(8, 8, 1), augment_layers=0))
