@@ -33,6 +33,10 @@ def load_backend(verbose):
     # TensorFlow's Python warnings (tf.function retracing when `kmc compare` builds several
     # models, ...) advise the library's authors, not the user.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # tensorflow-datasets' absl warnings ("Variant folder ... has no dataset_info.json") and
+    # urllib3's retry lines while a download fails: the one-line error says what happened.
+    for logger in ("absl", "urllib3"):
+        logging.getLogger(logger).setLevel(logging.ERROR)
     for message in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=UserWarning)
     with tempfile.TemporaryFile() as held:
