@@ -1,6 +1,11 @@
 """The calls users of timm, KerasHub and KerasTuner write out of habit, each in that library's
 own style: accepted where the meaning is ours (one name documented as ours, the peer's as an
-alias), refused with a message naming ours where it is not."""
+alias), refused with a message naming ours where it is not.
+
+What these conventions change is argument handling and graph surgery, the same on every
+backend: they run in the TensorFlow pass only (conftest.py), except `dtype=`, whose policies
+each backend computes in.
+"""
 
 import keras
 import keras_tuner
@@ -24,6 +29,7 @@ def shapes(count, size=16):
 # features_only=True with out_indices=n ("the last n stages").
 
 
+@pytest.mark.backend_independent
 def test_timm_create_model_num_classes_num_features_and_reset_classifier(tmp_path):
     model = kmc.get_model("resnet18", num_classes=10, **TINY)
     assert model.output_shape == (None, 10)
@@ -43,6 +49,7 @@ def test_timm_create_model_num_classes_num_features_and_reset_classifier(tmp_pat
         kmc.get_model("resnet18", num_clases=3)
 
 
+@pytest.mark.backend_independent
 def test_timm_out_indices_as_an_integer_takes_the_last_n_stages():
     backbone = kmc.get_model("resnet18", features_only=True, out_indices=3, **TINY)
     assert [info.reduction for info in backbone.feature_info] == [8, 16, 32]
@@ -60,11 +67,11 @@ def test_timm_out_indices_as_an_integer_takes_the_last_n_stages():
     ("bfloat16", "bfloat16", "bfloat16"), ("mixed_float16", "float32", "float16"),
 ])
 def test_keras_hub_dtype_sets_every_layers_policy_and_leaves_the_global_one(tmp_path, dtype, variables, compute):
-    model = kmc.ResNet18(classes=4, dtype=dtype, **TINY)
+    model = kmc.BNLeNet(input_shape=(16, 16, 1), width_ratio=0.5, dtype=dtype)
     assert keras.config.dtype_policy().name == "float32"
     assert {layer.dtype_policy.name for layer in model.layers[1:]} == {dtype}
     assert {weight.dtype for weight in model.weights} == {variables}
-    outputs = model.predict(np.ones((2, 32, 32, 3), "float32"), verbose=0)
+    outputs = model.predict_on_batch(np.ones((2, 16, 16, 1), "float32"))
     assert keras.backend.standardize_dtype(outputs.dtype) == compute
     reloaded = keras.saving.load_model(kmc.saving.save_model(model, tmp_path / "m.keras"))
     assert reloaded.get_layer("conv1_conv").dtype_policy.name == dtype
@@ -78,6 +85,7 @@ def test_keras_hub_dtype_sets_every_layers_policy_and_leaves_the_global_one(tmp_
 # KerasTuner: hp.Choice for booleans, a compile_model override, HyperImageAugment, input_tensor.
 
 
+@pytest.mark.backend_independent
 def test_keras_tuner_boolean_choice_reaches_the_builder_as_a_bool(tmp_path):
     hp = keras_tuner.HyperParameters()
     hp.Choice("batch_norm", [True, False])  # KerasTuner stores the values 1 and 0
@@ -99,6 +107,7 @@ def test_keras_tuner_boolean_choice_reaches_the_builder_as_a_bool(tmp_path):
         assert has_bn is bool(trial.hyperparameters["batch_norm"])
 
 
+@pytest.mark.backend_independent
 def test_keras_tuner_compile_model_override_searches_only_what_it_uses(tmp_path):
     class OwnOptimizer(HyperLeNet):
         def compile_model(self, hp, model):
@@ -122,6 +131,7 @@ def test_keras_tuner_compile_model_override_searches_only_what_it_uses(tmp_path)
         assert "dense_units" in names
 
 
+@pytest.mark.backend_independent
 def test_keras_tuner_image_augmentation_and_input_tensor_compose_with_the_network(tmp_path):
     augment = HyperImageAugment(input_shape=(16, 16, 1), augment_layers=0, rotate=[0.1, 0.2],
                                 translate_x=0.1, translate_y=None, contrast=None)

@@ -134,7 +134,12 @@ def make_pipeline(
             pipeline = pipeline.map(random_flip_and_crop, num_parallel_calls=autotune)
     pipeline = pipeline.batch(batch_size)
     if replicas > 1 and training:
+        examples = int(dataset.cardinality())
         pipeline = pipeline.map(drop_remainder).filter(lambda images, _: tf.shape(images)[0] > 0)
+        if examples >= 0:  # the filter hides the batch count, and Keras then warns that the
+            # "input ran out of data" at the end of the first epoch: state it
+            batches = examples // batch_size + (examples % batch_size >= replicas)
+            pipeline = pipeline.apply(tf.data.experimental.assert_cardinality(batches))
     elif replicas > 1:
         pipeline = pipeline.map(pad_with_zero_weights)
     if processes > 1:
