@@ -260,9 +260,14 @@ def write_results(tuner, path):
 def plot_trials(tuner, path):
     """Score of each trial in the order they ran, and the best score so far (`trials.png`)."""
     trials = [(int(trial.trial_id), trial.score) for trial in tuner.oracle.trials.values()]
+    objective = tuner.oracle.objective.name
+    # Guessing's accuracy, for a classifier (a segmentation's pixel accuracy is not uniform).
+    classes = getattr(tuner.hypermodel, "classes", None)
+    classifier = getattr(tuner.hypermodel, "family", None) != "unet"
+    chance = 1 / classes if classes and classifier and objective.endswith("accuracy") else None
     return plots.plot_trials(
-        trials, tuner.oracle.objective.name, tuner.oracle.objective.direction == "max", path,
-        title=tuner.project_name,
+        trials, objective, tuner.oracle.objective.direction == "max", path,
+        title=tuner.project_name, chance=chance,
     )
 
 
