@@ -30,12 +30,19 @@ def _figure(path, columns=1, width=6.0):
         pyplot.close(figure)
 
 
+def _wrapped(title, figure):
+    """`title` broken into lines that fit the figure's width (about 11 characters per inch)."""
+    import textwrap
+
+    return textwrap.fill(title, width=max(30, int(figure.get_figwidth() * 11)))
+
+
 def _integer_ticks(axis, first, last):
     """Whole-number ticks on the x axis from `first` to `last`, with half a step of margin
     (a one-epoch run would otherwise read 0.945 ... 1.050)."""
     from matplotlib.ticker import MaxNLocator
 
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     axis.set_xlim(first - 0.5, last + 0.5)
 
 
@@ -59,11 +66,13 @@ def plot_curves(histories, path, title=None):
             for index, (name, rows) in enumerate(histories.items()):
                 epochs = [row["epoch"] for row in rows]
                 prefix = "" if len(histories) == 1 else f"{name} "
-                for key, marker in zip(keys, "os"):
+                for number, (key, marker) in enumerate(zip(keys, "os")):
                     metric = "" if len(keys) == 1 else {"mean_iou": "IoU ", "mean_dice": "Dice "}[key]
+                    # One colour per model; a single model's IoU and Dice get one each.
+                    colour = f"C{index if len(histories) > 1 else number}"
                     for split, style in (("", "-"), ("val_", "--")):
                         axis.plot(epochs, [row.get(split + key) for row in rows], style,
-                                  marker=marker, markersize=3, color=f"C{index}",
+                                  marker=marker, markersize=3, color=colour,
                                   label=prefix + metric + ("test" if split else "train"))
             axis.set_xlabel("epoch")
             axis.set_ylabel(label)
@@ -73,7 +82,7 @@ def plot_curves(histories, path, title=None):
         for axis in axes[1:]:
             axis.set_ylim(0, 1.02)
         axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))  # off the data
-        figure.suptitle(title or ", ".join(histories))
+        figure.suptitle(_wrapped(title or ", ".join(histories), figure))
     return path
 
 
@@ -92,7 +101,7 @@ def plot_comparison(all_metrics, path, title):
             axis.margins(y=0.15)
             axis.grid(axis="y", alpha=0.3)
         axes[0].set_ylim(0, 1.1)
-        figure.suptitle(title)
+        figure.suptitle(_wrapped(title, figure))
     return path
 
 
