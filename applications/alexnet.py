@@ -72,9 +72,9 @@ def AlexNet(
     `AlexNet(input_shape=(224, 224, 1), classes=10, classifier_activation=None)`.
 
     Args:
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `keras.applications`. The default input is
-            224x224x3 with 1000 classes; `include_top=False` returns the `pool5` features.
+        include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
+            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            The default input is 224x224x3 with 1000 classes; `include_top=False` returns the `pool5` features.
         batch_norm: BatchNorm between every convolution and its ReLU.
         dense_units: sizes of the hidden dense layers (4096, 4096).
         dropout_rate: dropout after each hidden dense layer (0.5; 0 disables it).

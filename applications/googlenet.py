@@ -115,9 +115,9 @@ def GoogLeNet(
     `GoogLeNet(input_shape=(96, 96, 1), classes=10, classifier_activation=None)`.
 
     Args:
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `keras.applications`. The default input is
-            224x224x3 with 1000 classes; the top is global average pooling + `predictions`;
+        include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
+            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            The default input is 224x224x3 with 1000 classes; the top is global average pooling + `predictions`;
             `include_top=False` returns the `inception5b_concat` features.
         batch_norm: BatchNorm between every convolution and its ReLU.
         width_ratio: multiplies every convolution's channel count (Inception paths included).

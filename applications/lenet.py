@@ -61,9 +61,9 @@ def LeNet(
         dense_units: sizes of the hidden dense layers (120, 84 in LeNet-5).
         batch_norm: insert BatchNorm before every sigmoid (BN-LeNet).
         width_ratio: multiplies every convolution's channel count.
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `keras.applications`. The default input is
-            28x28x1 and `classes` defaults to 10 (Fashion-MNIST), as in the seeds.
+        include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
+            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            The default input is 28x28x1 and `classes` defaults to 10 (Fashion-MNIST), as in the seeds.
         dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
             `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor

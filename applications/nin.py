@@ -69,9 +69,9 @@ def NiN(
     `NiN(input_shape=(224, 224, 1), classes=10, classifier_activation=None)`.
 
     Args:
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `keras.applications`. The default input is
-            224x224x3 with 1000 classes. The top is dropout, a NiN block with `classes`
+        include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
+            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            The default input is 224x224x3 with 1000 classes. The top is dropout, a NiN block with `classes`
             channels, global average pooling and `classifier_activation`;
             `include_top=False` returns the features before it (`block3_pool`).
         dropout_rate: dropout before the class block (0.5; 0 disables it).

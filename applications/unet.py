@@ -106,11 +106,13 @@ def UNet(
         include_top: end with the 1x1 convolution to `classes` channels; `False` returns the
             last decoder features (with `pooling`, a pooled vector).
         weights: `None` (random initialization) or the path of a weights file to load.
-        input_tensor, input_shape: as in `keras.applications`; sides must be multiples of
+        input_tensor: as in `keras.applications`.
+        input_shape: as in `keras.applications`; sides must be multiples of
             2**depth (classic) or of the encoder's largest reduction (32); `(None, None, C)`
             builds for any such size.
         pooling: with `include_top=False`: None, "avg" or "max".
-        classes, classifier_activation: output channels and their activation (per pixel).
+        classes: output channels (classes per pixel).
+        classifier_activation: their activation (per pixel).
         name: the model's name.
         encoder: None (classic) or a name of `encoder_names()` (e.g. "resnet34", "vgg16",
             "densenet121", "googlenet"), built without its head, `width_ratio` forwarded.

@@ -95,9 +95,9 @@ def VGG(
         dense_units: sizes of the hidden dense layers (4096, 4096); not scaled by `width_ratio`.
         dropout_rate: dropout after each hidden dense layer (0.5; 0 disables it).
         width_ratio: multiplies every convolution's channel count.
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `keras.applications`. The default input is
-            224x224x3 with 1000 classes; the minimum side is 2**len(arch) (32 for 5 blocks).
+        include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
+            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            The default input is 224x224x3 with 1000 classes; the minimum side is 2**len(arch) (32 for 5 blocks).
         dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
             `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor

@@ -246,6 +246,7 @@ def accepts_dtype(builder):
         finally:
             keras.config.set_dtype_policy(previous)
 
+    del build.__wrapped__  # introspection (inspect, griffe) reads the signature below
     signature = inspect.signature(builder)
     build.__signature__ = signature.replace(parameters=[
         *signature.parameters.values(),

@@ -25,6 +25,7 @@ The ONNX and OpenVINO exporters and runtimes are optional packages: `pip install
 "keras-modern-cnn[export]"`.
 """
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -179,7 +180,7 @@ def _write(path, format, model, quantize, representative_data):
             )
         # The converter's C++ lines ("fully_quantize: 0, inference_type: 6, ...") report
         # nothing to act on; they are shown if the conversion fails.
-        with native_stderr_held():
+        with native_stderr_held(), _tensorflow_logs_at("WARNING"):  # "Assets written to ..."
             model.export(path, format="litert", verbose=False, input_signature=_signature(model),
                          **options)
     else:
@@ -187,6 +188,20 @@ def _write(path, format, model, quantize, representative_data):
             # torch.onnx's tracer warns about every Python-level shape computation in Keras.
             warnings.simplefilter("ignore")
             model.export(path, format=format, verbose=False, input_signature=_signature(model))
+
+
+@contextlib.contextmanager
+def _tensorflow_logs_at(level):
+    """TensorFlow's Python logger at `level` at least within the block (then as it was)."""
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    previous = logger.level
+    logger.setLevel(max(previous, getattr(logging, level)))
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def inference_copy(model: keras.Model) -> keras.Model:

@@ -174,7 +174,8 @@ class HyperCNN(keras_tuner.HyperModel):
             uncompiled, unless a subclass overrides `compile_model` (add a head, compile).
         pooling: None, "avg" or "max" (with `include_top=False`).
         metrics: compiled metrics (default accuracy; the tuner's objective is `val_accuracy`).
-        name, tunable: as in `keras_tuner.HyperModel`.
+        name: as in `keras_tuner.HyperModel`.
+        tunable: as in `keras_tuner.HyperModel`.
         **search_space: fix (a value), choose among (a list) or bound (a `(low, high)` tuple)
             any dimension of `search_space()`, by its name.
     """

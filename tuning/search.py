@@ -195,8 +195,9 @@ def make_tuner(
         objective: the metric to optimise (direction inferred by KerasTuner).
         max_trials: trials of random and Bayesian searches (Hyperband sets its own).
         max_epochs: Hyperband's most epochs for one model (required for "hyperband").
-        directory, project_name: the search lives in `directory/project_name`; rerunning
-            resumes it (finished trials are not rerun) unless `overwrite`.
+        directory: the search lives in `directory/project_name`; rerunning resumes it
+            (finished trials are not rerun) unless `overwrite`.
+        project_name: see `directory`.
         hyperparameters: a `keras_tuner.HyperParameters` of overrides (e.g. `hp.Fixed`).
         seed: seed of the oracle.
         max_consecutive_failed_trials: stop the search after this many failed trials in a row.

@@ -51,9 +51,10 @@ def make_pipeline(
             examples per epoch, different ones each epoch as the split is reshuffled) and
             evaluation pads it with zero-weight examples, yielding `(images, targets,
             weights)`, so every test example counts exactly once in weighted metrics.
-        processes, process_index: the processes of a multi-process data-parallel run (their
-            devices count in `replicas`) and this one's index: it yields its own contiguous
-            share of every batch, the `process_index`-th of `processes` equal slices.
+        processes: the processes of a multi-process data-parallel run (their devices count
+            in `replicas`).
+        process_index: this process's index: it yields its own contiguous share of every
+            batch, the `process_index`-th of `processes` equal slices.
     """
     import tensorflow as tf
 

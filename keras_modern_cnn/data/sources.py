@@ -67,7 +67,8 @@ def load_data(
         download: let TFDS download and prepare a dataset missing from `data_dir`.
         image_size: image side used when decoding an image folder (other sources keep
             their native size; the pipeline resizes).
-        train_examples, test_examples: keep only the first N examples of each split.
+        train_examples: keep only the first N training examples.
+        test_examples: keep only the first N test examples.
         seed: seed of the embedded dataset and of the image-folder train/test split.
         skip_unreadable: skip (and count) image-folder files that cannot be decoded instead
             of stopping with their paths.
