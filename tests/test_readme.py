@@ -107,9 +107,12 @@ def test_every_readme_command_and_snippet_runs_in_order_in_a_fresh_folder(tmp_pa
     """A fresh clone's user, following the README from the top (TensorFlow, the default)."""
     from keras_modern_cnn.cli import build_parser, main
 
+    import time
+
     monkeypatch.chdir(tmp_path)
-    namespace = {}
+    namespace, seconds = {}, []
     for step in readme_steps():
+        seconds.append((time.perf_counter(), step[0], step[1][:60] if step[0] == "python" else " ".join(step[1])[:60]))
         if step[0] == "python":
             exec(compile(step[1], "README.md", "exec"), namespace)  # noqa: S102
             continue
@@ -124,6 +127,11 @@ def test_every_readme_command_and_snippet_runs_in_order_in_a_fresh_folder(tmp_pa
         except SystemExit as exit_info:  # --help
             status = exit_info.code
         assert status in (0, None), f"kmc {' '.join(argv)}: {capsys.readouterr().err[-2000:]}"
-    assert (tmp_path / "masks" / "images" / "ring" / "ring_0_overlay.png").is_file()
+    assert (tmp_path / "masks" / "ring" / "ring_0_overlay.png").is_file()
+    assert (tmp_path / "disk_masks" / "disk_0_mask.png").is_file()
     assert (tmp_path / "runs" / "demo" / "model_int8.tflite").is_file()
+    ends = [start for start, *_ in seconds[1:]] + [time.perf_counter()]
+    with capsys.disabled():  # where the time goes (pytest -s shows it)
+        for (start, kind, what), end in sorted(zip(seconds, ends), key=lambda item: item[0][0] - item[1])[:8]:
+            print(f"{end - start:6.1f} s  {kind} {what!r}")
     assert (tmp_path / "predictions.csv").read_text().count("samples/images/") == 3 * 30
