@@ -266,6 +266,7 @@ BAD_INVOCATIONS = [
     (["data"], "the following arguments are required: ACTION"),
     (["data", "samples"], "needs --output-dir DIR. Received: output_dir=None"),
     (["data", "samples", "--output-dir", "{tmp}/out", "--per-class", "0"], "Received: per_class=0"),
+    (["data", "samples", "--output-dir", "{tmp}/out", "--per-class", "5000"], "at most 1000"),
     (["data", "samples", "--output-dir", "{tmp}/out", "--image-size", "4"], "Received: image_size=4"),
     (["data", "samples", "--output-dir", "{tmp}/file"], "Received: output_dir="),
     (["data", "samples", "--output-dir", "{tmp}/out", "--channels", "2"], "invalid choice: 2"),

@@ -18,6 +18,8 @@ from keras_modern_cnn.data.embedded import SHAPE_CLASSES, load_shapes
 from keras_modern_cnn.validation import check_bool, check_choice, check_positive_int
 
 IMAGES_DIR, MASKS_DIR = "images", "masks"
+MAX_PER_CLASS = 1000
+MAX_IMAGE_SIZE = 1024
 
 
 def sample_paths(output_dir, per_class):
@@ -54,6 +56,13 @@ def write_samples(output_dir, *, per_class=3, image_size=28, channels=1, split="
     from keras_modern_cnn.rundir import check_writable
 
     per_class = check_positive_int("per_class", per_class)
+    if per_class > MAX_PER_CLASS:  # a few files to try commands on, not a dataset dump
+        raise ValueError(
+            f"`per_class` must be at most {MAX_PER_CLASS} (for a dataset, train on the embedded "
+            f"data directly: no --dataset). Received: per_class={per_class}"
+        )
+    if check_positive_int("image_size", image_size, minimum=8) > MAX_IMAGE_SIZE:
+        raise ValueError(f"`image_size` must be at most {MAX_IMAGE_SIZE}. Received: image_size={image_size}")
     check_choice("split", split, SPLITS)
     check_bool("overwrite", overwrite)
     check_writable("output_dir", os.fspath(output_dir))
