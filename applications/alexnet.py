@@ -1,7 +1,7 @@
 """AlexNet: five convolutions (11x11/4 first), three 3x3/2 max pools, two dense 4096 layers.
 
 Reference: Krizhevsky, Sutskever & Hinton, "ImageNet Classification with Deep Convolutional
-Neural Networks", NeurIPS 2012; Dive into Deep Learning, section 7.1 (the seeds' version).
+Neural Networks", NeurIPS 2012; Dive into Deep Learning, section 8.1 (the seeds' version).
 
 Note: as in the seeds, this is the single-stream AlexNet without local response
 normalization: 96-256-384-384-256 convolutions, the first unpadded, the others "same"; 3x3
@@ -18,6 +18,7 @@ from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
+    accepts_dtype,
     dense_classifier,
     image_input,
     load_weights_if_given,
@@ -49,6 +50,7 @@ _LAYERS = (
 MIN_INPUT_SIZE = smallest_input_size([(kernel, stride, pad) for _, _, kernel, stride, pad in _LAYERS])
 
 
+@accepts_dtype
 def AlexNet(
     include_top: bool = True,
     weights: Weights = None,
@@ -65,19 +67,21 @@ def AlexNet(
     width_ratio: float = 1.0,
     default_input_shape: Shape = (224, 224, 3),
 ) -> keras.Model:
-    """AlexNet as in the seeds (d2l 7.1), for inputs of at least 67x67.
+    """AlexNet as in the seeds (d2l 8.1), for inputs of at least 67x67.
 
     The seeds' Fashion-MNIST model (46,764,746 parameters):
     `AlexNet(input_shape=(224, 224, 1), classes=10, classifier_activation=None)`.
 
     Args:
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `keras.applications`. The default input is
-            224x224x3 with 1000 classes; `include_top=False` returns the `pool5` features.
+        include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
+            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            The default input is 224x224x3 with 1000 classes; `include_top=False` returns the `pool5` features.
         batch_norm: BatchNorm between every convolution and its ReLU.
         dense_units: sizes of the hidden dense layers (4096, 4096).
         dropout_rate: dropout after each hidden dense layer (0.5; 0 disables it).
         width_ratio: multiplies every convolution's channel count.
+        dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
+            `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`).
     """
@@ -119,17 +123,17 @@ def alexnet_stages(batch_norm):
 
 
 ALEXNET_CONFIGS = {
-    "alexnet": Variant("AlexNet", "d2l 7.1 AlexNet (Krizhevsky et al. 2012, single stream, no LRN)", {}),
+    "alexnet": Variant("AlexNet", "d2l 8.1 AlexNet (Krizhevsky et al. 2012, single stream, no LRN)", {}),
     "alexnet_bn": Variant(
         "AlexNetBN",
-        "d2l 7.1 AlexNet + BatchNorm after every convolution (Ioffe & Szegedy 2015)",
+        "d2l 8.1 AlexNet + BatchNorm after every convolution (Ioffe & Szegedy 2015)",
         dict(batch_norm=True),
     ),
 }
 
 ALEXNET = Family(
     name="alexnet", builder=AlexNet, configs=ALEXNET_CONFIGS,
-    summary="AlexNet as in the seeds (d2l 7.1): five convolutions (11x11/4 first), three 3x3/2\n"
+    summary="AlexNet as in the seeds (d2l 8.1): five convolutions (11x11/4 first), three 3x3/2\n"
     "max pools, two dense 4096 layers with dropout; BatchNorm between every convolution and\n"
     "its ReLU.",
     paper="Krizhevsky, Sutskever & Hinton, NeurIPS 2012; Ioffe & Szegedy, ICML 2015 "

@@ -26,6 +26,7 @@ from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
+    accepts_dtype,
     image_input,
     load_weights_if_given,
     pooled_classifier,
@@ -117,6 +118,7 @@ def transition_block(x, compression, *, conv_bias, bn, name):
     return layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
 
 
+@accepts_dtype
 def DenseNet(
     blocks: Sequence[int] = (4, 4, 4, 4),
     growth_rate: int = 32,
@@ -154,7 +156,8 @@ def DenseNet(
         compression: channel factor of transition layers, in (0, 1] (DenseNet-C: 0.5).
         stem_filters: channels of the 7x7 stem convolution.
         conv_bias: convolutions carry a bias (d2l) or not (the paper, keras.applications).
-        bn_epsilon, bn_momentum: of every BatchNorm (keras.applications: 1.001e-5, 0.99).
+        bn_epsilon: epsilon of every BatchNorm (keras.applications: 1.001e-5).
+        bn_momentum: momentum of every BatchNorm (keras.applications: 0.99).
         width_ratio: multiplies the stem channels and the growth rate.
         memory_efficient: recompute each layer's concatenation, BN and ReLU in the backward
             pass (`RecomputedConcatNormConv`), so training memory grows linearly with depth
@@ -164,8 +167,10 @@ def DenseNet(
         drop_path_rate: stochastic depth (Huang et al. 2016) on each dense layer's new
             features: layer i of n is dropped per example with probability
             drop_path_rate * i / (n - 1) while training; 0 (default) adds no layer.
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `keras.applications`.
+        include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
+            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+        dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
+            `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`; d2l: 96x96x1).
     """

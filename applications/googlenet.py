@@ -1,7 +1,7 @@
 """GoogLeNet (Inception v1): a 7x7 stem, nine four-path Inception blocks, global pooling.
 
 Reference: Szegedy et al., "Going Deeper with Convolutions", CVPR 2015 (arXiv:1409.4842);
-Dive into Deep Learning, section 7.4 (the seeds' `Inception` block and `b1`..`b5`).
+Dive into Deep Learning, section 8.4 (the seeds' `Inception` block and `b1`..`b5`).
 
 Note: as in the seeds, without the auxiliary classifiers, local response normalization and
 the dropout before the classifier; the third path keeps the paper's true 5x5 convolution
@@ -20,6 +20,7 @@ from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
+    accepts_dtype,
     image_input,
     load_weights_if_given,
     pooled_classifier,
@@ -94,6 +95,7 @@ def inception_block(x, c1, c2, c3, c4, *, name, batch_norm=False, width_ratio=1.
     )
 
 
+@accepts_dtype
 def GoogLeNet(
     include_top: bool = True,
     weights: Weights = None,
@@ -108,18 +110,20 @@ def GoogLeNet(
     width_ratio: float = 1.0,
     default_input_shape: Shape = (224, 224, 3),
 ) -> keras.Model:
-    """GoogLeNet as in the seeds (d2l 7.4), for inputs of at least 32x32.
+    """GoogLeNet as in the seeds (d2l 8.4), for inputs of at least 32x32.
 
     The seeds' Fashion-MNIST model (5,977,530 parameters):
     `GoogLeNet(input_shape=(96, 96, 1), classes=10, classifier_activation=None)`.
 
     Args:
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `keras.applications`. The default input is
-            224x224x3 with 1000 classes; the top is global average pooling + `predictions`;
+        include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
+            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            The default input is 224x224x3 with 1000 classes; the top is global average pooling + `predictions`;
             `include_top=False` returns the `inception5b_concat` features.
         batch_norm: BatchNorm between every convolution and its ReLU.
         width_ratio: multiplies every convolution's channel count (Inception paths included).
+        dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
+            `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`).
     """
@@ -176,17 +180,17 @@ def googlenet_stages(batch_norm):
 
 
 GOOGLENET_CONFIGS = {
-    "googlenet": Variant("GoogLeNet", "d2l 7.4 GoogLeNet (Szegedy et al. 2015, true 5x5, no aux heads)", {}),
+    "googlenet": Variant("GoogLeNet", "d2l 8.4 GoogLeNet (Szegedy et al. 2015, true 5x5, no aux heads)", {}),
     "googlenet_bn": Variant(
         "GoogLeNetBN",
-        "d2l 7.4 GoogLeNet + BatchNorm after every convolution (d2l 7.4 exercise 1)",
+        "d2l 8.4 GoogLeNet + BatchNorm after every convolution (d2l 8.4 exercise 1)",
         dict(batch_norm=True),
     ),
 }
 
 GOOGLENET = Family(
     name="googlenet", builder=GoogLeNet, configs=GOOGLENET_CONFIGS,
-    summary="GoogLeNet as in the seeds (d2l 7.4): a 7x7/2 stem, nine Inception blocks, global\n"
+    summary="GoogLeNet as in the seeds (d2l 8.4): a 7x7/2 stem, nine Inception blocks, global\n"
     "average pooling and `predictions`; BatchNorm between every convolution and its ReLU.",
     paper='Szegedy et al., "Going Deeper with Convolutions", CVPR 2015 (arXiv:1409.4842).',
     options=("width_ratio",),

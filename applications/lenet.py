@@ -18,6 +18,7 @@ from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
+    accepts_dtype,
     global_pool,
     image_input,
     load_weights_if_given,
@@ -36,6 +37,7 @@ _FEATURE_STEPS = [(5, 1, "valid"), (2, 2, "valid"), (5, 1, "valid"), (2, 2, "val
 MIN_INPUT_SIZE = smallest_input_size(_FEATURE_STEPS)
 
 
+@accepts_dtype
 def LeNet(
     conv_filters: Sequence[int] = (6, 16),
     dense_units: Sequence[int] = (120, 84),
@@ -60,9 +62,11 @@ def LeNet(
         dense_units: sizes of the hidden dense layers (120, 84 in LeNet-5).
         batch_norm: insert BatchNorm before every sigmoid (BN-LeNet).
         width_ratio: multiplies every convolution's channel count.
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `keras.applications`. The default input is
-            28x28x1 and `classes` defaults to 10 (Fashion-MNIST), as in the seeds.
+        include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
+            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            The default input is 28x28x1 and `classes` defaults to 10 (Fashion-MNIST), as in the seeds.
+        dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
+            `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`).
         batch_norm_layers: the old spelling of `batch_norm` (deprecated; removed in the next

@@ -1,7 +1,7 @@
 """NiN (Network in Network): AlexNet-sized convolutions, each followed by two 1x1 convolutions.
 
 Reference: Lin, Chen & Yan, "Network In Network", ICLR 2014 (arXiv:1312.4400);
-Dive into Deep Learning, section 7.3 (the seeds' `nin_block` network).
+Dive into Deep Learning, section 8.3 (the seeds' `nin_block` network).
 
 Note: as in the seeds (and the paper's ImageNet model), the class block's convolutions
 keep their ReLU, so the class scores averaged by global pooling are non-negative; then
@@ -17,6 +17,7 @@ from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
+    accepts_dtype,
     global_pool,
     image_input,
     load_weights_if_given,
@@ -48,6 +49,7 @@ def nin_block(x, filters, kernel_size, *, strides, padding, name):
     return conv_relu(x, filters, 1, name=f"{name}_conv3")
 
 
+@accepts_dtype
 def NiN(
     include_top: bool = True,
     weights: Weights = None,
@@ -62,19 +64,21 @@ def NiN(
     width_ratio: float = 1.0,
     default_input_shape: Shape = (224, 224, 3),
 ) -> keras.Model:
-    """NiN as in the seeds (d2l 7.3), for inputs of at least 67x67.
+    """NiN as in the seeds (d2l 8.3), for inputs of at least 67x67.
 
     The seeds' Fashion-MNIST model (1,992,166 parameters):
     `NiN(input_shape=(224, 224, 1), classes=10, classifier_activation=None)`.
 
     Args:
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `keras.applications`. The default input is
-            224x224x3 with 1000 classes. The top is dropout, a NiN block with `classes`
+        include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
+            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            The default input is 224x224x3 with 1000 classes. The top is dropout, a NiN block with `classes`
             channels, global average pooling and `classifier_activation`;
             `include_top=False` returns the features before it (`block3_pool`).
         dropout_rate: dropout before the class block (0.5; 0 disables it).
         width_ratio: multiplies the channel count of every convolution of the feature blocks.
+        dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
+            `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`).
     """
@@ -109,7 +113,7 @@ def NiN(
     return load_weights_if_given(model, weights)
 
 
-NIN_CONFIGS = {"nin": Variant("NiN", "d2l 7.3 NiN (Lin et al. 2014)", {})}
+NIN_CONFIGS = {"nin": Variant("NiN", "d2l 8.3 NiN (Lin et al. 2014)", {})}
 
 NIN = Family(
     name="nin", builder=NiN, configs=NIN_CONFIGS,

@@ -25,6 +25,7 @@ from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
+    accepts_dtype,
     image_input,
     load_weights_if_given,
     pooled_classifier,
@@ -171,6 +172,7 @@ def resnet_stages(stack_depths, block_type):
     )
 
 
+@accepts_dtype
 def ResNet(
     stack_depths: Sequence[int],
     block_type: str = "bottleneck",
@@ -205,7 +207,8 @@ def ResNet(
         stride_in: "1x1" (keras.applications v1) or "3x3" (torchvision v1.5) for bottlenecks.
         shortcut_batch_norm: BN after the 1x1 shortcut convolution of basic blocks (torchvision
             yes, d2l no).
-        bn_epsilon, bn_momentum: of every BatchNorm (keras.applications: 1.001e-5, 0.99).
+        bn_epsilon: epsilon of every BatchNorm (keras.applications: 1.001e-5).
+        bn_momentum: momentum of every BatchNorm (keras.applications: 0.99).
         width_ratio: multiplies every convolution's channel count.
         drop_path_rate: stochastic depth (Huang et al. 2016): the residual branch of block i of
             n is dropped per example with probability drop_path_rate * i / (n - 1) while
@@ -213,8 +216,10 @@ def ResNet(
         zero_init_last_bn: start the last BatchNorm's gamma of every residual branch at zero
             (v2: the last convolution's kernel), so every block starts as the identity
             (Goyal et al. 2017).
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `keras.applications` (224x224x3, 1000 classes).
+        include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
+            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name` (224x224x3, 1000 classes).
+        dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
+            `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`).
     """

@@ -26,6 +26,7 @@ from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
+    accepts_dtype,
     global_pool,
     image_input,
     load_weights_if_given,
@@ -80,6 +81,7 @@ def _check_encoder(encoder, depth, base_filters, decoder_filters):
     return stages, decoder_filters
 
 
+@accepts_dtype
 def UNet(
     include_top: bool = True,
     weights: Weights = None,
@@ -105,11 +107,13 @@ def UNet(
         include_top: end with the 1x1 convolution to `classes` channels; `False` returns the
             last decoder features (with `pooling`, a pooled vector).
         weights: `None` (random initialization) or the path of a weights file to load.
-        input_tensor, input_shape: as in `keras.applications`; sides must be multiples of
+        input_tensor: as in `keras.applications`.
+        input_shape: as in `keras.applications`; sides must be multiples of
             2**depth (classic) or of the encoder's largest reduction (32); `(None, None, C)`
             builds for any such size.
         pooling: with `include_top=False`: None, "avg" or "max".
-        classes, classifier_activation: output channels and their activation (per pixel).
+        classes: output channels (classes per pixel).
+        classifier_activation: their activation (per pixel).
         name: the model's name.
         encoder: None (classic) or a name of `encoder_names()` (e.g. "resnet34", "vgg16",
             "densenet121", "googlenet"), built without its head, `width_ratio` forwarded.
@@ -121,6 +125,8 @@ def UNet(
         batch_norm: BatchNorm after every 3x3 convolution of the U-Net's own blocks (then
             without conv bias).
         width_ratio: multiplies every convolution's channel count (the encoder's too).
+        dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
+            `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given.
     """

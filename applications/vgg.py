@@ -2,7 +2,7 @@
 
 Reference: Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
 Recognition", ICLR 2015 (arXiv:1409.1556), Table 1 configurations A, B, D, E;
-Dive into Deep Learning, section 7.2 (the seeds' `vgg(conv_arch)`).
+Dive into Deep Learning, section 8.2 (the seeds' `vgg(conv_arch)`).
 
 Note: layer names (`block{i}_conv{j}`, `block{i}_pool`, `flatten`, `fc1`, `fc2`,
 `predictions`) and weights are those of `keras.applications.VGG16/19`, whose weights copy in
@@ -22,6 +22,7 @@ from keras_modern_cnn import layers
 from keras_modern_cnn.assembly import (
     Family,
     Variant,
+    accepts_dtype,
     dense_classifier,
     image_input,
     load_weights_if_given,
@@ -62,6 +63,7 @@ def check_arch(arch):
     return tuple((int(num_convs), int(channels)) for num_convs, channels in arch)
 
 
+@accepts_dtype
 def VGG(
     arch: Sequence[tuple[int, int]],
     *,
@@ -94,9 +96,11 @@ def VGG(
         dense_units: sizes of the hidden dense layers (4096, 4096); not scaled by `width_ratio`.
         dropout_rate: dropout after each hidden dense layer (0.5; 0 disables it).
         width_ratio: multiplies every convolution's channel count.
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as in `keras.applications`. The default input is
-            224x224x3 with 1000 classes; the minimum side is 2**len(arch) (32 for 5 blocks).
+        include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
+            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            The default input is 224x224x3 with 1000 classes; the minimum side is 2**len(arch) (32 for 5 blocks).
+        dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
+            `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`).
     """
@@ -144,7 +148,7 @@ def vgg_stages(arch, batch_norm):
 
 _PAPER = "Simonyan & Zisserman 2015"
 _TWIN = {
-    "vgg11": "config A (torchvision vgg11; d2l 7.2 VGG-11)", "vgg13": "config B (torchvision vgg13)",
+    "vgg11": "config A (torchvision vgg11; d2l 8.2 VGG-11)", "vgg13": "config B (torchvision vgg13)",
     "vgg16": "config D (keras.applications VGG16)", "vgg19": "config E (keras.applications VGG19)",
 }
 _TWIN_BN = {

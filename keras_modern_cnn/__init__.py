@@ -12,8 +12,14 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import types
 
 from keras_modern_cnn.version import __version__
+
+# Public names of the API that are also the names of sub-modules: the name means the public
+# object (`kmc.export(model, path)`), whatever was imported first. tests/test_package.py
+# checks this set against `_api.__all__`, so a new clash cannot go unnoticed.
+PUBLIC_OVER_SUBMODULE = frozenset({"export"})
 
 
 def _load():
@@ -24,7 +30,7 @@ def _load():
 
 
 def __getattr__(name):
-    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+    if name not in PUBLIC_OVER_SUBMODULE and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         return importlib.import_module(f"{__name__}.{name}")  # a sub-module: only that
     api = _load()
     if name not in api.__all__:
@@ -34,6 +40,21 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_load().__all__))
+
+
+class _Package(types.ModuleType):
+    """This package's module type: importing a sub-module named like a public object (the
+    `export` module, imported by `from keras_modern_cnn.export import load_served` or by
+    Keras's import hook below) does not rebind the public name to the module, as importlib
+    otherwise does; the sub-module stays in `sys.modules` for `from ... import ...`."""
+
+    def __setattr__(self, name, value):
+        if name in PUBLIC_OVER_SUBMODULE and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 # The modules whose classes `keras.saving.load_model` must find registered. They import only

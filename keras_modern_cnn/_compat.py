@@ -6,6 +6,7 @@ KerasTuner internals `kmc tune` overrides live in `keras_modern_cnn.tuning._comp
 never imports KerasTuner).
 """
 
+import contextlib
 import json
 import os
 
@@ -124,3 +125,27 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         os.replace(weights_tmp, self._weights_path)
         write_text(self._training_metadata_path, json.dumps(metadata))
+
+
+# TFDS's downloader retries each request `MAX_RETRIES` times (10 in tensorflow-datasets 4.9)
+# with exponential backoff (0.2 s doubling): offline, a first download sat at "Dl Completed 0%"
+# for 3.4 minutes before failing. Three retries fail in about two seconds and still ride out a
+# brief outage.
+TFDS_DOWNLOAD_RETRIES = 3
+
+
+@contextlib.contextmanager
+def tfds_download_retries(retries=TFDS_DOWNLOAD_RETRIES):
+    """Within the block, TFDS's downloader retries a request at most `retries` times.
+
+    Relies on `tensorflow_datasets.core.download.downloader.MAX_RETRIES`, read by
+    `_open_with_requests` on every download.
+    """
+    from tensorflow_datasets.core.download import downloader
+
+    previous = downloader.MAX_RETRIES
+    downloader.MAX_RETRIES = retries
+    try:
+        yield
+    finally:
+        downloader.MAX_RETRIES = previous

@@ -14,6 +14,7 @@ and torchvision write them):
 """
 
 import dataclasses
+import functools
 import inspect
 import textwrap
 from typing import Any, Callable, Optional
@@ -21,7 +22,8 @@ from typing import Any, Callable, Optional
 import keras
 
 from keras_modern_cnn.registry import register_model
-from keras_modern_cnn.validation import check_input_shape, spatial_and_channels
+from keras_modern_cnn.types import DType
+from keras_modern_cnn.validation import check_dtype_policy, check_input_shape, spatial_and_channels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +69,12 @@ APPLICATION_ARGS_DOC = """\
             for logits, or any Keras activation name or callable.
         name: the model's name (default "{name}"), so two copies can live in one model."""
 
+# `dtype`, added to every builder by `accepts_dtype` (KerasHub's argument).
+DTYPE_DOC = """\
+dtype: the dtype policy of every layer (KerasHub's `dtype`): "float32", "bfloat16",
+    "mixed_bfloat16", ... or a `keras.DTypePolicy`; None (default) uses the global policy
+    (`keras.config.set_dtype_policy`), which the call leaves unchanged."""
+
 VARIANT_DOCSTRING = """\
 Instantiates {function_name}: {reference}.
 
@@ -78,6 +86,7 @@ Reference:
 Args:
 {application_args}
 {options}
+{dtype}
 
 Returns:
     A functional `keras.Model`. `keras_modern_cnn.get_model({name!r}, features_only=True)`
@@ -179,7 +188,7 @@ class Family:
                     f"{registry_name!r} of the {self.name} config table)"
                 )
             function.__doc__ = self._docstring(registry_name)
-            return register_model(**self._metadata(registry_name))(function)
+            return register_model(**self._metadata(registry_name))(accepts_dtype(function))
 
         return decorator
 
@@ -211,7 +220,39 @@ class Family:
                 min_size=self.min_input_size(row.config), classes=row.classes, name=registry_name,
             )),
             options=_indent("\n".join(option_docs[option] for option in self.options)),
+            dtype=_indent(DTYPE_DOC),
         )
+
+
+def accepts_dtype(builder):
+    """Decorator giving `builder` a keyword-only `dtype` (KerasHub's builders' argument): the
+    model is built under that dtype policy, so every layer records it (and a `.keras` file
+    keeps it), then the global policy is restored. One mechanism for every builder of the zoo:
+    `Family.variant` applies it to each variant, the generic builders carry it themselves.
+    """
+    parameters = inspect.signature(builder).parameters
+    if "dtype" in parameters:
+        raise TypeError(f"{builder.__name__} already has a `dtype` parameter")
+
+    @functools.wraps(builder)
+    def build(*args, dtype=None, **kwargs):
+        if dtype is None:
+            return builder(*args, **kwargs)
+        policy = check_dtype_policy(dtype)
+        previous = keras.config.dtype_policy()  # global state is per thread in Keras
+        keras.config.set_dtype_policy(policy)
+        try:
+            return builder(*args, **kwargs)
+        finally:
+            keras.config.set_dtype_policy(previous)
+
+    del build.__wrapped__  # introspection (inspect, griffe) reads the signature below
+    signature = inspect.signature(builder)
+    build.__signature__ = signature.replace(parameters=[
+        *signature.parameters.values(),
+        inspect.Parameter("dtype", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=DType),
+    ])
+    return build
 
 
 def without_annotations(signature):

@@ -62,8 +62,8 @@ class BlockMidEpoch(keras.callbacks.Callback):
 class EpochHistory(keras.callbacks.Callback):
     """`history.csv` holding every finished epoch exactly once, across resumed runs.
 
-    The first epoch of a run tells where training (re)starts: rows of that epoch and later
-    (left by an interrupted run) are dropped, earlier rows kept.
+    Rows are numbered from 1. The first epoch of a run tells where training (re)starts: rows
+    of that epoch and later (left by an interrupted run) are dropped, earlier rows kept.
     """
 
     def __init__(self, path):
@@ -72,11 +72,12 @@ class EpochHistory(keras.callbacks.Callback):
         self.rows = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self.rows is None:
-            self.rows = [row for row in rundir.read_history(self.path) if row["epoch"] < epoch]
+        if self.rows is None:  # Keras's `epoch` counts from 0: the epochs already done
+            self.rows = [row for row in rundir.read_history(self.path) if row["epoch"] <= epoch]
 
     def on_epoch_end(self, epoch, logs=None):
-        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        # Numbered from 1, as the progress lines and curves.png count.
+        self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
         rundir.write_history(self.rows, self.path)
 
 

@@ -10,6 +10,8 @@ TASKS = ("classification", "segmentation")
 
 # The embedded, procedurally drawn dataset every command defaults to (no network).
 EMBEDDED_DATASET = "shapes"
+# Its splits (`kmc data samples --split`).
+SPLITS = ("train", "test")
 
 # Optimizers a run can use (`keras_modern_cnn.training.make_optimizer` builds them).
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")

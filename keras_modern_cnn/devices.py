@@ -1,12 +1,14 @@
 """How a run uses its device: what `--jit-compile auto`, `--mixed-precision` (not given) and the
 image layout resolve to on this backend and device, from one table; explicit flags win.
 
-`kmc train` prints the choice in one line at the start ("device: CPU x2 (jax) - XLA on,
-float32, channels_last") and records it, with the reasons, in `run.json`. The CPU rows are
+`kmc train` prints the choice in one line at the start ("device: 1 CPU device, 2 cores (jax) -
+XLA on, float32, channels_last") and records it, with the reasons, in `run.json`. The CPU rows are
 measured in BENCHMARKS.md ("What helped"; 2-core CPU, TensorFlow 2.21 / JAX 0.10, Keras 3.15).
 """
 
 import dataclasses
+import os
+from typing import Optional
 
 import keras
 
@@ -46,18 +48,26 @@ class DeviceSettings:
 
     backend: str
     device: str  # "cpu" or "gpu"
-    count: int
+    count: int  # devices the run trains on (replicas), every process's included
     jit_compile: bool
     mixed_precision: bool
     dtype_policy: str
     data_format: str
     reasons: dict
+    cores: Optional[int] = None  # CPU cores this process may use (CPU runs)
 
     def summary(self):
+        """"device: 1 CPU device, 2 cores (jax) - XLA on, float32, channels_last": the devices
+        the run trains on (a backend's CPU device uses every core; JAX's host platform can be
+        split into several), the cores on a CPU, and the settings."""
         compiler = "torch.compile" if self.backend == "torch" else "XLA"
-        return (f"device: {self.device.upper()} x{self.count} ({self.backend}) - "
-                f"{compiler} {'on' if self.jit_compile else 'off'}, {self.dtype_policy}, "
-                f"{self.data_format}")
+        plural = "" if self.count == 1 else "s"
+        if self.device == "cpu":
+            where = f"{self.count} CPU device{plural}, {self.cores} core{'' if self.cores == 1 else 's'}"
+        else:
+            where = f"{self.count} GPU{plural}"
+        return (f"device: {where} ({self.backend}) - {compiler} "
+                f"{'on' if self.jit_compile else 'off'}, {self.dtype_policy}, {self.data_format}")
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -95,8 +105,17 @@ def device_settings(config, count):
         data_format, reasons["data_format"] = keras.config.image_data_format(), (
             "Keras's configuration (keras.json or keras.config.set_image_data_format) wins")
     return DeviceSettings(
-        backend, device, count, jit_compile, mixed, policy, data_format, reasons
+        backend, device, count, jit_compile, mixed, policy, data_format, reasons,
+        cores=cpu_cores() if device == "cpu" else None,
     )
+
+
+def cpu_cores():
+    """CPU cores this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def detect_device(backend):

@@ -10,7 +10,7 @@ first and replaces the target only once complete).
 |---|---|---|---|
 | saved_model | directory | tensorflow, jax (jax2tf) | `tf.saved_model.load` |
 | onnx | `.onnx` | tensorflow (tf2onnx), torch (torch.onnx) | onnxruntime |
-| litert | `.tflite` | tensorflow (tf.lite converter) | `tf.lite.Interpreter` |
+| litert | `.tflite` | tensorflow (tf.lite converter) | `ai_edge_litert.interpreter.Interpreter` |
 | openvino | `.xml` + `.bin` | tensorflow | openvino |
 | keras | `.keras` | any | Keras |
 | weights | `.weights.h5` | any | Keras (`load_weights`) |
@@ -25,6 +25,7 @@ The ONNX and OpenVINO exporters and runtimes are optional packages: `pip install
 "keras-modern-cnn[export]"`.
 """
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -39,6 +40,7 @@ import keras
 import numpy as np
 
 from keras_modern_cnn.choices import FORMATS, INFERENCE_FORMATS, QUANTIZABLE_FORMATS
+from keras_modern_cnn.files import native_stderr_held
 from keras_modern_cnn.saving import save_model
 from keras_modern_cnn.utils.fold import fold_batch_norm as fold_model
 from keras_modern_cnn.validation import check_choice
@@ -166,20 +168,40 @@ def _write(path, format, model, quantize, representative_data):
         save_model(model, path)
     elif format == "weights":
         model.save_weights(path)
-    elif format == "litert" and quantize == "int8":
+    elif format == "litert":
         import tensorflow as tf
 
-        model.export(
-            path, format="litert", verbose=False, input_signature=_signature(model),
-            optimizations=[tf.lite.Optimize.DEFAULT],
-            representative_dataset=_representative_dataset(representative_data),
-            target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
-        )
+        options = {}
+        if quantize == "int8":
+            options = dict(
+                optimizations=[tf.lite.Optimize.DEFAULT],
+                representative_dataset=_representative_dataset(representative_data),
+                target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
+            )
+        # The converter's C++ lines ("fully_quantize: 0, inference_type: 6, ...") report
+        # nothing to act on; they are shown if the conversion fails.
+        with native_stderr_held(), _tensorflow_logs_at("WARNING"):  # "Assets written to ..."
+            model.export(path, format="litert", verbose=False, input_signature=_signature(model),
+                         **options)
     else:
         with warnings.catch_warnings():
             # torch.onnx's tracer warns about every Python-level shape computation in Keras.
             warnings.simplefilter("ignore")
             model.export(path, format=format, verbose=False, input_signature=_signature(model))
+
+
+@contextlib.contextmanager
+def _tensorflow_logs_at(level):
+    """TensorFlow's Python logger at `level` at least within the block (then as it was)."""
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    previous = logger.level
+    logger.setLevel(max(previous, getattr(logging, level)))
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def inference_copy(model: keras.Model) -> keras.Model:
@@ -336,10 +358,23 @@ def load_served(path: Union[str, os.PathLike]) -> Callable[[np.ndarray], np.ndar
     )
 
 
-def _litert_predict(path):
-    import tensorflow as tf
+def litert_interpreter(path):
+    """The LiteRT interpreter of the `.tflite` file at `path`: `ai_edge_litert`'s (the `export`
+    extra installs it), else TensorFlow's `tf.lite.Interpreter`, which TensorFlow 2.21 deprecates
+    (its warning is hidden: the fallback is ours, not the caller's)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
 
-    interpreter = tf.lite.Interpreter(model_path=path)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            return tf.lite.Interpreter(model_path=path)
+    return Interpreter(model_path=path)
+
+
+def _litert_predict(path):
+    interpreter = litert_interpreter(path)
     (input_detail,) = interpreter.get_input_details()
     output_index = interpreter.get_output_details()[0]["index"]
     allocated = [None]
@@ -348,7 +383,8 @@ def _litert_predict(path):
         images = np.asarray(images, "float32")
         if allocated[0] != images.shape:
             interpreter.resize_tensor_input(input_detail["index"], images.shape)
-            interpreter.allocate_tensors()
+            with native_stderr_held():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                interpreter.allocate_tensors()
             allocated[0] = images.shape
         interpreter.set_tensor(input_detail["index"], images)
         interpreter.invoke()

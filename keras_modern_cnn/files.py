@@ -5,7 +5,10 @@ models, plots, tuning state, predictions, mask images) is written to a temporary
 durable (fsync) and renamed over its target. Imports nothing of the package.
 """
 
+import contextlib
 import os
+import sys
+import tempfile
 import time
 
 # Test hook (`block_point`): the kill tests stop a real command at a named moment instead of racing it.
@@ -65,3 +68,28 @@ def block_point(name):
     write_text(os.environ[BLOCK_MARKER_VARIABLE], name)
     while True:
         time.sleep(60)
+
+
+@contextlib.contextmanager
+def native_stderr_held():
+    """Hold what native code writes to file descriptor 2 (C++ logging: TensorFlow's start-up
+    lines, the LiteRT converter's and interpreter's INFO lines) aside in a temporary file, and
+    replay it on standard error if the block raises, so a failure still shows its cause."""
+    with tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            _restore_stderr(saved)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        _restore_stderr(saved)
+
+
+def _restore_stderr(saved):
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)

@@ -116,8 +116,9 @@ def top_classes(probabilities, files, class_names, top_k):
     return predictions
 
 
-def write_masks(probabilities, originals, targets, num_classes):
-    """Write each image's argmax mask, at the image's own size, as a mask PNG and an overlay.
+def write_masks(probabilities, originals, targets, num_classes, class_names=None):
+    """Write each image's argmax mask, at the image's own size, as a mask PNG and an overlay
+    (enlarged, captioned, with a legend of `class_names`).
 
     `targets`: a `(mask path, overlay path)` per image. Returns the masks (HxW class indices).
     """
@@ -134,6 +135,6 @@ def write_masks(probabilities, originals, targets, num_classes):
         mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
         os.makedirs(os.path.dirname(mask_path) or ".", exist_ok=True)
         write_mask(mask_path, mask, num_classes)
-        write_side_by_side(overlay_path, original, mask, num_classes)
+        write_side_by_side(overlay_path, original, mask, num_classes, class_names)
         masks.append(mask)
     return masks

@@ -48,8 +48,41 @@ def side_by_side(image, mask, num_classes, alpha=0.5):
     return np.concatenate([rgb, colours, blend], axis=1).round().astype(np.uint8)
 
 
-def write_side_by_side(path, image, mask, num_classes):
-    """Write `side_by_side(image, mask, num_classes)` as a PNG, atomically."""
-    from PIL import Image
+OVERLAY_MIN_SIDE = 256  # pixels: every panel of an overlay is enlarged to at least this height
+OVERLAY_PANELS = ("input", "predicted mask", "mask over the input")
 
-    return atomic_write(path, Image.fromarray(side_by_side(image, mask, num_classes)).save)
+
+def overlay_picture(image, mask, num_classes, class_names=None):
+    """`side_by_side` made readable: each panel enlarged (nearest neighbour, whole pixels) to at
+    least `OVERLAY_MIN_SIDE` pixels high, a caption over each, and a legend below naming the
+    colour of every class present in the mask (`class_names`, default the class indices)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+    panels = side_by_side(image, mask, num_classes)
+    height, width = mask.shape
+    scale = max(1, -(-OVERLAY_MIN_SIDE // height))
+    enlarged = Image.fromarray(panels).resize((panels.shape[1] * scale, height * scale), Image.NEAREST)
+    font = ImageFont.load_default(size=14)
+    line = 22
+    present = [int(index) for index in np.unique(mask)]
+    columns = max(1, enlarged.width // 170)
+    legend_rows = -(-len(present) // columns)
+    picture = Image.new("RGB", (enlarged.width, line + enlarged.height + 8 + legend_rows * line), "white")
+    picture.paste(enlarged, (0, line))
+    draw = ImageDraw.Draw(picture)
+    for index, caption in enumerate(OVERLAY_PANELS):
+        draw.text((index * width * scale + 4, 4), caption, fill="black", font=font)
+    colours = palette(num_classes)
+    top = line + enlarged.height + 8
+    for position, index in enumerate(present):
+        x, y = (position % columns) * 170 + 4, top + (position // columns) * line
+        draw.rectangle((x, y + 2, x + 14, y + 16), fill=tuple(int(c) for c in colours[index]), outline="black")
+        share = float(np.mean(mask == index))
+        draw.text((x + 20, y + 1), f"{names[index]} {share:.0%}", fill="black", font=font)
+    return picture
+
+
+def write_side_by_side(path, image, mask, num_classes, class_names=None):
+    """Write `overlay_picture(image, mask, num_classes, class_names)` as a PNG, atomically."""
+    return atomic_write(path, overlay_picture(image, mask, num_classes, class_names).save)

@@ -14,7 +14,7 @@ import json
 import pathlib
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from keras_modern_cnn.choices import TASKS
 from keras_modern_cnn.validation import check_bool, check_choice
@@ -148,13 +148,20 @@ def get_spec(name: str) -> ModelSpec:
     return _REGISTRY[key]
 
 
+# timm's `create_model` spellings accepted by `get_model`, each for an argument of ours with
+# the same meaning: {timm's name: ours}.
+TIMM_ALIASES = {"num_classes": "classes"}
+
+
 def get_model(
     model_name: str, /, *, features_only: bool = False,
-    out_indices: Optional[Sequence[int]] = None, **kwargs: Any,
+    out_indices: Union[Sequence[int], int, None] = None, **kwargs: Any,
 ) -> "keras.Model":
     """Build the registered model `model_name`, forwarding keyword arguments to its builder.
 
     `get_model("resnet50", classes=10, name="backbone")`: keyword `name` is the Keras model's.
+    timm's spelling `num_classes=` is accepted for `classes=` (`TIMM_ALIASES`); an argument
+    the builder does not take is an error listing those it does.
 
     Args:
         features_only: return the stage outputs instead of the classifier (timm's
@@ -165,10 +172,12 @@ def get_model(
             by name (`keras_modern_cnn.features.copy_weights_by_name`).
         out_indices: indices into the model's stages (`get_spec(name).stages`, input to
             output; `get_model_meta(name)["feature_info"]` lists them); negative indices count
-            from the last stage as in Python. Default: every stage.
+            from the last stage as in Python; one integer n selects the last n stages (timm).
+            Default: every stage.
     """
     spec = get_spec(model_name)
     check_bool("features_only", features_only)
+    kwargs = _builder_arguments(spec, kwargs)
     if not features_only:
         if out_indices is not None:
             raise ValueError(
@@ -192,6 +201,33 @@ def get_model(
             )
     model = spec.builder(include_top=False, **kwargs)
     return feature_model(model, spec.stages, out_indices)
+
+
+def _builder_arguments(spec, kwargs):
+    """`kwargs` with timm's aliases renamed to ours, checked against the builder's signature."""
+    import inspect
+
+    kwargs = dict(kwargs)
+    for alias, ours in TIMM_ALIASES.items():
+        if alias in kwargs:
+            if ours in kwargs:
+                raise ValueError(
+                    f"`{alias}` (timm's spelling) and `{ours}` name the same argument; pass one. "
+                    f"Received: {alias}={kwargs[alias]!r}, {ours}={kwargs[ours]!r}"
+                )
+            kwargs[ours] = kwargs.pop(alias)
+    parameters = inspect.signature(spec.builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return kwargs  # a builder taking **kwargs checks them itself
+    unknown = [key for key in kwargs if key not in parameters]
+    if unknown:
+        raise ValueError(
+            f"{spec.builder.__name__} (model {spec.name!r}) takes no argument "
+            f"{', '.join(f'`{key}`' for key in unknown)}; its arguments: "
+            f"{', '.join(parameters)} (and `num_classes` for `classes`, as timm). "
+            f"Received: {', '.join(f'{key}={kwargs[key]!r}' for key in unknown)}"
+        )
+    return kwargs
 
 
 def get_model_meta(model_name: str) -> dict[str, Any]:

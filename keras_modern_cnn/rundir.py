@@ -4,7 +4,7 @@ Files (all written through `keras_modern_cnn.files.atomic_write`: a temporary si
 rename):
 
     run.json      the resolved configuration and the data's description (written before training)
-    history.csv   one row per finished epoch, each epoch exactly once across resumed runs
+    history.csv   one row per finished epoch (numbered from 1), each exactly once across resumes
     backup/       the per-epoch checkpoint while training runs (removed once the model is durable)
     model.keras   the trained model
     metrics.json  the test results; its presence (with the run's epochs) marks the run finished
@@ -49,14 +49,22 @@ RUN_MODES = ("new", "resume", "extend")  # RunPlan.mode
 
 
 def read_history(path):
-    """Rows of a `history.csv` as dicts (epoch as int, metrics as float); [] if absent."""
+    """Rows of a `history.csv` as dicts (epoch as int, metrics as float); [] if absent.
+
+    Epochs count from 1, as the progress lines and `curves.png` do. Files written before
+    version 0.2 counted from 0 (their first row is epoch 0): they are read renumbered, so a
+    run started then resumes with one numbering.
+    """
     if not os.path.exists(path):
         return []
     with open(path, newline="") as handle:
-        return [
+        rows = [
             {key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
             for row in csv.DictReader(handle)
         ]
+    if rows and rows[0].get("epoch") == 0:
+        rows = [{**row, "epoch": row["epoch"] + 1} for row in rows]
+    return rows
 
 
 def write_history(rows, path):

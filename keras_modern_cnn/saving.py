@@ -28,13 +28,11 @@ def make_backend_portable(archive_path: PathLike) -> PathLike:
     so the archive names the public `keras.optimizers` class instead (the file is replaced
     atomically; archives from other backends are left as they are). Returns `archive_path`.
     """
+    if not names_torch_optimizer(archive_path):
+        return archive_path
     with zipfile.ZipFile(archive_path) as archive:
         config = json.loads(archive.read("config.json"))
-        optimizer = (config.get("compile_config") or {}).get("optimizer")
-        if not (isinstance(optimizer, dict)
-                and str(optimizer.get("module", "")).startswith(TORCH_OPTIMIZER_MODULES)):
-            return archive_path
-        optimizer["module"] = "keras.optimizers"
+        config["compile_config"]["optimizer"]["module"] = "keras.optimizers"
         entries = [(item, archive.read(item.filename)) for item in archive.infolist()]
 
     def rewrite(temporary):
@@ -62,8 +60,29 @@ def save_model(model: "keras.Model", path: PathLike) -> str:
     return atomic_write(path, write)
 
 
+def names_torch_optimizer(archive_path: PathLike) -> bool:
+    """True for a `.keras` archive whose compile state names a torch-only optimizer class
+    (written by `model.save` on torch, not by `save_model`); False for anything else."""
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return False
+    optimizer = (config.get("compile_config") or {}).get("optimizer")
+    return isinstance(optimizer, dict) and str(optimizer.get("module", "")).startswith(
+        TORCH_OPTIMIZER_MODULES)
+
+
 def load_model(path: PathLike) -> "keras.Model":
-    """A `.keras` model (written by `kmc` or `save_model`), or a one-line error naming the file."""
+    """A `.keras` model (written by `kmc`, `save_model` or `model.save`), or a one-line error
+    naming the file.
+
+    A file written by `model.save` on torch names torch-only optimizer classes (README, known
+    issues): on another backend it is loaded from a portable copy (`make_backend_portable`),
+    so it trains there too; the file itself is left as it is.
+    """
+    import tempfile
+
     import keras
 
     import keras_modern_cnn
@@ -72,6 +91,12 @@ def load_model(path: PathLike) -> "keras.Model":
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such model file. Received: model_file={str(path)!r}")
     try:
+        if keras.backend.backend() != "torch" and names_torch_optimizer(path):
+            with tempfile.TemporaryDirectory() as folder:
+                portable = os.path.join(folder, "portable.keras")
+                with open(path, "rb") as source, open(portable, "wb") as copy:
+                    copy.write(source.read())
+                return keras.saving.load_model(make_backend_portable(portable))
         return keras.saving.load_model(path)
     except Exception as error:  # a truncated zip, a foreign file, a missing custom object
         raise ValueError(

@@ -18,3 +18,6 @@ Pooling = Literal[None, "avg", "max"]
 Activation = Union[str, Callable[..., Any], None]
 # A Keras tensor (`keras.Input(...)`, a layer's output) or a backend tensor.
 Tensor = Any
+# `dtype=` of every builder (KerasHub's spelling): a Keras dtype policy name ("float32",
+# "bfloat16", "mixed_bfloat16", ...) or a `keras.DTypePolicy`; None keeps the global policy.
+DType = Any

@@ -70,14 +70,24 @@ def check_dropout_rate(dropout_rate, name="dropout_rate"):
 
 def check_out_indices(out_indices, num_stages):
     """Stage indices for `features_only`: a non-empty sequence of distinct integers in
-    [-num_stages, num_stages), negative counting from the last stage as in Python; returns
-    them non-negative and in the order given."""
+    [-num_stages, num_stages), negative counting from the last stage as in Python, or one
+    integer n: the last n stages (timm's `out_indices=n`); returns them non-negative and in
+    the order given."""
+    if isinstance(out_indices, numbers.Integral) and not isinstance(out_indices, bool):
+        if not 1 <= out_indices <= num_stages:
+            raise ValueError(
+                f"An integer `out_indices` selects the last n stages (timm's convention): n "
+                f"must lie in [1, {num_stages}], this model's stages. "
+                f"Received: out_indices={out_indices!r}"
+            )
+        return tuple(range(num_stages - int(out_indices), num_stages))
     valid = isinstance(out_indices, (list, tuple)) and len(out_indices) > 0 and all(
         isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in out_indices
     )
     if not valid:
         raise ValueError(
-            "`out_indices` must be a non-empty tuple of integer stage indices. "
+            "`out_indices` must be a non-empty tuple of integer stage indices (or one integer "
+            "n: the last n stages). "
             f"Received: out_indices={out_indices!r}"
         )
     if any(not -num_stages <= i < num_stages for i in out_indices):
@@ -92,6 +102,20 @@ def check_out_indices(out_indices, num_stages):
             f"Received: out_indices={tuple(out_indices)!r}"
         )
     return resolved
+
+
+def check_dtype_policy(dtype):
+    """A Keras dtype policy (`keras.dtype_policies.get`): a name such as "float32",
+    "bfloat16" or "mixed_float16", or a `keras.DTypePolicy`."""
+    import keras
+
+    try:
+        return keras.dtype_policies.get(dtype)
+    except (ValueError, TypeError):
+        raise ValueError(
+            "`dtype` must be a Keras dtype policy: a name such as 'float32', 'bfloat16', "
+            f"'mixed_float16' or 'mixed_bfloat16', or a `keras.DTypePolicy`. Received: dtype={dtype!r}"
+        ) from None
 
 
 def check_width_ratio(width_ratio):

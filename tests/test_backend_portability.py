@@ -87,3 +87,36 @@ def test_saving_is_atomic_and_leaves_no_staged_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
     saving.save_model(model, target)
     assert keras.saving.load_model(target).count_params() == model.count_params()
+
+
+def test_kmc_load_model_trains_a_file_written_by_model_save_on_torch(tmp_path):
+    """`model.save` on torch records torch-only optimizer classes (tests/test_compat.py pins
+    the module name); `kmc.saving.load_model` loads such a file, compiled, on any backend and it
+    trains, leaving the file as it was. (Keras's own `load_model` cannot on TensorFlow: README,
+    known issues.)"""
+    import json
+    import zipfile
+
+    from keras_modern_cnn._compat import TORCH_OPTIMIZER_MODULES
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    model.fit(np.ones((4, 4)), np.zeros((4, 2)), verbose=0)
+    portable = saving.save_model(model, tmp_path / "portable.keras")
+    with zipfile.ZipFile(portable) as archive:
+        entries = {item.filename: archive.read(item.filename) for item in archive.infolist()}
+    config = json.loads(entries["config.json"])
+    config["compile_config"]["optimizer"]["module"] = TORCH_OPTIMIZER_MODULES + "torch_sgd"
+    entries["config.json"] = json.dumps(config).encode()
+    written_on_torch = tmp_path / "torch.keras"
+    with zipfile.ZipFile(written_on_torch, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    before = written_on_torch.read_bytes()
+
+    assert saving.names_torch_optimizer(written_on_torch)
+    assert not saving.names_torch_optimizer(portable)
+    loaded = saving.load_model(written_on_torch)
+    assert loaded.optimizer.__class__.__name__ == "SGD"
+    assert np.isfinite(loaded.fit(np.ones((4, 4)), np.zeros((4, 2)), verbose=0).history["loss"][0])
+    assert written_on_torch.read_bytes() == before

@@ -263,6 +263,13 @@ BAD_INVOCATIONS = [
      "Received: distributed='boss'"),
     (["tune", "lenet", "--distributed", "chief", "--oracle-address", "nowhere", "--output-dir",
       "{tmp}/tune"], "Received: --oracle-address='nowhere'"),
+    (["data"], "the following arguments are required: ACTION"),
+    (["data", "samples"], "needs --output-dir DIR. Received: output_dir=None"),
+    (["data", "samples", "--output-dir", "{tmp}/out", "--per-class", "0"], "Received: per_class=0"),
+    (["data", "samples", "--output-dir", "{tmp}/out", "--per-class", "5000"], "at most 1000"),
+    (["data", "samples", "--output-dir", "{tmp}/out", "--image-size", "4"], "Received: image_size=4"),
+    (["data", "samples", "--output-dir", "{tmp}/file"], "Received: output_dir="),
+    (["data", "samples", "--output-dir", "{tmp}/out", "--channels", "2"], "invalid choice: 2"),
 ]
 
 
@@ -330,12 +337,51 @@ def test_predict_on_a_segmentation_run_writes_masks_at_each_image_size(unet_run,
         mask = Image.open(out / f"{name}_mask.png")
         assert mask.mode == "P" and mask.size == size
         assert np.asarray(mask).max() < 11  # class indices of background + ten shapes
+        # input | mask | overlay, each enlarged by a whole factor to >= 256 px, a caption
+        # line above and a legend below.
         overlay = Image.open(out / f"{name}_overlay.png")
-        assert overlay.size == (3 * size[0], size[1])  # input | mask | overlay
+        scale = -(-256 // size[1])
+        assert overlay.width == 3 * size[0] * scale and overlay.height > size[1] * scale
         assert f"{out / name}_mask.png (" in printed
     assert sorted(p.name for p in out.rglob("*") if ".tmp" in p.name) == []
     assert main(["predict", str(unet_run / "run" / "model.keras"), str(unet_run / "images"),
                  "--output-dir", str(out), "--overwrite"]) == 0
+
+
+@pytest.mark.backend_independent  # numpy and PIL
+def test_data_samples_writes_images_and_masks_per_class_and_refuses_to_overwrite(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from keras_modern_cnn.data.embedded import SHAPE_CLASSES
+
+    out = tmp_path / "samples"
+    assert main(["data", "samples", "--output-dir", str(out), "--per-class", "2"]) == 0
+    assert "wrote 20 images (2 per class)" in capsys.readouterr().out
+    for label, name in enumerate(SHAPE_CLASSES):
+        images = sorted(p.name for p in (out / "images" / name).iterdir())
+        assert images == [f"{name}_0.png", f"{name}_1.png"]
+        for image_name in images:
+            image = Image.open(out / "images" / name / image_name)
+            mask = np.asarray(Image.open(out / "masks" / name / image_name))
+            assert image.mode == "L" and image.size == (28, 28) and mask.shape == (28, 28)
+            assert set(np.unique(mask)) == {0, label + 1}  # background and this shape
+            # The shape is where the mask says: brighter than the background.
+            pixels = np.asarray(image).astype(float)
+            assert pixels[mask > 0].mean() > pixels[mask == 0].mean() + 60
+    before = {p: p.read_bytes() for p in out.rglob("*.png")}
+    assert main(["data", "samples", "--output-dir", str(out), "--per-class", "2"]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*.png")} == before
+    (out / "mine.txt").write_text("kept")
+    assert main(["data", "samples", "--output-dir", str(out), "--per-class", "2", "--overwrite",
+                 "--seed", "1"]) == 0
+    assert (out / "mine.txt").read_text() == "kept" and not list(out.rglob("*.tmp*"))
+    # The images are an image-folder dataset.
+    from keras_modern_cnn.data import load_data
+
+    data = load_data(str(out / "images"), image_size=28)
+    assert data.class_names == tuple(sorted(SHAPE_CLASSES)) and data.num_train + data.num_test == 20
 
 
 def test_the_table_covers_every_subcommand_with_at_least_40_invocations():

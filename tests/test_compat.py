@@ -172,3 +172,54 @@ def test_keras_tuner_still_builds_the_default_configuration_when_a_tuner_starts(
     with pytest.warns(UserWarning, match="default configuration cannot be built"):
         make_tuner(_DenseHyperModel(fail_default=True), "random", max_trials=1, directory=tmp_path,
                    project_name="p", objective="val_loss")
+
+
+@pytest.mark.backend_independent
+def test_hyper_image_augment_records_its_rand_augment_mode_in_model_name():
+    """`HyperCNN(augment=...)` refuses KerasTuner's RandAugment mode, told by `model_name`."""
+    from keras_tuner.applications import HyperImageAugment
+
+    assert tuner_compat.is_rand_augment(HyperImageAugment(input_shape=(8, 8, 1), augment_layers=2))
+    assert not tuner_compat.is_rand_augment(HyperImageAugment(input_shape=(8, 8, 1), augment_layers=0))
+
+
+@pytest.mark.backend_independent
+def test_tfds_downloads_retry_as_often_as_we_set_and_the_failure_is_reported_whole(tmp_path, monkeypatch):
+    """TFDS still reads `downloader.MAX_RETRIES` per request: offline, `--dataset cifar10` fails
+    after `TFDS_DOWNLOAD_RETRIES` retries (seconds), not TFDS's ten (3.4 minutes of backoff),
+    and the one-line error carries the whole cause."""
+    import http.server
+    import threading
+
+    from tensorflow_datasets.core.download import downloader
+    from tensorflow_datasets.image_classification import mnist
+
+    from keras_modern_cnn.data import load_data
+
+    requests = []
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            requests.append(self.path)
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(mnist.FashionMNIST, "URL", f"http://127.0.0.1:{server.server_port}/")
+    try:
+        with pytest.raises(ValueError) as raised:
+            load_data("fashion_mnist", data_dir=str(tmp_path / "tfds"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    per_file = {path: requests.count(path) for path in requests}
+    # (The first file to fail cancels the others' remaining tries.)
+    assert max(per_file.values()) == _compat.TFDS_DOWNLOAD_RETRIES + 1, per_file
+    assert downloader.MAX_RETRIES == 10  # restored: TFDS's own value, for other callers
+    message = str(raised.value)
+    assert "could not be downloaded (ResponseError: too many 503 error responses)" in message
+    assert message.endswith("Received: dataset='fashion_mnist'")

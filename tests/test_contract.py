@@ -22,7 +22,7 @@ GOLDEN = {
     # d2l 8.5.4 BN-LeNet: 44,878 trainable + 4 BN layers x 2 x (6, 16, 120, 84) moving stats.
     "bn_lenet": (45_330, 44_878, dict(input_shape=(28, 28, 1))),
     # --- alexnet ---
-    # d2l 7.1 AlexNet (96-256-384-384-256, dense 4096-4096) at 224x224x3, 1000 classes.
+    # d2l 8.1 AlexNet (96-256-384-384-256, dense 4096-4096) at 224x224x3, 1000 classes.
     "alexnet": (50_844_008, 50_844_008, dict(input_shape=(67, 67, 3), width_ratio=1 / 16, dense_units=(16, 16))),
     "alexnet_bn": (50_848_136, 50_845_384, dict(input_shape=(67, 67, 3), width_ratio=1 / 16, dense_units=(16, 16))),
     # --- vgg ---

@@ -159,6 +159,17 @@ def test_each_process_takes_its_own_share_of_every_padded_batch(tmp_path):
             assert len(halves[0]) == len(halves[1]) == 2
 
 
+@pytest.mark.backend_independent  # tf.data only
+def test_a_data_parallel_training_pipeline_states_how_many_batches_it_yields():
+    """Dropping the remainder filters out an emptied last batch; the pipeline still states its
+    batch count, so Keras knows the epoch's steps (and does not warn that the input "ran out
+    of data")."""
+    for examples, expected in [(33, 4), (34, 5), (32, 4)]:  # batches of 8 over 2 replicas
+        data = load_data(train_examples=examples, test_examples=1)
+        pipeline = make_pipeline(data.train, image_size=28, batch_size=8, training=True, replicas=2)
+        assert int(pipeline.cardinality()) == expected == len(list(pipeline)), examples
+
+
 def _arrays(num=8, size=8, channels=1, seed=0):
     rng = np.random.default_rng(seed)
     return dict(

@@ -1,6 +1,7 @@
 """Packaging: applications/ and tuning/ install inside keras_modern_cnn, never top level."""
 
 import importlib.metadata
+import os
 import pathlib
 import shutil
 import subprocess
@@ -60,11 +61,51 @@ def test_a_model_file_loads_after_import_keras_modern_cnn_then_import_keras(tmp_
         "assert 'keras' not in sys.modules\n"
         "import keras\n"
         f"model = keras.saving.load_model({str(model_file)!r}, safe_mode=True)\n"
+        # The documented call, after this import order (it once met the `export` sub-module).
+        f"keras_modern_cnn.export(model, {str(tmp_path / 'copy.keras')!r}, format='keras')\n"
         "print(sum(type(layer).__name__ == 'BatchNorm' for layer in model.layers))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.split()[-1]) == 4  # BN-LeNet: after each of 2 convs and 2 dense layers
+    assert (tmp_path / "copy.keras").is_file()
+
+
+def test_a_public_name_that_is_also_a_sub_module_means_the_public_object_in_every_import_order():
+    """`kmc.export` is the function whatever was imported first (the `export` sub-module, Keras,
+    nothing); `from keras_modern_cnn.export import ...` still reaches the module."""
+    import keras_modern_cnn._api as api
+
+    clashes = {
+        name for name in api.__all__
+        if (REPOSITORY / "keras_modern_cnn" / f"{name}.py").exists()
+        and not isinstance(getattr(api, name), type(api))
+    }
+    assert clashes == keras_modern_cnn.PUBLIC_OVER_SUBMODULE == {"export"}
+    check = (
+        "import sys, inspect\n"
+        "assert inspect.isfunction(kmc.export), kmc.export\n"
+        "assert sys.modules['keras_modern_cnn.export'].export is kmc.export\n"
+        "from keras_modern_cnn import export\n"
+        "assert export is kmc.export\n"
+        "from keras_modern_cnn.export import load_served\n"
+        "assert inspect.isfunction(kmc.export) and callable(load_served)\n"
+    )
+    # (`import keras_modern_cnn` then `import keras`: the test above.)
+    orders = [
+        "import keras\nimport keras_modern_cnn as kmc\n",
+        "from keras_modern_cnn.export import load_served\nimport keras_modern_cnn as kmc\n",
+    ]
+    # JAX imports fastest; the import machinery is the same on every backend.
+    environment = {**os.environ, "KERAS_BACKEND": "jax"}
+    processes = [
+        subprocess.Popen([sys.executable, "-c", order + check], env=environment,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for order in orders
+    ]
+    for order, process in zip(orders, processes):
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, (order, stderr[-2000:])
 
 
 def _package_imports(module_level_only):

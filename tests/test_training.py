@@ -35,7 +35,7 @@ def test_train_writes_history_curves_logs_metrics_and_a_reloadable_model(tmp_pat
     assert metrics["epochs"] == 2 and metrics["dataset"] == "shapes"
     assert metrics["examples_per_second"] > 0 and metrics["parameters"] > 0
     history = read_history(out / "history.csv")
-    assert [row["epoch"] for row in history] == [0, 1]
+    assert [row["epoch"] for row in history] == [1, 2]
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
     assert history[-1]["val_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -83,14 +83,15 @@ def test_device_defaults_resolve_per_backend_and_device_and_explicit_flags_win(m
     device = ("cpu", None)
     monkeypatch.setattr(devices, "detect_device", lambda _: device)
     # The CPU rows keep what Keras chose before the table (XLA on JAX only), in float32.
+    monkeypatch.setattr(devices, "cpu_cores", lambda: 2)
     cpu = devices.device_settings(resolve_config("bn_lenet"), 2)
-    assert cpu.summary() == (f"device: CPU x2 ({backend}) - {compiler} "
+    assert cpu.summary() == (f"device: 2 CPU devices, 2 cores ({backend}) - {compiler} "
                              f"{'on' if backend == 'jax' else 'off'}, float32, channels_last")
     assert "BENCHMARKS.md" in cpu.reasons["dtype_policy"]
     for capability, policy in [((8, 0), "mixed_bfloat16"), ((7, 5), "mixed_float16")]:
         device = ("gpu", capability)
         gpu = devices.device_settings(resolve_config("bn_lenet"), 1)
-        assert gpu.summary() == (f"device: GPU x1 ({backend}) - {compiler} "
+        assert gpu.summary() == (f"device: 1 GPU ({backend}) - {compiler} "
                                  f"{'on' if xla else 'off'}, {policy}, channels_last")
     if xla:
         mirrored = devices.device_settings(resolve_config("bn_lenet", strategy="mirrored"), 1)
@@ -122,8 +123,10 @@ def test_compare_writes_results_and_pictures_under_mixed_precision(tmp_path, cap
     # Each run starts with its device line; the explicit flags won over the CPU's defaults.
     backend = keras.config.backend()
     compiler = "torch.compile" if backend == "torch" else "XLA"
-    device_line = (f"device: CPU x1 ({backend}) - {compiler} {JIT_AS_DEFAULT}, mixed_float16, "
-                   "channels_last")
+    # One CPU device using every core the process may run on (not "CPU x1" on a 2-core machine).
+    cores = len(os.sched_getaffinity(0))
+    device_line = (f"device: 1 CPU device, {cores} core{'s' if cores > 1 else ''} ({backend}) - "
+                   f"{compiler} {JIT_AS_DEFAULT}, mixed_float16, channels_last")
     lines = printed.splitlines()
     assert [lines[lines.index(f"== {name}") + 1] for name in ("bn_lenet", "nin")] == [device_line] * 2
     recorded = json.loads((out / "nin" / "run.json").read_text())["device"]
@@ -175,7 +178,7 @@ def test_kill_9_at_a_named_moment_then_rerun_trains_every_epoch_exactly_once(tmp
     assert main([*KILL_RUN[:-1], "--output-dir", str(out)]) == 0  # not --quiet: notices shown
     resumed = "resuming from epoch 2 of 2" if done < 2 else "resuming: all 2 epochs trained"
     assert resumed in capsys.readouterr().out
-    assert [row["epoch"] for row in read_history(out / "history.csv")] == [0, 1]
+    assert [row["epoch"] for row in read_history(out / "history.csv")] == [1, 2]
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
     assert not (out / "backup").exists()
     assert not [path for path in out.rglob("*") if ".tmp" in path.name]
@@ -201,15 +204,21 @@ def test_run_directory_resumes_refuses_extends_and_overwrites(tmp_path, capsys):
         # Refused before touching anything.
         assert {name: (out / name).read_bytes() for name in finished} == finished
 
+    # history.csv counts epochs from 1, as the progress lines; a run written when it counted
+    # from 0 resumes renumbered.
+    history = (out / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,") and history[1].startswith("1,")
+    (out / "history.csv").write_text("\n".join([history[0], "0," + history[1][2:]]) + "\n")
     assert main([*[arg for arg in run if arg != "--quiet"], "--epochs", "2", "--resume"]) == 0
     assert "resuming from epoch 2 of 2" in capsys.readouterr().out
-    assert [row["epoch"] for row in read_history(out / "history.csv")] == [0, 1]
+    assert [row["epoch"] for row in read_history(out / "history.csv")] == [1, 2]
+    assert [line.split(",")[0] for line in (out / "history.csv").read_text().splitlines()] == ["epoch", "1", "2"]
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
     assert main([*run, "--epochs", "1", "--resume"]) == 2
     assert "already holds 2 trained epochs" in capsys.readouterr().err
 
     assert main([*run, "--epochs", "1", "--optimizer", "adam", "--overwrite"]) == 0
-    assert [row["epoch"] for row in read_history(out / "history.csv")] == [0]
+    assert [row["epoch"] for row in read_history(out / "history.csv")] == [1]
     assert json.loads((out / "run.json").read_text())["config"]["optimizer"] == "adam"
 
 

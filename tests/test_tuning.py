@@ -103,6 +103,7 @@ def test_constructor_fixes_and_narrows_and_bad_values_name_the_argument():
     )
     hp = keras_tuner.HyperParameters()
     hypermodel.declare_hyperparameters(hp)
+    hypermodel.make_optimizer(hp)  # registers the training dimensions
     configs = {p.name: (type(p).__name__, p.get_config()) for p in hp.space}
     assert configs["width_ratio"][0] == "Fixed" and configs["width_ratio"][1]["value"] == 0.5
     assert configs["optimizer"][0] == "Choice" and configs["optimizer"][1]["values"] == ["sgd", "adam"]

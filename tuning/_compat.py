@@ -64,3 +64,9 @@ def _json(state):
     import json
 
     return json.dumps(state)
+
+
+def is_rand_augment(hypermodel):
+    """`keras_tuner.applications.HyperImageAugment` in its RandAugment mode (`augment_layers`
+    > 0): KerasTuner 1.4 records the mode only in `model_name` ("image_rand_augment")."""
+    return getattr(hypermodel, "model_name", None) == "image_rand_augment"

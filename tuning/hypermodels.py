@@ -14,6 +14,13 @@ in the `hyperparameters` given to a tuner (KerasTuner keeps an entry that alread
                 optimizer=["adam", "sgd"],          # a list: hp.Choice
                 learning_rate=(1e-4, 1e-2))         # a (low, high) tuple: the range, same sampling
 
+KerasTuner's own conventions hold: `hp.Choice("batch_norm", [True, False])` (which KerasTuner
+stores as 1 and 0) reaches the builders as a bool; `input_tensor=` replaces `input_shape`;
+`augment=keras_tuner.applications.HyperImageAugment(...)` searches an augmentation in front
+of the network. The training dimensions (`optimizer`, `learning_rate`) are registered when
+`make_optimizer(hp)` uses them, so a `compile_model` override that compiles its own way
+leaves them out of the search instead of searching a value nothing reads.
+
 Labels: `label_mode` as in `keras.utils.image_dataset_from_directory`: "int" (sparse integer
 labels, softmax), "categorical" (one-hot, softmax) or "binary" (0/1, one sigmoid unit).
 Failing trials (non-finite loss, out of memory, an invalid combination such as a U-Net deeper
@@ -42,6 +49,7 @@ from keras_modern_cnn.applications import (
     unet,
     vgg,
 )
+from keras_modern_cnn.tuning._compat import is_rand_augment
 from keras_tuner.errors import FailedTrialError
 
 from keras_modern_cnn import losses
@@ -75,6 +83,8 @@ __all__ = [
 ]
 
 LABEL_MODES = ("int", "categorical", "binary")
+# Registered by `HyperCNN.make_optimizer`, not when the network is built.
+TRAINING_DIMENSIONS = ("optimizer", "learning_rate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,15 +157,25 @@ class HyperCNN(keras_tuner.HyperModel):
     """Base class: a family's search space, its generic builder, the head, loss and optimizer.
 
     Args:
-        input_shape: model input without the batch axis, e.g. (32, 32, 3).
+        input_shape: model input without the batch axis, e.g. (32, 32, 3). Not needed
+            with `input_tensor`.
         classes: number of classes (with `label_mode="binary"`: 2). Required with
             `include_top=True`.
+        input_tensor: a Keras tensor (e.g. `keras.Input(...)` or a layer's output) every
+            trial's model is built on, as in KerasTuner's `HyperResNet`.
+        augment: a hypermodel building an image-to-image model applied in front of the
+            network while training (random layers are identity at inference):
+            `keras_tuner.applications.HyperImageAugment(input_shape, augment_layers=0, ...)`
+            searches its factors with the rest; `True` takes it with KerasTuner's defaults.
+            Its RandAugment mode (`augment_layers` > 0) is refused: KerasTuner's
+            `RandAugment` layer neither reloads from a `.keras` file nor runs on JAX.
         label_mode: "int" (sparse labels), "categorical" (one-hot) or "binary".
         include_top: build the classifier. Without it `build` returns the `pooling` features
             uncompiled, unless a subclass overrides `compile_model` (add a head, compile).
         pooling: None, "avg" or "max" (with `include_top=False`).
         metrics: compiled metrics (default accuracy; the tuner's objective is `val_accuracy`).
-        name, tunable: as in `keras_tuner.HyperModel`.
+        name: as in `keras_tuner.HyperModel`.
+        tunable: as in `keras_tuner.HyperModel`.
         **search_space: fix (a value), choose among (a list) or bound (a `(low, high)` tuple)
             any dimension of `search_space()`, by its name.
     """
@@ -166,9 +186,11 @@ class HyperCNN(keras_tuner.HyperModel):
 
     def __init__(
         self,
-        input_shape,
+        input_shape=None,
         classes=None,
         *,
+        input_tensor=None,
+        augment=None,
         label_mode="int",
         include_top=True,
         pooling=None,
@@ -178,7 +200,27 @@ class HyperCNN(keras_tuner.HyperModel):
         **search_space,
     ):
         super().__init__(name=name, tunable=tunable)
+        if input_tensor is not None:
+            if not keras.backend.is_keras_tensor(input_tensor):
+                raise ValueError(
+                    "`input_tensor` must be a Keras tensor (`keras.Input(...)` or a layer's "
+                    f"output). Received: input_tensor={input_tensor!r}"
+                )
+            tensor_shape = tuple(input_tensor.shape[1:])
+            if input_shape is not None and tuple(input_shape) != tensor_shape:
+                raise ValueError(
+                    "`input_shape` and the shape of `input_tensor` disagree. Received: "
+                    f"input_shape={tuple(input_shape)!r}, input_tensor.shape={tensor_shape!r}"
+                )
+            input_shape = tensor_shape
+        elif input_shape is None:
+            raise ValueError(
+                "Pass `input_shape` (e.g. (32, 32, 3)) or `input_tensor`. "
+                "Received: input_shape=None, input_tensor=None"
+            )
         self.input_shape = check_input_shape(input_shape, min_size=1, require_static=False)
+        self.input_tensor = input_tensor
+        self.augment = _augmentation(augment, self.input_shape)
         self.label_mode = check_choice("label_mode", label_mode, LABEL_MODES)
         self.include_top = check_bool("include_top", include_top)
         if include_top or classes is not None:
@@ -217,17 +259,29 @@ class HyperCNN(keras_tuner.HyperModel):
         return dict(self._space)
 
     def declare_hyperparameters(self, hp):
-        """Register every dimension in `hp`; return the values `hp` holds for them."""
-        return {name: _declare(hp, name, spec) for name, spec in self._space.items()}
+        """Register the network's dimensions in `hp` (KerasTuner's hook); return the values
+        `hp` holds for them. The training dimensions (`TRAINING_DIMENSIONS`) are registered
+        by `make_optimizer`, when a model is compiled with them."""
+        return {
+            name: _declare(hp, name, spec)
+            for name, spec in self._space.items()
+            if name not in TRAINING_DIMENSIONS
+        }
 
     def build(self, hp):
         values = self.declare_hyperparameters(hp)
         arguments = dict(
-            input_shape=self.input_shape,
             include_top=self.include_top,
             pooling=self.pooling,
             width_ratio=values["width_ratio"],
         )
+        if self.augment is not None:
+            inputs = keras.Input(self.input_shape) if self.input_tensor is None else self.input_tensor
+            arguments["input_tensor"] = self.augment.build(hp)(inputs)
+        elif self.input_tensor is not None:
+            arguments["input_tensor"] = self.input_tensor
+        else:
+            arguments["input_shape"] = self.input_shape
         if self.include_top:
             binary = self.label_mode == "binary"
             arguments.update(
@@ -261,8 +315,10 @@ class HyperCNN(keras_tuner.HyperModel):
         return model
 
     def make_optimizer(self, hp):
-        """The optimizer named by `hp["optimizer"]` at learning rate `hp["learning_rate"]`."""
-        return make_optimizer(hp["optimizer"], hp["learning_rate"])
+        """The optimizer named by `hp["optimizer"]` at learning rate `hp["learning_rate"]`,
+        registering both dimensions in `hp` (only a model compiled with them searches them)."""
+        values = {name: _declare(hp, name, self._space[name]) for name in TRAINING_DIMENSIONS}
+        return make_optimizer(values["optimizer"], values["learning_rate"])
 
     def loss(self):
         return {
@@ -346,10 +402,12 @@ def _declare(hp, name, spec):
     """Register `spec` under `name` in `hp` (KerasTuner keeps an existing entry, e.g. hp.Fixed)."""
     if isinstance(spec, Options):
         if len(spec.values) == 1:
-            return hp.Fixed(name, spec.values[0])
-        if set(spec.values) == {False, True} and all(isinstance(v, bool) for v in spec.values):
-            return hp.Boolean(name, default=spec.default)
-        return hp.Choice(name, list(spec.values), default=spec.default)
+            value = hp.Fixed(name, spec.values[0])
+        elif set(spec.values) == {False, True} and all(isinstance(v, bool) for v in spec.values):
+            value = hp.Boolean(name, default=spec.default)
+        else:
+            value = hp.Choice(name, list(spec.values), default=spec.default)
+        return _as_bool_where_boolean(spec, value)
     if spec.low == spec.high:
         return hp.Fixed(name, spec.low)
     if spec.integer:
@@ -362,6 +420,39 @@ def _declare(hp, name, spec):
         name, float(spec.low), float(spec.high), step=step, sampling=spec.sampling,
         default=float(spec.default),
     )
+
+
+def _as_bool_where_boolean(spec, value):
+    """KerasTuner stores `hp.Choice(name, [True, False])` as the integers 1 and 0: for a
+    boolean dimension, those mean True and False (the builders accept bools only)."""
+    boolean = all(isinstance(v, bool) for v in spec.values)
+    if boolean and not isinstance(value, bool) and isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    return value
+
+
+def _augmentation(augment, input_shape):
+    """The augmentation hypermodel of `HyperCNN(augment=...)`, or None."""
+    if augment is None or augment is False:
+        return None
+    if augment is True:
+        from keras_tuner.applications import HyperImageAugment
+
+        return HyperImageAugment(input_shape=input_shape, augment_layers=0)
+    if not isinstance(augment, keras_tuner.HyperModel):
+        raise ValueError(
+            "`augment` must be None, True or a `keras_tuner.HyperModel` building an "
+            "image-to-image model (e.g. `keras_tuner.applications.HyperImageAugment`). "
+            f"Received: augment={augment!r}"
+        )
+    if is_rand_augment(augment):
+        raise ValueError(
+            "HyperImageAugment's RandAugment mode (`augment_layers` > 0) builds KerasTuner's "
+            "`RandAugment` layer, which does not reload from a `.keras` file and fails on JAX; "
+            "pass `augment_layers=0` (each transform searched and applied in turn). "
+            f"Received: augment={augment!r}"
+        )
+    return augment
 
 
 class HyperLeNet(HyperCNN):
@@ -392,7 +483,7 @@ class HyperLeNet(HyperCNN):
 
 
 class HyperAlexNet(HyperCNN):
-    """AlexNet (d2l 7.1): BatchNorm, hidden dense width, dropout; its depth is fixed."""
+    """AlexNet (d2l 8.1): BatchNorm, hidden dense width, dropout; its depth is fixed."""
 
     family = "alexnet"
     default_input_size = D2L_RECIPES["alexnet"]["image_size"]
@@ -413,7 +504,7 @@ class HyperAlexNet(HyperCNN):
 
 
 class HyperVGG(HyperCNN):
-    """VGG (d2l 7.2): depth by configuration A/B/D/E (vgg11..vgg19), BatchNorm, dense width."""
+    """VGG (d2l 8.2): depth by configuration A/B/D/E (vgg11..vgg19), BatchNorm, dense width."""
 
     family = "vgg"
     default_input_size = D2L_RECIPES["vgg11"]["image_size"]
@@ -434,7 +525,7 @@ class HyperVGG(HyperCNN):
 
 
 class HyperNiN(HyperCNN):
-    """NiN (d2l 7.3): dropout before the class block; its depth is fixed."""
+    """NiN (d2l 8.3): dropout before the class block; its depth is fixed."""
 
     family = "nin"
     default_input_size = D2L_RECIPES["nin"]["image_size"]
@@ -448,7 +539,7 @@ class HyperNiN(HyperCNN):
 
 
 class HyperGoogLeNet(HyperCNN):
-    """GoogLeNet (d2l 7.4): BatchNorm (the googlenet / googlenet_bn variants); depth is fixed."""
+    """GoogLeNet (d2l 8.4): BatchNorm (the googlenet / googlenet_bn variants); depth is fixed."""
 
     family = "googlenet"
     default_input_size = D2L_RECIPES["googlenet"]["image_size"]
@@ -494,15 +585,25 @@ class HyperDenseNet(HyperCNN):
     stochastic depth (`drop_path_rate`).
 
     Defaults: the d2l model (4, 4, 4, 4), growth rate 32, no bottleneck, no stochastic depth.
+    The space is sized for a search on a CPU: blocks of 1-6 convolutions and `width_ratio`
+    0.25-1.0 (a DenseNet's cost grows with the square of its block depth; blocks of 12 at
+    width 2 made one epoch of 1,400 96x96 images take minutes). Widen it where compute
+    allows, e.g. `HyperDenseNet(..., block_depth_3=(1, 24), width_ratio=(0.25, 2.0))`.
     """
 
     family = "densenet"
     default_input_size = D2L_RECIPES["densenet_d2l"]["image_size"]
 
     @classmethod
+    def default_search_space(cls):
+        space = super().default_search_space()
+        space["width_ratio"] = dataclasses.replace(space["width_ratio"], high=1.0)
+        return space
+
+    @classmethod
     def family_space(cls):
         return {
-            **{f"block_depth_{block}": _depth(1, 12, 4) for block in range(1, 5)},
+            **{f"block_depth_{block}": _depth(1, 6, 4) for block in range(1, 5)},
             "growth_rate": _units((12, 16, 24, 32), 32),
             "bottleneck": _boolean(False),
             "drop_path_rate": _drop_path_rate(),

@@ -195,8 +195,9 @@ def make_tuner(
         objective: the metric to optimise (direction inferred by KerasTuner).
         max_trials: trials of random and Bayesian searches (Hyperband sets its own).
         max_epochs: Hyperband's most epochs for one model (required for "hyperband").
-        directory, project_name: the search lives in `directory/project_name`; rerunning
-            resumes it (finished trials are not rerun) unless `overwrite`.
+        directory: the search lives in `directory/project_name`; rerunning resumes it
+            (finished trials are not rerun) unless `overwrite`.
+        project_name: see `directory`.
         hyperparameters: a `keras_tuner.HyperParameters` of overrides (e.g. `hp.Fixed`).
         seed: seed of the oracle.
         max_consecutive_failed_trials: stop the search after this many failed trials in a row.
@@ -260,9 +261,14 @@ def write_results(tuner, path):
 def plot_trials(tuner, path):
     """Score of each trial in the order they ran, and the best score so far (`trials.png`)."""
     trials = [(int(trial.trial_id), trial.score) for trial in tuner.oracle.trials.values()]
+    objective = tuner.oracle.objective.name
+    # Guessing's accuracy, for a classifier (a segmentation's pixel accuracy is not uniform).
+    classes = getattr(tuner.hypermodel, "classes", None)
+    classifier = getattr(tuner.hypermodel, "family", None) != "unet"
+    chance = 1 / classes if classes and classifier and objective.endswith("accuracy") else None
     return plots.plot_trials(
-        trials, tuner.oracle.objective.name, tuner.oracle.objective.direction == "max", path,
-        title=tuner.project_name,
+        trials, objective, tuner.oracle.objective.direction == "max", path,
+        title=tuner.project_name, chance=chance,
     )
 
 

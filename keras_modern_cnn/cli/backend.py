@@ -9,13 +9,13 @@ backend) with the process's standard error held aside (shown if an import fails)
 TensorFlow's Python logger to errors and hides the known-harmless warnings below.
 """
 
-import contextlib
 import importlib.util
 import logging
 import os
 import sys
-import tempfile
 import warnings
+
+from keras_modern_cnn.files import native_stderr_held
 
 # Keras warnings that ask nothing of the user (message regular expressions): KerasTuner reloads
 # a trial's best model without its optimizer state, which `kmc tune` never uses.
@@ -33,30 +33,14 @@ def load_backend(verbose):
     # TensorFlow's Python warnings (tf.function retracing when `kmc compare` builds several
     # models, ...) advise the library's authors, not the user.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # tensorflow-datasets' absl warnings ("Variant folder ... has no dataset_info.json") and
+    # urllib3's retry lines while a download fails: the one-line error says what happened.
+    for logger in ("absl", "urllib3"):
+        logging.getLogger(logger).setLevel(logging.ERROR)
     for message in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=UserWarning)
-    with tempfile.TemporaryFile() as held:
-        try:
-            with _stderr_to(held):
-                import keras  # noqa: F401
+    with native_stderr_held():  # shown if an import fails
+        import keras  # noqa: F401
 
-                if importlib.util.find_spec("tensorflow") is not None:
-                    import tensorflow  # noqa: F401  (tf.data feeds every backend: quiet it too)
-        except BaseException:
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
-            raise
-
-
-@contextlib.contextmanager
-def _stderr_to(file):
-    """Point file descriptor 2 (C++ logging writes there directly) at `file`, then restore it."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    os.dup2(file.fileno(), 2)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+        if importlib.util.find_spec("tensorflow") is not None:
+            import tensorflow  # noqa: F401  (tf.data feeds every backend: quiet it too)

@@ -103,7 +103,7 @@ def run_predict(args):
         model, files, args.normalization or info.get("normalization", "scale")
     )
     if segmentation:
-        masks = inference.write_masks(probabilities, originals, targets, len(class_names))
+        masks = inference.write_masks(probabilities, originals, targets, len(class_names), class_names)
         for path, mask, (mask_path, _) in zip(files, masks, targets):
             counts = np.bincount(mask.ravel(), minlength=len(class_names))
             shares = ", ".join(f"{class_names[i]} {counts[i] / mask.size:.1%}"

@@ -11,7 +11,7 @@ import os
 
 from keras_modern_cnn.cli import options
 from keras_modern_cnn.recipes import D2L_RECIPES, family_defaults, get_recipe
-from keras_modern_cnn.registry import read_cards
+from keras_modern_cnn.registry import natural_key, read_cards
 
 # `kmc summary`'s table width: wide enough for the zoo's longest layer names and shapes.
 SUMMARY_WIDTH = 120
@@ -75,7 +75,7 @@ def model_card(name):
 
 def matching_cards(pattern):
     cards = read_cards()
-    names = sorted(name for name in cards if fnmatch.fnmatch(name, pattern.lower()))
+    names = sorted((name for name in cards if fnmatch.fnmatch(name, pattern.lower())), key=natural_key)
     if not names:
         raise ValueError(f"No registered model matches the pattern. Received: pattern={pattern!r}")
     return {name: cards[name] for name in names}

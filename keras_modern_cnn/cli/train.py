@@ -181,7 +181,7 @@ def run_compare(args):
     import keras
 
     from keras_modern_cnn.files import write_text
-    from keras_modern_cnn.plots import plot_comparison, plot_curves
+    from keras_modern_cnn.plots import compare_title, plot_comparison, plot_curves
     from keras_modern_cnn.registry import get_spec
     from keras_modern_cnn.rundir import read_history
 
@@ -196,8 +196,7 @@ def run_compare(args):
             print(f"== {config.model}", flush=True)
         all_metrics.append(_train(args, config))
         keras.backend.clear_session()
-    first = all_metrics[0]
-    title = f"{first['dataset']}, {first['epochs']} epochs (settings per model: results.csv)"
+    title = compare_title(configs, all_metrics)
     paths = {name: os.path.join(args.output_dir, name)
              for name in ("results.md", "results.csv", "curves.png", "comparison.png")}
     table = results_table(all_metrics)

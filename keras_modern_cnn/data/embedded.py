@@ -72,7 +72,8 @@ def load_shapes(num_train=12000, num_test=2000, image_size=28, channels=1, seed=
     """The embedded shapes dataset, in the keras.datasets layout plus segmentation masks.
 
     Args:
-        num_train, num_test: examples per split (classes are drawn uniformly).
+        num_train: training examples (classes are drawn uniformly).
+        num_test: test examples.
         image_size: side of the square images (28 matches Fashion-MNIST).
         channels: 1 (grayscale) or 3 (RGB, random colours per image).
         seed: the same seed always gives the same arrays.

@@ -51,9 +51,10 @@ def make_pipeline(
             examples per epoch, different ones each epoch as the split is reshuffled) and
             evaluation pads it with zero-weight examples, yielding `(images, targets,
             weights)`, so every test example counts exactly once in weighted metrics.
-        processes, process_index: the processes of a multi-process data-parallel run (their
-            devices count in `replicas`) and this one's index: it yields its own contiguous
-            share of every batch, the `process_index`-th of `processes` equal slices.
+        processes: the processes of a multi-process data-parallel run (their devices count
+            in `replicas`).
+        process_index: this process's index: it yields its own contiguous share of every
+            batch, the `process_index`-th of `processes` equal slices.
     """
     import tensorflow as tf
 
@@ -134,7 +135,12 @@ def make_pipeline(
             pipeline = pipeline.map(random_flip_and_crop, num_parallel_calls=autotune)
     pipeline = pipeline.batch(batch_size)
     if replicas > 1 and training:
+        examples = int(dataset.cardinality())
         pipeline = pipeline.map(drop_remainder).filter(lambda images, _: tf.shape(images)[0] > 0)
+        if examples >= 0:  # the filter hides the batch count, and Keras then warns that the
+            # "input ran out of data" at the end of the first epoch: state it
+            batches = examples // batch_size + (examples % batch_size >= replicas)
+            pipeline = pipeline.apply(tf.data.experimental.assert_cardinality(batches))
     elif replicas > 1:
         pipeline = pipeline.map(pad_with_zero_weights)
     if processes > 1:

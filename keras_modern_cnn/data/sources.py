@@ -7,6 +7,7 @@ resizing and scaling happen once, in `keras_modern_cnn.data.pipeline`.
 
 import dataclasses
 import os
+import re
 
 import numpy as np
 
@@ -66,7 +67,8 @@ def load_data(
         download: let TFDS download and prepare a dataset missing from `data_dir`.
         image_size: image side used when decoding an image folder (other sources keep
             their native size; the pipeline resizes).
-        train_examples, test_examples: keep only the first N examples of each split.
+        train_examples: keep only the first N training examples.
+        test_examples: keep only the first N test examples.
         seed: seed of the embedded dataset and of the image-folder train/test split.
         skip_unreadable: skip (and count) image-folder files that cannot be decoded instead
             of stopping with their paths.
@@ -202,6 +204,8 @@ def _decoded_images(paths, labels, image_size):
 def _tfds(name, task, data_dir, download):
     import tensorflow_datasets as tfds
 
+    from keras_modern_cnn._compat import tfds_download_retries
+
     data_dir = data_dir or os.environ.get("TFDS_DATA_DIR")
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -216,9 +220,10 @@ def _tfds(name, task, data_dir, download):
         if not download:
             _raise_not_prepared(name, where, "downloads are disabled")
         try:
-            builder.download_and_prepare()
+            with tfds_download_retries():  # offline: fail in seconds, not minutes
+                builder.download_and_prepare()
         except Exception as error:  # offline, blocked, or a manual-download dataset
-            _raise_not_prepared(name, where, f"{type(error).__name__}: {str(error)[:200]}")
+            _raise_not_prepared(name, where, _download_failure(error))
     features = builder.info.features
     image_key = "image"
     target_key = "label" if task == "classification" else "segmentation_mask"
@@ -255,6 +260,19 @@ def _tfds(name, task, data_dir, download):
         num_classes=len(class_names),
         class_names=class_names,
     )
+
+
+def _download_failure(error):
+    """Why a download failed, whole: the innermost cause (a host that does not resolve, a
+    refused connection, an HTTP status), as "Type: message"."""
+    chain = [error]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    for link in chain:
+        unresolved = re.search(r"Failed to resolve '([^']+)'", str(link))
+        if unresolved:
+            return f"no network: the host {unresolved.group(1)} does not resolve"
+    return f"{type(chain[-1]).__name__}: {' '.join(str(chain[-1]).split())}"
 
 
 def _raise_not_prepared(name, where, reason):

@@ -99,9 +99,10 @@ class BatchNorm(TorchFastCall, keras.layers.Layer):
         epsilon: added to the variance before the square root, > 0. Default 1e-5 as in d2l.
         center: learn the offset `beta`.
         scale: learn the scale `gamma`.
-        beta_initializer, gamma_initializer, moving_mean_initializer,
-        moving_variance_initializer: initializers (moving variance starts at 1).
-        beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint: as in Keras.
+        beta_initializer: as in Keras, as are `gamma_initializer`,
+            `moving_mean_initializer`, `moving_variance_initializer` (moving variance starts
+            at 1), `beta_regularizer`, `gamma_regularizer`, `beta_constraint` and
+            `gamma_constraint`.
         synchronized: statistics of the global batch under data parallelism, as single-device
             training on that batch. TensorFlow: aggregated across `tf.distribute` replicas
             (ignored for masked calls, as in Keras). JAX: the jit-compiled step of
