@@ -273,6 +273,6 @@ _DATA_FIELDS = {
                     lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v)),
     "image_size": ("an integer >= 1", _positive_int),
     "normalization": ("one of the normalizations", lambda v: v in NORMALIZATIONS),
-    "pixel_scale": ("a number > 0", lambda v: isinstance(v, numbers.Real)
+    "pixel_scale": ("a number > 0", lambda v: isinstance(v, (int, float))
                     and not isinstance(v, bool) and math.isfinite(v) and v > 0),
 }
