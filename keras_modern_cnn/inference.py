@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_modern_cnn.data.images import (
     IMAGE_EXTENSIONS,
-    check_image_file,
+    check_image_files,
     list_image_files,
     unsupported_reason,
 )
@@ -133,10 +133,10 @@ def image_files(paths, notice=None):
             files.append(path)
         else:
             raise FileNotFoundError(f"No such image file or folder. Received: image={path!r}")
+    problems = check_image_files(files)
     for file in files:
-        reason = check_image_file(file)
-        if reason is not None:
-            raise ValueError(f"Cannot read the image: {file} is {reason}. Received: image={file!r}")
+        if file in problems:
+            raise ValueError(f"Cannot read the image: {file} is {problems[file]}. Received: image={file!r}")
     return files
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_modern_cnn.data.images import (
     IMAGE_EXTENSIONS,
-    check_image_file,
+    check_image_files,
     list_image_files,
     unsupported_reason,
 )
@@ -162,7 +162,8 @@ def find_unreadable(paths, *, skip, dataset, unsupported=()):
     `skip`). Returns the readable paths and how many were skipped.
     """
     problems = [(path, unsupported_reason(path)) for path in unsupported]
-    problems += [(path, reason) for path in paths for reason in [check_image_file(path)] if reason]
+    found = check_image_files(paths)
+    problems += [(path, found[path]) for path in paths if path in found]
     if problems and not skip:
         path, reason = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
