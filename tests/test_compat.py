@@ -191,3 +191,27 @@ def test_keras_tuner_tells_a_worker_from_its_environment_and_reads_the_state_we_
     trial = next(iter(tuner.oracle.trials.values()))
     assert set(trial.get_state()) == set(tuner_compat.TRIAL_STATE_KEYS)
     tuner_compat.check_state_files(tuner.project_dir, tuner_compat.tuner_state_path(tuner))
+
+
+@pytest.mark.backend_independent
+def test_keras_tuner_saves_a_new_trial_before_the_oracle_and_reload_reruns_it(tmp_path):
+    """A kill between `Oracle.create_trial`'s `_save_trial` and `save` leaves a running trial that
+    `oracle.json` does not list: `AtomicOracleState.reload` queues it again (KerasTuner itself
+    would leave it running forever)."""
+    x, y = np.random.default_rng(0).normal(size=(8, 4)), np.zeros(8, "int64")
+
+    def tuner(trials):
+        return make_tuner(_DenseHyperModel(), "random", max_trials=trials, directory=tmp_path,
+                          project_name="p", objective="val_loss", seed=0)
+
+    tuner(1).search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    project = tmp_path / "p"
+    state = json.loads((project / "trial_0" / "trial.json").read_text())
+    (project / "trial_1").mkdir()
+    (project / "trial_1" / "trial.json").write_text(json.dumps(
+        dict(state, trial_id="1", status="RUNNING", score=None, best_step=0)))
+    resumed = tuner(2)
+    resumed.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    assert [(t.trial_id, t.status) for t in sorted(resumed.oracle.trials.values(),
+                                                    key=lambda t: t.trial_id)] == [
+        ("0", "COMPLETED"), ("1", "COMPLETED")]

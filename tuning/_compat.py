@@ -148,13 +148,25 @@ def _free(path):
 
 
 class AtomicOracleState:
-    """Mixed into an oracle: `oracle.json` and every `trial.json` are replaced atomically.
+    """Mixed into an oracle: `oracle.json` and every `trial.json` are replaced atomically, and
+    no trial is left running forever.
 
     KerasTuner writes them in place, so a `kill -9` during a write left an empty `oracle.json`
     and a search that could not resume. Relies on `Oracle.save()` writing the state to
     `Oracle._get_oracle_fname()` and on `Oracle._save_trial(trial)` writing
     `Oracle._get_trial_dir(trial_id)/trial.json`.
+
+    `Oracle.create_trial` saves a new trial's `trial.json` before `oracle.json`: a kill between
+    the two left a trial running on disk that `Oracle.reload` (which retries only the trials
+    `oracle.json` lists as ongoing) never ran again. `reload` here queues every trial still
+    running for a retry as well. Relies on `Oracle.reload` filling `trials` and `_retry_queue`.
     """
+
+    def reload(self):
+        super().reload()
+        for trial_id, trial in self.trials.items():
+            if trial.status == "RUNNING" and trial_id not in self._retry_queue:
+                self._retry_queue.append(trial_id)
 
     def save(self):
         write_text(self._get_oracle_fname(), _json(self.get_state()))
