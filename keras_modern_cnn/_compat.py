@@ -12,7 +12,7 @@ import os
 
 import keras
 
-from keras_modern_cnn.files import block_point, write_text
+from keras_modern_cnn.files import atomic_write, block_point, variables_bytes, write_text
 
 KERAS_VERSION_WRITTEN_FOR = "3.15"
 # Why each internal is used: the engine's checkpoint and losses, `utils` (flops, weights), the
@@ -109,7 +109,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     Keras writes the weights file in place, so a kill during the first save leaves a truncated
     file that the next run cannot load. Here weights and metadata are written to temporary
     files and renamed over the previous checkpoint (weights first: a kill between the two
-    renames replays one epoch from slightly newer weights, never loses one).
+    renames replays one epoch from slightly newer weights, never loses one), through
+    `files.atomic_write`: a full disk is one line, checked before h5py writes.
 
     Relies on `BackupAndRestore._save_model` (called at each epoch end), its attributes
     `_weights_path`, `_training_metadata_path`, `_current_epoch`, `_last_batch_seen`, and on
@@ -118,12 +119,15 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
-        weights_tmp = f"{self._weights_path[:-len('.weights.h5')]}.tmp.weights.h5"
-        self.model.save_weights(weights_tmp, overwrite=True)
-        if self._current_epoch >= 2:
-            block_point("epoch-checkpoint")
+
+        def write(temporary):
+            self.model.save_weights(temporary, overwrite=True)
+            if self._current_epoch >= 2:
+                block_point("epoch-checkpoint")
+
+        # Checked for space first: h5py can crash the process on a full disk.
+        atomic_write(self._weights_path, write, expected_bytes=variables_bytes(self.model.weights))
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
-        os.replace(weights_tmp, self._weights_path)
         write_text(self._training_metadata_path, json.dumps(metadata))
 
 

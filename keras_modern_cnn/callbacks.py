@@ -4,6 +4,7 @@
 - `EpochHistory`: `history.csv`, every finished epoch exactly once across resumed runs.
 - `AtomicBackupAndRestore`: Keras's `BackupAndRestore` with a checkpoint that survives `kill -9`.
 - `TrainingTimer`: seconds of training per epoch (validation excluded), for examples/sec.
+- `CurrentEpoch`: the epoch in progress (1-based), for the message of an interrupted run.
 - `BlockMidEpoch`: a test hook (`files.block_point`) that stops a real run at a known moment.
 """
 
@@ -17,8 +18,8 @@ from keras_modern_cnn._compat import AtomicBackupAndRestore
 from keras_modern_cnn.files import block_point
 
 __all__ = [
-    "AtomicBackupAndRestore", "BlockMidEpoch", "EpochHistory", "NonFiniteLossError",
-    "StopOnNonFiniteLoss", "TrainingTimer", "check_finite",
+    "AtomicBackupAndRestore", "BlockMidEpoch", "CurrentEpoch", "EpochHistory",
+    "NonFiniteLossError", "StopOnNonFiniteLoss", "TrainingTimer", "check_finite",
 ]
 
 
@@ -57,6 +58,17 @@ class BlockMidEpoch(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+
+
+class CurrentEpoch(keras.callbacks.Callback):
+    """`epoch`: the epoch in progress, counted from 1 (None before the first begins)."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
 
 
 class EpochHistory(keras.callbacks.Callback):

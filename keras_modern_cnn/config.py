@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from keras_modern_cnn.choices import (
     EMBEDDED_DATASET,
+    TASKS,
     JIT_COMPILE,
     NORMALIZATIONS,
     OPTIMIZERS,
@@ -28,6 +29,7 @@ from keras_modern_cnn.validation import (
     check_bool,
     check_choice,
     check_number,
+    check_output_path,
     check_positive_int,
     check_width_ratio,
 )
@@ -176,6 +178,7 @@ def validate(config):
         value = getattr(config, name)
         if not isinstance(value, str) or not value:
             raise ValueError(f"`{name}` must be a non-empty string. Received: {name}={value!r}")
+    check_output_path("output_dir", config.output_dir)
     return config
 
 
@@ -208,14 +211,68 @@ def config_to_json(config, data_info=None, device=None):
 
 
 def read_run_file(path):
-    """`(RunConfig, data_info)` from a `run.json`; a file that is not one is reported by path."""
+    """`(RunConfig, data_info)` from a `run.json`, validated as a new run's settings are.
+
+    A file that is not one, a missing or mistyped field, or a setting `validate` refuses is an
+    error naming the file and the field: a hand-edited run is never silently misread.
+    """
     try:
         with open(path) as handle:
             record = json.load(handle)
-        config = RunConfig(**record["config"])
-        return config, record.get("data", {})
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(
-            f"{path} is not a readable run file ({type(error).__name__}: {error}). "
-            f"Received: run_file={str(path)!r}"
-        ) from None
+    except (OSError, ValueError) as error:
+        _bad_run_file(path, f"not a readable run file ({type(error).__name__}: {error})")
+    if not isinstance(record, dict):
+        _bad_run_file(path, "not a run file (it must hold a JSON object)")
+    if record.get("format", RUN_FORMAT) != RUN_FORMAT:
+        _bad_run_file(path, f"field `format` must be {RUN_FORMAT}; it is {record.get('format')!r}")
+    settings = record.get("config")
+    if not isinstance(settings, dict):
+        _bad_run_file(path, f"field `config` must be an object of run settings; it is {settings!r}")
+    unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(RunConfig)})
+    if unknown:
+        _bad_run_file(path, f"field `config.{unknown[0]}` is not a run setting")
+    if "model" not in settings:
+        _bad_run_file(path, "field `config.model` is missing")
+    try:
+        config = validate(RunConfig(**settings))
+    except (ValueError, KeyError) as error:  # the one-line message of the failed check
+        message = str(error).strip("'\"")
+        field = message.split("`")[1] if message.count("`") >= 2 else "model"
+        _bad_run_file(path, f"field `config.{field}`: {message}")
+    data = record.get("data", {})
+    if not isinstance(data, dict):
+        _bad_run_file(path, f"field `data` must be an object; it is {data!r}")
+    for key, (kind, check) in _DATA_FIELDS.items():
+        if key in data and not check(data[key]):
+            _bad_run_file(path, f"field `data.{key}` must be {kind}; it is {data[key]!r}")
+    names = data.get("class_names")
+    if names is not None and "num_classes" in data and len(names) != data["num_classes"]:
+        _bad_run_file(path, f"field `data.class_names` holds {len(names)} names but "
+                      f"`data.num_classes` is {data['num_classes']}")
+    return config, data
+
+
+def _bad_run_file(path, problem):
+    raise ValueError(
+        f"{path}: {problem}. Fix the file or start over with --overwrite. "
+        f"Received: run_file={str(path)!r}"
+    )
+
+
+def _positive_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+# run.json's "data": what each field a reader relies on must hold (`training.data_info`).
+_DATA_FIELDS = {
+    "name": ("a string", lambda v: isinstance(v, str)),
+    "task": ("one of the tasks", lambda v: v in TASKS),
+    "channels": ("an integer >= 1", _positive_int),
+    "num_classes": ("an integer >= 1", _positive_int),
+    "class_names": ("a list of strings",
+                    lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v)),
+    "image_size": ("an integer >= 1", _positive_int),
+    "normalization": ("one of the normalizations", lambda v: v in NORMALIZATIONS),
+    "pixel_scale": ("a number > 0", lambda v: isinstance(v, (int, float))
+                    and not isinstance(v, bool) and math.isfinite(v) and v > 0),
+}

@@ -4,7 +4,9 @@ A thin layer over Keras (`model.export`, `model.save`, `model.save_weights`) tha
 deployment needs: validated arguments; BatchNorm folded into the layer before it for the
 inference formats (`keras_modern_cnn.utils.fold_batch_norm`); int8 post-training quantization;
 and writes that never destroy what is already on disk (the export goes to a temporary sibling
-first and replaces the target only once complete).
+first and replaces the target only once complete; a SavedModel directory records itself in a
+`.kmc-manifest.json`, and `overwrite` replaces no directory without one: see
+`keras_modern_cnn.ownership`).
 
 | format | file | exported natively from (Keras's exporter) | runtime of `load_served` |
 |---|---|---|---|
@@ -39,8 +41,18 @@ from typing import Any, Optional, Union
 import keras
 import numpy as np
 
+from keras_modern_cnn import ownership
 from keras_modern_cnn.choices import FORMATS, INFERENCE_FORMATS, QUANTIZABLE_FORMATS
-from keras_modern_cnn.files import native_stderr_held
+from keras_modern_cnn.files import (
+    DiskFullError,
+    ensure_space,
+    free_bytes,
+    fsync_directory,
+    is_out_of_space,
+    native_stderr_held,
+    variables_bytes,
+)
+from keras_modern_cnn.rundir import LEGACY_RUN
 from keras_modern_cnn.saving import save_model
 from keras_modern_cnn.utils.fold import fold_batch_norm as fold_model
 from keras_modern_cnn.validation import check_choice
@@ -72,7 +84,8 @@ _write(path, format, model, quantize or None, representative)
 """
 
 
-def _check_target(path, format, overwrite):
+def _check_target(path, format, overwrite, source=None):
+    """The export target, checked before anything is built or written (`check_export_target`)."""
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise ValueError(f"`path` must be a file or directory path. Received: path={path!r}")
     path = os.fspath(path)
@@ -82,12 +95,52 @@ def _check_target(path, format, overwrite):
             f"A {format} export needs a path ending in '{suffix}'. Received: path={path!r}"
         )
     for target in _written_paths(path, format):
-        if os.path.exists(target) and not overwrite:
-            raise FileExistsError(
-                f"{target!r} already exists; pass overwrite=True (`--overwrite`) to replace it. "
-                f"Received: path={path!r}"
-            )
+        check_export_target(target, directory=format == "saved_model", overwrite=overwrite,
+                            source=source, argument="path")
     return path
+
+
+def check_export_target(target, *, directory, overwrite, source=None, argument="path"):
+    """What an export may replace: never the current folder or one above it, the model it
+    exports (`source`) or the folder holding it, a run directory, tuning project or other kmc
+    folder, nor anything a run recorded as its own; an existing SavedModel directory only if
+    `kmc export` wrote it (its manifest says so) and `overwrite`; an existing file only with
+    `overwrite`. Raises a one-line error naming the target and the reason.
+    """
+    resolved = os.path.realpath(target)
+
+    def refuse(reason, error=ValueError):
+        raise error(f"Cannot export to {target}: {reason}. Received: {argument}={os.fspath(target)!r}")
+
+    here = os.path.realpath(os.getcwd())
+    if resolved == here or here.startswith(resolved.rstrip(os.sep) + os.sep):
+        refuse("it is the current folder or a folder above it")
+    if source is not None:
+        model_file = os.path.realpath(source)
+        if resolved == model_file:
+            refuse("it is the model being exported")
+        if model_file.startswith(resolved.rstrip(os.sep) + os.sep):
+            refuse("it holds the model being exported")
+    kind = ownership.directory_kind(resolved)
+    if kind not in (None, "export"):
+        refuse(f"it is a {kind} folder of kmc; export to a new path")
+    parent = os.path.dirname(resolved)
+    parent_manifest = ownership.read_manifest(parent, LEGACY_RUN)
+    if parent_manifest is not None and parent_manifest.entries.get(os.path.basename(resolved)) == "own":
+        refuse(f"it belongs to the {parent_manifest.kind} in {os.path.dirname(target) or '.'}")
+    if not os.path.lexists(target):
+        return
+    if not overwrite:
+        refuse("it already exists; pass overwrite=True (`--overwrite`) to replace it",
+               FileExistsError)
+    if os.path.isdir(target) and not os.path.islink(target):
+        if not directory:
+            refuse("it is a folder, and this format writes a file")
+        if kind != "export":
+            refuse("it is a folder kmc export did not write (kmc never deletes one it did not "
+                   "create as an export); choose a new path")
+    elif directory:
+        refuse("it is a file, and a SavedModel is a folder")
 
 
 def _written_paths(path, format):
@@ -230,7 +283,7 @@ def _model_to_write(model, fold, quantize):
 def export(
     model: keras.Model, path: Union[str, os.PathLike], format: str = "saved_model", *,
     overwrite: bool = False, fold_batch_norm: Optional[bool] = None, quantize: Optional[str] = None,
-    representative_data: Any = None,
+    representative_data: Any = None, source: Union[str, os.PathLike, None] = None,
 ) -> str:
     """Export `model` to `path` in `format`; returns the path written.
 
@@ -244,7 +297,10 @@ def export(
             `input_shape=(None, None, C)` for size-agnostic serving where the architecture
             allows it), "keras", "weights", "onnx", "litert" or
             "openvino". See the module docstring for backends and runtimes.
-        overwrite: replace an existing `path`; without it an existing path is an error.
+        overwrite: replace an existing `path`; without it an existing path is an error. A
+            directory is replaced only if `export` wrote it (its `.kmc-manifest.json` says so);
+            the current folder, a run directory or tuning project, and (with `source`) the
+            model file and its folder are never export targets (`check_export_target`).
         fold_batch_norm: fold each BatchNorm that follows a convolution or dense layer into it
             (`keras_modern_cnn.utils.fold_batch_norm`). Default (None): on for the inference
             formats (saved_model, onnx, litert, openvino), off for keras and weights. A folded
@@ -256,6 +312,7 @@ def export(
             (`keras.Model.quantize`, worthwhile for Dense-heavy models such as VGG and AlexNet).
         representative_data: for `quantize="int8"` with "litert": a float32 array of model
             inputs, shape (N, ...) (a few hundred training images), to calibrate activations.
+        source: the `.keras` file `model` was loaded from (`kmc export`), never overwritten.
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a keras.Model. Received: model={model!r}")
@@ -290,26 +347,45 @@ def export(
             "`representative_data` calibrates full-integer LiteRT quantization only; use it with "
             f"format='litert', quantize='int8'. Received: format={format!r}, quantize={quantize!r}"
         )
-    path = _check_target(path, format, overwrite)
+    path = _check_target(path, format, overwrite, source)
     _check_exporter(format)
     model = _model_to_write(model, fold_batch_norm, None if full_integer else quantize)
 
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
+    ensure_space(path, variables_bytes(model.weights))  # TensorFlow's writers fail noisily
+    _record_in_kmc_folder(path, format)
     staging_dir = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
         staged = os.path.join(staging_dir, os.path.basename(path))
-        _write(staged, format, model, quantize, representative_data)
+        try:
+            _write(staged, format, model, quantize, representative_data)
+        except Exception as error:
+            if is_out_of_space(error):
+                raise DiskFullError(path, free_bytes(parent)) from None
+            raise
+        if format == "saved_model":
+            ownership.record(staged, "export", ownership.visible_entries(staged))
         for target in _written_paths(path, format):
             staged = os.path.join(staging_dir, os.path.basename(target))
             if os.path.isdir(target) and not os.path.islink(target):
-                shutil.rmtree(target)
-            elif os.path.exists(target):
-                os.remove(target)
+                # The previous export steps aside (inside the hidden staging folder) until the
+                # new one is in place: no moment without one of them.
+                os.replace(target, os.path.join(staging_dir, ".previous"))
             os.replace(staged, target)
+        fsync_directory(parent)
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)
     return os.fspath(path)
+
+
+def _record_in_kmc_folder(path, format):
+    """An export written into a kmc folder (beside a run's model) is recorded there as an
+    output: the folder's `--overwrite` keeps it, and it is never in the way."""
+    for target in _written_paths(path, format):
+        parent = os.path.dirname(os.path.abspath(target))
+        if ownership.read_manifest(parent) is not None:
+            ownership.record(parent, "run", [os.path.basename(target)], role="output")
 
 
 def artefact_size(path: Union[str, os.PathLike]) -> int:

@@ -2,7 +2,9 @@
 masks. `kmc evaluate` and `kmc predict` are thin front-ends over this module.
 
 Dataset, image size, normalisation and class names come from the `run.json` that `kmc train`
-wrote beside the model (`load_trained`); without one, the caller's settings stand in.
+wrote beside the model (`load_trained`); without one, the caller's settings stand in. Image
+files are checked and decoded as training reads them (`keras_modern_cnn.data.images`,
+`pipeline.prepare_image`): the same file gives the same model input in every command.
 """
 
 import dataclasses
@@ -10,7 +12,12 @@ import os
 
 import numpy as np
 
-from keras_modern_cnn.data.checks import IMAGE_EXTENSIONS
+from keras_modern_cnn.data.images import (
+    IMAGE_EXTENSIONS,
+    check_image_files,
+    list_image_files,
+    unsupported_reason,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +42,50 @@ def load_trained(path):
     return model, config, data_info
 
 
+def evaluation_data(model, config, info, *, dataset=None, data_dir=None, download=True,
+                    test_examples=None, train_examples=None, notice=None):
+    """The data to evaluate (or calibrate) a trained model on, read as its run read its own.
+
+    `dataset` defaults to the run's (`config`, from `run.json`); the images are decoded at the
+    model's input side, checked against its channels, and their classes matched by name with
+    the run's class names (`data.checks.class_mapping`; a dataset holding a subset of them is
+    renumbered, one holding a class the model does not know is an error). `notice(line)`
+    hears what was done. Returns `ImageData`.
+    """
+    from keras_modern_cnn.data import load_data, with_class_mapping
+    from keras_modern_cnn.data.checks import class_mapping
+
+    size, channels = model_image_shape(model)
+    if dataset is None:
+        dataset = config.dataset if config else None
+    if data_dir is None and config is not None:
+        data_dir = config.data_dir
+    data = load_data(
+        dataset, task=info.get("task", "classification"), data_dir=data_dir, download=download,
+        image_size=size, train_examples=train_examples, test_examples=test_examples,
+        seed=config.seed if config else 0,
+    )
+    if data.channels != channels:
+        raise ValueError(
+            f"The model expects {channels}-channel images but the dataset has "
+            f"{data.channels} channels. Received: dataset={dataset!r}"
+        )
+    outputs = num_outputs(model)
+    model_classes = info.get("class_names") or [str(index) for index in range(outputs)]
+    if len(model_classes) != outputs:
+        raise ValueError(
+            f"run.json names {len(model_classes)} classes but the model predicts {outputs}. "
+            f"Received: class_names={model_classes!r}"
+        )
+    mapping, note = class_mapping(model_classes, data.class_names, dataset)
+    if mapping is not None:
+        data = with_class_mapping(data, mapping, model_classes)
+    for line in data.notices + ((note,) if note else ()):
+        if notice is not None:
+            notice(line)
+    return data
+
+
 def model_image_shape(model):
     """(size, channels) of a channels-last or channels-first square image model."""
     from keras_modern_cnn.validation import spatial_and_channels
@@ -56,52 +107,64 @@ def num_outputs(model):
     return model.output_shape[1 if is_segmentation(model) and channels_first else -1]
 
 
-def image_files(paths):
-    """The image files named, folders expanded (sorted); a missing path is an error."""
+def image_files(paths, notice=None):
+    """The image files named, folders expanded (sorted; hidden files and folders left out),
+    each checked as training checks them: a missing path, an image kmc cannot read or a
+    folder without images is an error naming it. `notice(line)` hears of ignored files."""
     files = []
     for path in paths:
         if os.path.isdir(path):
-            found = sorted(
-                os.path.join(root, name)
-                for root, _, names in os.walk(path)
-                for name in names
-                if name.lower().endswith(IMAGE_EXTENSIONS)
-            )
+            found, unsupported, other = list_image_files(path)
+            if unsupported:
+                raise ValueError(
+                    f"{unsupported[0]} is {unsupported_reason(unsupported[0])}"
+                    f"{f' (and {len(unsupported) - 1} more)' if len(unsupported) > 1 else ''}. "
+                    f"Received: image={path!r}"
+                )
             if not found:
-                raise ValueError(f"The folder holds no image file. Received: image={path!r}")
+                raise ValueError(
+                    f"The folder holds no image file ({', '.join(IMAGE_EXTENSIONS)}). "
+                    f"Received: image={path!r}"
+                )
+            if other and notice is not None:
+                notice(f"ignored {len(other)} file(s) in {path} that are not images")
             files += found
         elif os.path.isfile(path):
             files.append(path)
         else:
             raise FileNotFoundError(f"No such image file or folder. Received: image={path!r}")
+    problems = check_image_files(files)
+    for file in files:
+        if file in problems:
+            raise ValueError(f"Cannot read the image: {file} is {problems[file]}. Received: image={file!r}")
     return files
 
 
-def load_image(path, size, channels, normalization):
-    """(the model's input for the image at `path`, the image as read: HxWxC uint8)."""
+def load_image(path, size, channels, normalization, pixel_scale=255.0):
+    """(the model's input for the image at `path`, the image as read: HxWxC uint8), decoded and
+    scaled exactly as the training pipeline reads the same file."""
     import keras
-    from PIL import Image
 
-    try:
-        original = keras.utils.load_img(path, color_mode="grayscale" if channels == 1 else "rgb")
-        original.load()
-    except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
-        raise ValueError(f"Cannot read the image ({type(error).__name__}). Received: image={path!r}") from None
-    # As `load_img(target_size=...)`: nearest-neighbour resizing.
-    image = keras.utils.img_to_array(original.resize((size, size), Image.NEAREST))
-    if normalization == "scale":
-        image = image / 255.0
-    else:
-        image = (image - image.mean()) / max(image.std(), 1.0 / np.sqrt(image.size))
+    from keras_modern_cnn.data.images import read_image
+    from keras_modern_cnn.data.pipeline import prepare_image
+
+    decoded = read_image(path, channels)
+    image = np.asarray(prepare_image(decoded, size, normalization, pixel_scale))
     if keras.config.image_data_format() == "channels_first":
         image = image.transpose(2, 0, 1)
-    return image, keras.utils.img_to_array(original).astype(np.uint8)
+    original = np.clip(np.round(np.asarray(decoded)), 0, 255).astype(np.uint8)
+    return image, original
 
 
 def predict_images(model, files, normalization):
     """`(probabilities, originals)`: the model's outputs for the image files, and each image as
     read (HxWxC uint8)."""
     size, channels = model_image_shape(model)
+    if channels not in (1, 3):
+        raise ValueError(
+            f"Image files give grey (1-channel) or RGB (3-channel) inputs; this model takes "
+            f"{channels} channels. Received: channels={channels}"
+        )
     loaded = [load_image(path, size, channels, normalization) for path in files]
     images = np.stack([image for image, _ in loaded])
     return np.asarray(model.predict(images, verbose=0)), [original for _, original in loaded]

@@ -11,7 +11,7 @@ import zipfile
 from typing import TYPE_CHECKING, Union
 
 from keras_modern_cnn._compat import TORCH_OPTIMIZER_MODULES
-from keras_modern_cnn.files import atomic_write, block_point
+from keras_modern_cnn.files import atomic_write, block_point, variables_bytes
 
 if TYPE_CHECKING:
     import keras
@@ -49,7 +49,8 @@ def make_backend_portable(archive_path: PathLike) -> PathLike:
 def save_model(model: "keras.Model", path: PathLike) -> str:
     """`model.save(path)` made atomic and backend-portable; returns `path`.
 
-    A crash at any instant leaves either the previous file or the complete new one.
+    A crash at any instant leaves either the previous file or the complete new one; a disk
+    without room for it (checked first) is a one-line `files.DiskFullError`.
     """
 
     def write(temporary):
@@ -57,7 +58,9 @@ def save_model(model: "keras.Model", path: PathLike) -> str:
         make_backend_portable(temporary)
         block_point("model-save")
 
-    return atomic_write(path, write)
+    optimizer = getattr(model, "optimizer", None)
+    variables = list(model.weights) + list(getattr(optimizer, "variables", None) or [])
+    return atomic_write(path, write, expected_bytes=variables_bytes(variables))
 
 
 def names_torch_optimizer(archive_path: PathLike) -> bool:
@@ -75,7 +78,8 @@ def names_torch_optimizer(archive_path: PathLike) -> bool:
 
 def load_model(path: PathLike) -> "keras.Model":
     """A `.keras` model (written by `kmc`, `save_model` or `model.save`), or a one-line error
-    naming the file.
+    naming the file and what is wrong with it (missing, a folder, truncated, damaged, not a
+    Keras model).
 
     A file written by `model.save` on torch names torch-only optimizer classes (README, known
     issues): on another backend it is loaded from a portable copy (`make_backend_portable`),
@@ -88,8 +92,7 @@ def load_model(path: PathLike) -> "keras.Model":
     import keras_modern_cnn
 
     keras_modern_cnn._load()  # registers the custom layers for safe loading
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such model file. Received: model_file={str(path)!r}")
+    check_model_file(path)
     try:
         if keras.backend.backend() != "torch" and names_torch_optimizer(path):
             with tempfile.TemporaryDirectory() as folder:
@@ -98,8 +101,37 @@ def load_model(path: PathLike) -> "keras.Model":
                     copy.write(source.read())
                 return keras.saving.load_model(make_backend_portable(portable))
         return keras.saving.load_model(path)
-    except Exception as error:  # a truncated zip, a foreign file, a missing custom object
+    except Exception as error:  # a foreign file, a missing custom object
         raise ValueError(
-            f"Cannot load the model ({type(error).__name__}: {str(error)[:200]}). "
+            f"Cannot load the model ({type(error).__name__}: {' '.join(str(error).split())[:200]}). "
             f"Received: model_file={str(path)!r}"
         ) from None
+
+
+def check_model_file(path: PathLike) -> None:
+    """Fail in one line, saying what it is, unless `path` is a complete `.keras` archive."""
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise FileNotFoundError(f"No such model file. Received: model_file={name!r}")
+    if os.path.isdir(name):
+        raise ValueError(
+            f"{name} is a folder, not a .keras model file (kmc reads the model.keras a run "
+            f"writes). Received: model_file={name!r}"
+        )
+    if name.endswith((".h5", ".hdf5")):  # Keras 2's format: Keras reads it itself
+        return
+    size = os.path.getsize(name)
+    problem = None
+    try:
+        with zipfile.ZipFile(name) as archive:
+            if "config.json" not in archive.namelist():
+                problem = "a zip archive, but not a Keras model (it has no config.json)"
+            else:
+                damaged = archive.testzip()
+                if damaged is not None:
+                    problem = f"damaged: its member {damaged} fails its checksum"
+    except (zipfile.BadZipFile, EOFError, OSError):
+        problem = (f"not a complete .keras file: not a readable zip archive ({size} bytes; "
+                   f"truncated by an interrupted copy or download?)")
+    if problem:
+        raise ValueError(f"{name} is {problem}. Received: model_file={name!r}")

@@ -4,8 +4,8 @@
 plan the run directory (new, resume or extend: `keras_modern_cnn.rundir`), `prepare_data`
 (load and check), `build_and_compile`, `fit` (validation on the test split every epoch,
 checkpoint every epoch, stop on a non-finite loss), then `report` (`model.keras`,
-`metrics.json`, `history.csv`, `curves.png`). A `kill -9` at any moment loses at most the
-epoch in progress; rerunning the same command resumes.
+`metrics.json`, `history.csv`, `curves.png`). A `kill -9`, Ctrl-C or SIGTERM at any moment
+loses at most the epoch in progress; rerunning the same command resumes.
 
 Reference recipe: Dive into Deep Learning, "Modern CNNs" (plain SGD, Fashion-MNIST).
 """
@@ -24,6 +24,7 @@ from keras_modern_cnn import losses, rundir
 from keras_modern_cnn.callbacks import (
     AtomicBackupAndRestore,
     BlockMidEpoch,
+    CurrentEpoch,
     EpochHistory,
     StopOnNonFiniteLoss,
     TrainingTimer,
@@ -37,6 +38,7 @@ from keras_modern_cnn.metrics import MeanDice
 from keras_modern_cnn.plots import plot_curves, run_title
 from keras_modern_cnn.registry import get_spec
 from keras_modern_cnn.saving import load_model, save_model
+from keras_modern_cnn.signals import Interrupted, raise_if_interrupted
 
 # The Keras optimizer class of each name `RunConfig.optimizer` accepts (`choices.OPTIMIZERS`).
 OPTIMIZER_CLASSES = {
@@ -83,44 +85,66 @@ def train(
 
 
 def _train(config, overwrite, resume, verbose, log):
-    """`train` in `config.output_dir`: plan, then the stages under the strategy."""
-    # The whole run, data included, under the strategy: MultiWorkerMirroredStrategy must exist
-    # before the first TensorFlow op, and JAX reads the distribution when fit runs.
-    with _strategy(config.strategy) as strategy:
-        if isinstance(strategy, keras.distribution.DataParallel):
-            strategy.auto_shard_dataset = False  # make_pipelines gives each process its share
-        device = device_settings(config, _device_count(strategy))
-        log(device.summary())
-        # run.json records the precision the device chose, not "default": a run resumed on
-        # the same kind of device (or started before per-device defaults) compares equal.
-        config = dataclasses.replace(config, mixed_precision=device.mixed_precision)
-        plan = rundir.plan_run(config, overwrite=overwrite, resume=resume)
-        keras.utils.set_random_seed(config.seed)
-        data = prepare_data(config)
-        names = ", ".join(data.class_names[:5]) + (", ..." if data.num_classes > 5 else "")
-        log(f"data {data.name}: {data.num_train} train / {data.num_test} test examples, "
-            f"{data.num_classes} classes ({names})")
-        if data.skipped_files:
-            log(f"skipped {data.skipped_files} unreadable image file(s)")
-        notice = resize_notice(config, data)
-        if notice:
-            log(notice)
-        pipelines = make_pipelines(config, data)
-        model = build_and_compile(config, data, device, plan)
-        if config.strategy == "data-parallel":  # every process planned before process 0 writes
-            from keras_modern_cnn.distribute import check_same_on_every_process
+    """`train` in `config.output_dir`: plan, then the stages under the strategy.
 
-            check_same_on_every_process(
-                "run directory state", (rundir.RUN_MODES.index(plan.mode), plan.epochs_done))
-        # Every check has passed: only now is the run directory touched.
-        plan.begin(config, data_info(data, config), device.to_dict())
-        if plan.message(config.epochs):
-            log(plan.message(config.epochs))
-        timer, wall_time = fit(config, model, pipelines, verbose)
-        results = model.evaluate(pipelines["test"], verbose=0, return_dict=True)
-        check_finite(results, "the test evaluation", config.learning_rate)
-        save_model(model, os.path.join(config.output_dir, rundir.MODEL_FILE))
-    return report(config, data, model, results, timer, wall_time, plan)
+    The run directory is locked from planning to the end (`rundir.plan_run`). Ctrl-C or
+    SIGTERM (`keras_modern_cnn.signals`) stops the run where a rerun resumes it.
+    """
+    plan = None
+    try:
+        # The whole run, data included, under the strategy: MultiWorkerMirroredStrategy must
+        # exist before the first TensorFlow op, and JAX reads the distribution when fit runs.
+        with _strategy(config.strategy) as strategy:
+            if isinstance(strategy, keras.distribution.DataParallel):
+                strategy.auto_shard_dataset = False  # make_pipelines gives each process its share
+            device = device_settings(config, _device_count(strategy))
+            log(device.summary())
+            # run.json records the precision the device chose, not "default": a run resumed on
+            # the same kind of device (or started before per-device defaults) compares equal.
+            config = dataclasses.replace(config, mixed_precision=device.mixed_precision)
+            plan = rundir.plan_run(config, overwrite=overwrite, resume=resume)
+            keras.utils.set_random_seed(config.seed)
+            data = prepare_data(config)
+            names = ", ".join(data.class_names[:5]) + (", ..." if data.num_classes > 5 else "")
+            log(f"data {data.name}: {data.num_train} train / {data.num_test} test examples, "
+                f"{data.num_classes} classes ({names})")
+            for notice in data.notices:
+                log(notice)
+            notice = resize_notice(config, data)
+            if notice:
+                log(notice)
+            pipelines = make_pipelines(config, data)
+            model = build_and_compile(config, data, device, plan)
+            if config.strategy == "data-parallel":  # every process planned before process 0 writes
+                from keras_modern_cnn.distribute import check_same_on_every_process
+
+                check_same_on_every_process(
+                    "run directory state", (rundir.RUN_MODES.index(plan.mode), plan.epochs_done))
+            # Every check has passed: only now is the run directory touched.
+            plan.begin(config, data_info(data, config), device.to_dict(), names=_run_files())
+            if plan.message(config.epochs):
+                log(plan.message(config.epochs))
+            timer, wall_time = fit(config, model, pipelines, verbose)
+            results = model.evaluate(pipelines["test"], verbose=0, return_dict=True)
+            check_finite(results, "the test evaluation", config.learning_rate)
+            save_model(model, os.path.join(config.output_dir, rundir.MODEL_FILE))
+            raise_if_interrupted()
+        return report(config, data, model, results, timer, wall_time, plan)
+    except Interrupted as interruption:
+        if plan is None or not plan.begun:
+            raise interruption.at("before training started; nothing was written") from None
+        raise interruption.at(
+            f"in {config.output_dir}; rerun the same command to resume") from None
+    finally:
+        if plan is not None:
+            plan.release()
+
+
+def _run_files():
+    """The names a run writes in its directory (TensorBoard's logs/ when it is installed)."""
+    if importlib.util.find_spec("tensorboard") is None:
+        return tuple(name for name in rundir.RUN_ARTEFACTS if name != rundir.LOGS_DIR)
+    return rundir.RUN_ARTEFACTS
 
 
 def prepare_data(config):
@@ -147,11 +171,14 @@ def resize_notice(config, data):
 
 
 def data_info(data, config):
-    """What `run.json` records of the data, for `kmc evaluate` and `kmc predict`."""
+    """What `run.json` records of the data, for `kmc evaluate` and `kmc predict`: its classes
+    (by name), channels, the model's input side and how pixels were scaled (`pixel_scale`: the
+    divisor that brought the source's values to [0, 1])."""
     return {
         "name": data.name, "task": data.task, "channels": data.channels,
         "num_classes": data.num_classes, "class_names": list(data.class_names),
         "image_size": config.image_size, "normalization": config.normalization,
+        "pixel_scale": data.pixel_scale,
     }
 
 
@@ -162,6 +189,7 @@ def make_pipelines(config, data):
         split: make_pipeline(
             getattr(data, split), image_size=config.image_size, batch_size=config.batch_size,
             training=split == "train", task=data.task, normalization=config.normalization,
+            pixel_scale=data.pixel_scale,
             augment=config.augment and split == "train", seed=config.seed,
             shuffle_buffer=min(data.num_train, 50000), replicas=_replicas(config.strategy),
             processes=processes, process_index=process_index,
@@ -232,12 +260,21 @@ def fit(config, model, pipelines, verbose="auto"):
         callbacks.append(BlockMidEpoch())
     if importlib.util.find_spec("tensorboard") is not None:  # tf.summary needs it at run time
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, rundir.LOGS_DIR)))
+    progress = CurrentEpoch()
+    callbacks.append(progress)
     start = time.perf_counter()
-    model.fit(
-        pipelines["train"], validation_data=pipelines["test"], epochs=config.epochs,
-        initial_epoch=rundir.finished_epochs(output_dir), callbacks=callbacks,
-        verbose=verbose, shuffle=False,  # the pipeline shuffles
-    )
+    try:
+        model.fit(
+            pipelines["train"], validation_data=pipelines["test"], epochs=config.epochs,
+            initial_epoch=rundir.finished_epochs(output_dir), callbacks=callbacks,
+            verbose=verbose, shuffle=False,  # the pipeline shuffles
+        )
+        raise_if_interrupted()
+    except Interrupted as interruption:
+        raise interruption.at(
+            f"at epoch {progress.epoch or 1} of {config.epochs} ({rundir.finished_epochs(output_dir)} "
+            f"finished in {output_dir}); rerun the same command to resume"
+        ) from None
     return timer, time.perf_counter() - start
 
 

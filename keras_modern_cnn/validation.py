@@ -49,6 +49,27 @@ def check_choice(name, value, choices):
     return value
 
 
+def check_output_path(name, value):
+    """A path a command writes to: a non-empty string or `os.PathLike` without NUL bytes.
+    Returns it as a string. Where it may point is `keras_modern_cnn.ownership`'s question."""
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(text, str) or not text.strip() or "\0" in text:
+        raise ValueError(f"`{name}` must be a non-empty path. Received: {name}={value!r}")
+    return text
+
+
+def check_folder_name(name, value):
+    """One plain folder name inside an output directory (a tuning project's): not empty, not
+    `.` or `..`, no path separator, not hidden. The one check of such names, everywhere."""
+    if (not isinstance(value, str) or value.strip() in ("", ".", "..") or "/" in value
+            or "\\" in value or "\0" in value or value.startswith(".")):
+        raise ValueError(
+            f"`{name}` must be one plain folder name (not empty, `.`, `..`, a path or a hidden "
+            f"name). Received: {name}={value!r}"
+        )
+    return value
+
+
 def check_int_sequence(name, value, *, minimum=1, length=None):
     """A non-empty tuple/list of integers >= `minimum` (stage depths, block sizes, ...)."""
     ok = isinstance(value, (list, tuple)) and len(value) > 0

@@ -137,6 +137,8 @@ def files(tmp_path_factory):
                    test_accuracy=0.5, test_loss=1.0, examples_per_second=1.0, parameters=1,
                    wall_time_seconds=1.0)
     (finished / "metrics.json").write_text(json.dumps(metrics))
+    (finished / "history.csv").write_text("epoch,loss\n0,1.0\n1,0.5\n")  # a consistent finished run
+    (finished / "model.keras").write_bytes((root / "model.keras").read_bytes())
     unet_run = root / "unet_resnet18"
     unet_run.mkdir()
     config = recorded_config("unet", encoder="resnet18", image_size=32, epochs=2,
@@ -217,8 +219,8 @@ BAD_INVOCATIONS = [
     (["compare", "bn_lenet", "lenet5", *TRAIN], "Received: name='lenet5'"),
     (["compare", "bn_lenet", "--epochs", "0", *TRAIN], "Received: epochs=0"),
     (["evaluate", "{tmp}/missing.keras"], "No such model file"),
-    (["evaluate", "{tmp}/truncated.keras"], "Cannot load the model"),
-    (["evaluate", "{tmp}/file"], "Cannot load the model"),
+    (["evaluate", "{tmp}/truncated.keras"], "truncated.keras is not a complete .keras file"),
+    (["evaluate", "{tmp}/file"], "not a readable zip archive"),
     (["evaluate", "{tmp}/model.keras", "--dataset", "{tmp}/rgb.npz"],
      "expects 1-channel images but the dataset has 3 channels"),
     (["evaluate", "{tmp}/model.keras", "--batch-size", "0"], "Received: batch_size=0"),
@@ -230,7 +232,7 @@ BAD_INVOCATIONS = [
     (["predict", "{tmp}/model.keras", "{tmp}/image.png", "--top-k", "0"], "Received: top_k=0"),
     (["predict", "{tmp}/model.keras", "{tmp}/image.png", "--output", "{tmp}/p.txt"], "must end in .csv or .json"),
     (["predict", "{tmp}/model.keras", "{tmp}/image.png", "--output", "{tmp}/existing.csv"], "pass --overwrite"),
-    (["predict", "{tmp}/truncated.keras", "{tmp}/image.png"], "Cannot load the model"),
+    (["predict", "{tmp}/truncated.keras", "{tmp}/image.png"], "not a complete .keras file"),
     (["predict", "{tmp}/model.keras", "{tmp}/image.png", "--output-dir", "{tmp}/out"],
      "this model is a classifier (--output FILE writes its predictions)"),
     (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png"], "pass --output-dir DIR"),
@@ -241,10 +243,10 @@ BAD_INVOCATIONS = [
     (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png", "{tmp}/image.jpg", "--output-dir",
       "{tmp}/out"], "Two images would write the same mask"),
     (["predict", "{tmp}/segmenter.keras", "{tmp}/image.png", "--output-dir", "{tmp}/masks"],
-     "masks/image_mask.png (and 0 more); pass --overwrite"),
+     "masks/image_mask.png is in the way: kmc did not write it"),
     (["export", "{tmp}/missing.keras", "--output", "{tmp}/exported"], "No model file"),
     (["export", "{tmp}/model.keras"], "the following arguments are required: --output"),
-    (["export", "{tmp}/truncated.keras", "--output", "{tmp}/exported"], "Cannot load the model"),
+    (["export", "{tmp}/truncated.keras", "--output", "{tmp}/exported"], "not a complete .keras file"),
     (["export", "{tmp}/model.keras", "--output", "{tmp}/x", "--format", "bogus"], "invalid choice: 'bogus'"),
     (["tune", "lenet5"], "invalid choice: 'lenet5'"),
     (["tune", "lenet", "--max-trials", "0", "--output-dir", "{tmp}/tune"], "Received: max_trials=0"),

@@ -223,3 +223,92 @@ def test_tfds_downloads_retry_as_often_as_we_set_and_the_failure_is_reported_who
     message = str(raised.value)
     assert "could not be downloaded (ResponseError: too many 503 error responses)" in message
     assert message.endswith("Received: dataset='fashion_mnist'")
+
+
+@pytest.mark.backend_independent
+def test_keras_tuner_runs_each_trial_through_the_methods_stop_cleanly_overrides(tmp_path, monkeypatch):
+    """`StopCleanly` relies on `BaseTuner._try_run_and_update_trial` calling
+    `_run_and_update_trial` inside its `try` (which turns any `Exception` into a failed trial)
+    and re-raising `FatalError`, and on `Oracle.reload` re-queueing a trial left running."""
+    import signal
+
+    from keras_modern_cnn import files, signals
+
+    x, y = np.random.default_rng(0).normal(size=(8, 4)), np.zeros(8, "int64")
+
+    def tuner():
+        return make_tuner(_DenseHyperModel(), "random", max_trials=2, directory=tmp_path,
+                          project_name="p", objective="val_loss", seed=0)
+
+    run_trial = keras_tuner.Tuner.run_trial
+
+    def swallowed_interrupt(self, trial, *args, **kwargs):
+        signals._received.append(signal.SIGINT)  # as when TensorFlow hands the signal back
+        raise RuntimeError("a library's own error, raised where the signal arrived")
+
+    monkeypatch.setattr(keras_tuner.Tuner, "run_trial", swallowed_interrupt)
+    with pytest.raises(signals.Interrupted) as interrupted:
+        tuner().search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    signals._received.clear()
+    assert interrupted.value.where.startswith("during trial 0 in ")
+    trial_file = tmp_path / "p" / "trial_0" / "trial.json"
+    assert json.loads(trial_file.read_text())["status"] == "RUNNING"  # not failed forever
+
+    def out_of_space(self, trial, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keras_tuner.Tuner, "run_trial", out_of_space)
+    with pytest.raises(files.DiskFullError, match="No space left to write .*trial_0"):
+        tuner().search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    monkeypatch.setattr(keras_tuner.Tuner, "run_trial", run_trial)
+    resumed = tuner()
+    resumed.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    assert sorted((t.trial_id, t.status) for t in resumed.oracle.trials.values()) == [
+        ("0", "COMPLETED"), ("1", "COMPLETED")]
+
+
+@pytest.mark.backend_independent
+def test_keras_tuner_tells_a_worker_from_its_environment_and_reads_the_state_we_check(tmp_path, monkeypatch):
+    """`is_worker_process` relies on `keras_tuner.src.distribute.utils`; `check_state_files` on
+    the keys KerasTuner's `Oracle.get_state` and `Trial.get_state` write."""
+    assert not tuner_compat.is_worker_process()
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "worker0")
+    assert tuner_compat.is_worker_process()
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
+    assert not tuner_compat.is_worker_process()
+    monkeypatch.undo()
+
+    tuner = make_tuner(_DenseHyperModel(), "random", max_trials=1, directory=tmp_path,
+                       project_name="p", objective="val_loss", seed=0)
+    x, y = np.random.default_rng(0).normal(size=(8, 4)), np.zeros(8, "int64")
+    tuner.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    assert set(tuner.oracle.get_state()) == set(tuner_compat.ORACLE_STATE_KEYS)
+    trial = next(iter(tuner.oracle.trials.values()))
+    assert set(trial.get_state()) == set(tuner_compat.TRIAL_STATE_KEYS)
+    tuner_compat.check_state_files(tuner.project_dir, tuner_compat.tuner_state_path(tuner))
+
+
+@pytest.mark.backend_independent
+def test_keras_tuner_saves_a_new_trial_before_the_oracle_and_reload_reruns_it(tmp_path):
+    """A kill between `Oracle.create_trial`'s `_save_trial` and `save` leaves a running trial that
+    `oracle.json` does not list: `AtomicOracleState.reload` queues it again (KerasTuner itself
+    would leave it running forever)."""
+    x, y = np.random.default_rng(0).normal(size=(8, 4)), np.zeros(8, "int64")
+
+    def tuner(trials):
+        return make_tuner(_DenseHyperModel(), "random", max_trials=trials, directory=tmp_path,
+                          project_name="p", objective="val_loss", seed=0)
+
+    tuner(1).search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    project = tmp_path / "p"
+    state = json.loads((project / "trial_0" / "trial.json").read_text())
+    (project / "trial_1").mkdir()
+    (project / "trial_1" / "trial.json").write_text(json.dumps(
+        dict(state, trial_id="1", status="RUNNING", score=None, best_step=0)))
+    resumed = tuner(2)
+    resumed.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    assert [(t.trial_id, t.status) for t in sorted(resumed.oracle.trials.values(),
+                                                    key=lambda t: t.trial_id)] == [
+        ("0", "COMPLETED"), ("1", "COMPLETED")]

@@ -183,18 +183,25 @@ def test_models_built_without_a_spatial_size_serve_any_size(tmp_path):
         assert served[key + ":input_shape"].tolist() == [-1, -1, -1, 3]
 
 
-def test_existing_targets_survive_without_overwrite_and_are_replaced_with_it(tmp_path):
+def test_existing_targets_survive_without_overwrite_and_only_exports_are_replaced_with_it(tmp_path):
     model, _ = tiny_model_with_moved_statistics("bn_lenet")
     target = tmp_path / "served"
     target.mkdir()
     (target / "keep.txt").write_text("user data")
     with pytest.raises(FileExistsError, match="overwrite=True.*Received: path="):
         kmc.export(model, target)
+    # A folder export did not write is never replaced, even with overwrite.
+    with pytest.raises(ValueError, match="folder kmc export did not write"):
+        kmc.export(model, target, overwrite=True)
     assert (target / "keep.txt").read_text() == "user data"
     assert [p.name for p in tmp_path.iterdir()] == ["served"]  # no staging left behind
 
-    kmc.export(model, target, overwrite=True)
-    assert (target / "saved_model.pb").exists() and not (target / "keep.txt").exists()
+    exported = tmp_path / "exported"
+    kmc.export(model, exported)
+    assert json.loads((exported / ".kmc-manifest.json").read_text())["kind"] == "export"
+    kmc.export(model, exported, overwrite=True)
+    assert (exported / "saved_model.pb").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "served"]
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Searches over the hypermodels with KerasTuner's own tuners, resumable and distributable.
 
 `make_tuner` pairs KerasTuner's random-search, Bayesian-optimization or Hyperband oracle with
-a KerasTuner tuner (as `keras_tuner.RandomSearch` & co. do), adding three things:
+a KerasTuner tuner (as `keras_tuner.RandomSearch` & co. do), adding these things:
 
 - The oracle, trial and tuner state files are written atomically (temporary file, then
   rename): KerasTuner writes them in place, so a `kill -9` during a write left an empty
@@ -12,10 +12,19 @@ a KerasTuner tuner (as `keras_tuner.RandomSearch` & co. do), adding three things
 - Every process appends one line per trial it ran to `executions.jsonl` in the project
   directory (trial id, tuner id, process id, status), which shows what ran where in a
   distributed search (KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT).
+- The project directory is kmc's (`keras_modern_cnn.ownership`): its name is one plain folder
+  name (never `.`, `..` or a path), `overwrite` deletes only what a search recorded there (a
+  folder holding anything else is refused, naming it; KerasTuner's own overwrite removes the
+  whole folder), and a search holds the project's lock while it runs (only the chief of a
+  distributed search: the workers share its folder).
+- The saved state is validated before KerasTuner reloads it (`_compat.check_state_files`);
+  Ctrl-C, SIGTERM and a full disk stop the search with the trial left running, so a resumed
+  search runs it again (`_compat.StopCleanly`), never a trial marked failed forever.
 
 Reference: KerasTuner, https://keras.io/keras_tuner/ ("Distributed hyperparameter tuning").
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -25,17 +34,27 @@ import socket
 import keras_tuner
 from keras_modern_cnn.tuning._compat import (
     AtomicOracleState,
+    StopCleanly,
     TolerantInitialSpace,
+    check_state_files,
     is_worker,
+    is_worker_process,
     tuner_state_path,
 )
 from keras_tuner.errors import FailedTrialError
 
-from keras_modern_cnn import plots
-from keras_modern_cnn.files import write_text
+from keras_modern_cnn import ownership, plots
+from keras_modern_cnn.callbacks import BlockMidEpoch
+from keras_modern_cnn.files import BLOCK_AT_VARIABLE, append_line, temporary_path, write_text
 from keras_modern_cnn.rundir import check_writable
 from keras_modern_cnn.saving import save_model
-from keras_modern_cnn.validation import check_bool, check_choice, check_positive_int
+from keras_modern_cnn.validation import (
+    check_bool,
+    check_choice,
+    check_folder_name,
+    check_output_path,
+    check_positive_int,
+)
 
 __all__ = [
     "TUNERS",
@@ -58,18 +77,41 @@ __all__ = [
 EXECUTIONS_FILE, RESULTS_FILE, BEST_MODEL_FILE = "executions.jsonl", "results.csv", "best_model.keras"
 TRIALS_PLOT_FILE = "trials.png"
 DISTRIBUTED_ROLES = ("chief", "worker")
+# What a search writes in its project folder: KerasTuner's oracle, tuner states ("tuner0.json",
+# a distributed search's "chief.json" and workers'), trial folders, and ours (with the
+# temporary siblings a kill can leave).
+PROJECT_FILES = ("oracle.json", "*.json", "trial_*", EXECUTIONS_FILE, RESULTS_FILE,
+                 BEST_MODEL_FILE, TRIALS_PLOT_FILE)
+PROJECT_ENTRIES = PROJECT_FILES + tuple(temporary_path(name) for name in PROJECT_FILES if "*" not in name)
+LEGACY_PROJECT = {"tuning": PROJECT_ENTRIES}
 
 
 class SearchSpaceChangedError(ValueError):
     """The hypermodel of a resumed search declares a different search space."""
 
 
-class _ResumableSearch(TolerantInitialSpace):
-    """Mixed into a KerasTuner tuner: atomic state, space check on reload, execution log."""
+class _ResumableSearch(StopCleanly, TolerantInitialSpace):
+    """Mixed into a KerasTuner tuner: atomic state, validated and space-checked on reload,
+    execution log, the project's lock while searching, clean stops."""
+
+    def search(self, *fit_args, **fit_kwargs):
+        if self.is_worker:  # the chief holds the project's lock; workers share its folder
+            return super().search(*fit_args, **fit_kwargs)
+        with ownership.DirectoryLock(self.project_dir, "project_name"):
+            return super().search(*fit_args, **fit_kwargs)
 
     def reload(self):
         given = self.oracle.hyperparameters.copy()  # the tuner's `hyperparameters` argument
-        super().reload()
+        if not self.is_worker:
+            check_state_files(self.project_dir, tuner_state_path(self))
+        try:
+            super().reload()
+        except (KeyError, TypeError, RuntimeError, AttributeError) as error:  # what set_state raises
+            raise ValueError(
+                f"The saved search in {self.project_dir} cannot be reloaded ({type(error).__name__}: "
+                f"{error}); start it over with --overwrite (overwrite=True). "
+                f"Received: project_dir={self.project_dir!r}"
+            ) from None
         if self.is_worker or self.hypermodel is None:
             return
         fresh = _fresh_space(self.hypermodel, given)
@@ -100,8 +142,7 @@ class _ResumableSearch(TolerantInitialSpace):
             "status": str(trial.status),
         }
         # One short line per write: appends from several processes do not interleave.
-        with open(os.path.join(self.project_dir, EXECUTIONS_FILE), "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_line(os.path.join(self.project_dir, EXECUTIONS_FILE), json.dumps(record))
 
 
 class Tuner(_ResumableSearch, keras_tuner.Tuner):
@@ -196,8 +237,9 @@ def make_tuner(
         max_trials: trials of random and Bayesian searches (Hyperband sets its own).
         max_epochs: Hyperband's most epochs for one model (required for "hyperband").
         directory: the search lives in `directory/project_name`; rerunning resumes it
-            (finished trials are not rerun) unless `overwrite`.
-        project_name: see `directory`.
+            (finished trials are not rerun) unless `overwrite`, which deletes only what a
+            search recorded there (`prepare_project`).
+        project_name: see `directory`; one plain folder name.
         hyperparameters: a `keras_tuner.HyperParameters` of overrides (e.g. `hp.Fixed`).
         seed: seed of the oracle.
         max_consecutive_failed_trials: stop the search after this many failed trials in a row.
@@ -212,9 +254,10 @@ def make_tuner(
     check_positive_int("max_consecutive_failed_trials", max_consecutive_failed_trials)
     if max_model_size is not None:
         check_positive_int("max_model_size", max_model_size)
-    for name, value in (("directory", directory), ("project_name", project_name)):
-        if not isinstance(value, (str, os.PathLike)) or not str(value):
-            raise ValueError(f"`{name}` must be a non-empty path. Received: {name}={value!r}")
+    directory = check_output_path("directory", directory)
+    project_name = check_folder_name("project_name", project_name)
+    if not is_worker_process():
+        prepare_project(os.path.join(directory, project_name), overwrite)
     oracle_options = dict(
         objective=objective, hyperparameters=hyperparameters, seed=seed,
         max_consecutive_failed_trials=max_consecutive_failed_trials, **(oracle_kwargs or {}),
@@ -231,11 +274,59 @@ def make_tuner(
                 f"Received: max_epochs={max_epochs!r}"
             )
     oracle_class, tuner_class = TUNERS[tuner]
+    # KerasTuner's overwrite would delete the whole folder: `prepare_project` cleared ours.
     return tuner_class(
         oracle=oracle_class(**oracle_options), hypermodel=hypermodel,
-        max_model_size=max_model_size, directory=os.fspath(directory),
-        project_name=os.fspath(project_name), overwrite=overwrite, **tuner_kwargs,
+        max_model_size=max_model_size, directory=directory, project_name=project_name,
+        overwrite=False, **tuner_kwargs,
     )
+
+
+def prepare_project(project_dir, overwrite):
+    """Make `project_dir` a tuning project of kmc's, under its lock: refuse another kmc folder or
+    one holding files a search did not write (a new search needs a new or empty folder;
+    `overwrite` names what is in the way), delete what an earlier search recorded when
+    `overwrite`, and record the names a search writes."""
+    manifest = check_project(project_dir, overwrite)
+    os.makedirs(project_dir, exist_ok=True)
+    with ownership.DirectoryLock(project_dir, "project_name"):
+        manifest = check_project(project_dir, overwrite)  # again, under the lock
+        if overwrite and manifest is not None:
+            ownership.remove_owned(project_dir, manifest)
+        else:
+            ownership.adopt(project_dir, manifest)
+        ownership.record(project_dir, "tuning", PROJECT_FILES)
+
+
+def check_project(project_dir, overwrite):
+    """Refuse, writing nothing, a tuning project folder a search may not use (see
+    `prepare_project`); returns its manifest (None for a new folder)."""
+    if os.path.exists(project_dir) and not os.path.isdir(project_dir):
+        raise ValueError(f"The tuning project must be a folder; {project_dir} is a file. "
+                         f"Received: project_dir={project_dir!r}")
+    if not os.path.isdir(project_dir):
+        return None
+    try:
+        manifest = ownership.read_manifest(project_dir, LEGACY_PROJECT)
+        kind = manifest.kind if manifest is not None else ownership.directory_kind(project_dir)
+        if kind not in (None, "tuning"):
+            raise ValueError(
+                f"{project_dir} is a {kind} folder of kmc, not a tuning project; choose another "
+                f"--project-name or --output-dir. Received: project_dir={project_dir!r}"
+            )
+        foreign = ownership.foreign_entries(project_dir, manifest)
+        if foreign:
+            what = ("--overwrite replaces only what kmc wrote, and" if overwrite
+                    else "a new search needs a new or empty folder, and")
+            raise ValueError(
+                f"{what} {project_dir} holds {ownership.describe(foreign)} (not written by a kmc "
+                f"search): move it away or choose another --project-name. "
+                f"Received: project_dir={project_dir!r}"
+            )
+    except ValueError:
+        ownership.raise_if_busy(project_dir, "project_name")
+        raise
+    return manifest
 
 
 def write_results(tuner, path):
@@ -307,13 +398,16 @@ def tune(
     max_consecutive_failed_trials=3,
     max_model_size=None,
     verbose=1,
+    log=print,
 ):
     """Search `hypermodel_class`'s space on the data and settings of `config`, on the stages
     of `keras_modern_cnn.training` (`prepare_data`, `make_pipelines`).
 
     `config` is a `RunConfig`: its dataset, image size, batch size, normalisation, seed and
     epochs (per trial; Hyperband's most epochs) are the search's. Returns `(tuner, results
-    path, best model path)`; the paths are None in a worker or when no trial completed.
+    path, best model path)`; the paths are None in a worker or when no trial completed. The
+    project folder is locked for the whole search (not by a distributed search's workers);
+    `log` hears the data's notices.
     """
     from keras_modern_cnn.training import input_shape, make_pipelines, prepare_data
 
@@ -322,31 +416,44 @@ def tune(
             "Hyperband sets its own number of trials from the epochs; leave out max_trials. "
             f"Received: max_trials={max_trials}"
         )
-    check_writable("directory", os.fspath(directory))
+    directory = check_output_path("directory", directory)
+    project_dir = os.path.join(directory, check_folder_name("project_name", project_name))
+    check_writable("directory", directory)
+    ownership.check_not_other_folder(directory, "directory")
     data = prepare_data(config)
+    for notice in data.notices:
+        log(notice)
     hypermodel = hypermodel_class(
         input_shape=input_shape(config.image_size, data.channels), classes=data.num_classes,
         **(overrides or {}),
     )
-    search = make_tuner(
-        hypermodel, tuner, objective=objective,
-        max_trials=None if tuner == "hyperband" else 10 if max_trials is None else max_trials,
-        max_epochs=config.epochs if tuner == "hyperband" else None,
-        directory=directory, project_name=project_name, overwrite=overwrite, seed=config.seed,
-        max_consecutive_failed_trials=max_consecutive_failed_trials,
-        max_model_size=max_model_size,
-    )
-    pipelines = make_pipelines(config, data)
-    search.search(
-        pipelines["train"], validation_data=pipelines["test"], epochs=config.epochs,
-        verbose=verbose, shuffle=False,  # the pipeline shuffles (Keras warns otherwise)
-    )
-    if search.is_worker:
-        return search, None, None
-    results_path = write_results(search, os.path.join(search.project_dir, RESULTS_FILE))
-    plot_trials(search, os.path.join(search.project_dir, TRIALS_PLOT_FILE))
-    if not any(t.status == "COMPLETED" for t in search.oracle.trials.values()):
-        return search, results_path, None
-    model = search.get_best_models(1)[0]
-    model_path = save_model(model, os.path.join(search.project_dir, BEST_MODEL_FILE))
+    with contextlib.ExitStack() as held:
+        if not is_worker_process():  # the whole search under the project's lock
+            check_project(project_dir, overwrite)  # a refused search writes nothing
+            ownership.raise_if_busy(project_dir, "project_name")
+            os.makedirs(project_dir, exist_ok=True)
+            held.enter_context(ownership.DirectoryLock(project_dir, "project_name"))
+        search = make_tuner(
+            hypermodel, tuner, objective=objective,
+            max_trials=None if tuner == "hyperband" else 10 if max_trials is None else max_trials,
+            max_epochs=config.epochs if tuner == "hyperband" else None,
+            directory=directory, project_name=project_name, overwrite=overwrite, seed=config.seed,
+            max_consecutive_failed_trials=max_consecutive_failed_trials,
+            max_model_size=max_model_size,
+        )
+        pipelines = make_pipelines(config, data)
+        callbacks = [BlockMidEpoch()] if BLOCK_AT_VARIABLE in os.environ else []
+        search.search(
+            pipelines["train"], validation_data=pipelines["test"], epochs=config.epochs,
+            verbose=verbose, shuffle=False,  # the pipeline shuffles (Keras warns otherwise)
+            callbacks=callbacks,
+        )
+        if search.is_worker:
+            return search, None, None
+        results_path = write_results(search, os.path.join(search.project_dir, RESULTS_FILE))
+        plot_trials(search, os.path.join(search.project_dir, TRIALS_PLOT_FILE))
+        if not any(t.status == "COMPLETED" for t in search.oracle.trials.values()):
+            return search, results_path, None
+        model = search.get_best_models(1)[0]
+        model_path = save_model(model, os.path.join(search.project_dir, BEST_MODEL_FILE))
     return search, results_path, model_path

@@ -5,7 +5,9 @@ the arguments and sets `run` (a function taking the parsed arguments) as the def
 `needs_backend=False` where the command reads only the model cards. Building the parser imports
 no Keras: `kmc --help` and `kmc list` answer at once; the backend is loaded (quietly, see
 `cli.backend`) just before a command that needs it runs. Every error a user can cause,
-argparse's included, is one line on stderr and exit status 2.
+argparse's included, is one line on stderr and exit status 2. Ctrl-C and SIGTERM stop a
+command with one line saying where (`keras_modern_cnn.signals`) and exit status 130 or 143; an
+unexpected error is one line and exit status 1 (`--verbose` shows its traceback).
 """
 
 import argparse
@@ -42,17 +44,34 @@ def build_parser():
 
 def main(argv=None):
     """Entry point of the `kmc` console script; returns the process exit status."""
+    from keras_modern_cnn.signals import Interrupted, stop_on_signals
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.needs_backend:
-            load_backend(args.verbose)
-        return args.run(args) or 0
+        with stop_on_signals():
+            if args.needs_backend:
+                load_backend(args.verbose)
+            return args.run(args) or 0
+    except Interrupted as interruption:
+        where = interruption.where or "before it finished (nothing was half-written)"
+        print(f"kmc {args.command}: interrupted ({interruption.signal_name}) {where}",
+              file=sys.stderr)
+        return interruption.exit_status
     except (ValueError, OSError) as error:
         # Problems found past argparse (bad values, data, files): one clear line.
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"kmc {args.command}: error: {message}", file=sys.stderr)
+        print(f"kmc {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except Exception as error:  # a bug or a library's failure: still one line, unless --verbose
+        if args.verbose:
+            raise
+        print(f"kmc {args.command}: unexpected error: {type(error).__name__}: {_one_line(error)} "
+              f"(rerun with --verbose for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(error):
+    return " ".join(str(error).split())[:2000] or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import sys
 
 from keras_modern_cnn.choices import NORMALIZATIONS
 from keras_modern_cnn.cli import options
@@ -48,32 +49,22 @@ def add_parser(subparsers):
 
 
 def run_evaluate(args):
-    from keras_modern_cnn.data import load_data, make_pipeline
-    from keras_modern_cnn.inference import load_trained, model_image_shape
+    from keras_modern_cnn.data import make_pipeline
+    from keras_modern_cnn.inference import evaluation_data, load_trained, model_image_shape
     from keras_modern_cnn.validation import check_positive_int
 
     batch_size = check_positive_int("batch_size", args.batch_size)
+    if args.test_examples is not None:
+        check_positive_int("test_examples", args.test_examples)
     model, config, info = load_trained(args.model_file)
-    size, channels = model_image_shape(model)
-    dataset = args.dataset if args.dataset is not None else config.dataset if config else None
-    data = load_data(
-        dataset, task=info.get("task", "classification"),
-        data_dir=args.data_dir if args.data_dir is not None else config and config.data_dir,
-        download=args.download, image_size=size, test_examples=args.test_examples,
-        seed=config.seed if config else 0,
+    data = evaluation_data(
+        model, config, info, dataset=args.dataset, data_dir=args.data_dir,
+        download=args.download, test_examples=args.test_examples,
+        notice=lambda line: print(f"note: {line}"),
     )
-    if data.channels != channels:
-        raise ValueError(
-            f"The model expects {channels}-channel images but the dataset has "
-            f"{data.channels} channels. Received: dataset={dataset!r}"
-        )
-    if data.num_classes > model.output_shape[-1]:
-        raise ValueError(
-            f"The dataset has {data.num_classes} classes but the model predicts "
-            f"{model.output_shape[-1]}. Received: dataset={dataset!r}"
-        )
     pipeline = make_pipeline(
-        data.test, image_size=size, batch_size=batch_size, training=False, task=data.task,
+        data.test, image_size=model_image_shape(model)[0], batch_size=batch_size,
+        training=False, task=data.task, pixel_scale=data.pixel_scale,
         normalization=args.normalization or info.get("normalization", "scale"),
     )
     results = model.evaluate(pipeline, verbose=0, return_dict=True)
@@ -88,12 +79,16 @@ def run_predict(args):
     from keras_modern_cnn.validation import check_positive_int
 
     top_k = check_positive_int("top_k", args.top_k)
+    output_manifest = None
     if args.output is not None:
+        from keras_modern_cnn.ownership import check_output_file
+        from keras_modern_cnn.rundir import LEGACY_RUN
+
         if not args.output.lower().endswith(OUTPUT_FORMATS):
             raise ValueError(f"`--output` must end in .csv or .json. Received: output={args.output!r}")
-        if os.path.exists(args.output) and not args.overwrite:
-            raise ValueError(f"`--output` exists; pass --overwrite to replace it. Received: output={args.output!r}")
-    files = inference.image_files(args.images)
+        output_manifest = check_output_file(args.output, overwrite=args.overwrite,
+                                            legacy_patterns=LEGACY_RUN)
+    files = inference.image_files(args.images, notice=lambda line: print(f"note: {line}", file=sys.stderr))
     model, _, info = inference.load_trained(args.model_file)
     segmentation = inference.is_segmentation(model)
     classes = inference.num_outputs(model)
@@ -116,7 +111,9 @@ def run_predict(args):
         print(f"{prediction.image}: " + ", ".join(f"{name} {score:.3f}" for name, score in prediction.ranked))
     if args.output is not None:
         from keras_modern_cnn.files import write_text
+        from keras_modern_cnn.ownership import record_output_file
 
+        record_output_file(args.output, output_manifest)
         write_text(args.output, _format_predictions(predictions, args.output))
         print(f"predictions: {args.output}")
 
@@ -130,6 +127,7 @@ def _check_predict_outputs(args, segmentation, files, classes):
     Returns, for masks, the (mask, overlay) paths of each file: its path below the images'
     common folder, under --output-dir; existing ones need --overwrite.
     """
+    from keras_modern_cnn import ownership
     from keras_modern_cnn.masks import MAX_CLASSES
     from keras_modern_cnn.rundir import check_writable
 
@@ -167,12 +165,13 @@ def _check_predict_outputs(args, segmentation, files, classes):
             f"Two images would write the same mask {clash}; rename one. Received: "
             f"images={paths!r}"
         )
-    existing = [target for pair in targets for target in pair if os.path.exists(target)]
-    if existing and not args.overwrite:
-        raise ValueError(
-            f"`--output-dir` already holds {existing[0]} (and {len(existing) - 1} more); pass "
-            f"--overwrite to replace them. Received: output_dir={args.output_dir!r}"
-        )
+    ownership.check_not_other_folder(args.output_dir, "output_dir", allowed=("predictions",))
+    # Replaces only masks kmc predict wrote there (recorded), and only with --overwrite.
+    ownership.claim_outputs(
+        args.output_dir, "predictions",
+        [os.path.relpath(target, args.output_dir) for pair in targets for target in pair],
+        overwrite=args.overwrite,
+    )
     return targets
 
 

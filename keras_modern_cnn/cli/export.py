@@ -46,18 +46,20 @@ def run(args):
     check_positive_int("calibration_examples", args.calibration_examples)
     if args.test_examples is not None:
         check_positive_int("test_examples", args.test_examples)
-    from keras_modern_cnn.export import export
+    from keras_modern_cnn.export import _check_target, export
     from keras_modern_cnn.inference import load_trained
 
+    # The target first: a refused one costs no model loading.
+    _check_target(args.output, args.format, args.overwrite, args.model_file)
     model, config, info = load_trained(args.model_file)  # one line for a bad file
     if args.dataset is None and config is not None:
         args.dataset = config.dataset  # quantize on the data the model was trained on
     if args.quantize is None:
         path = export(model, args.output, format=args.format, overwrite=args.overwrite,
-                      fold_batch_norm=args.fold_batch_norm)
+                      fold_batch_norm=args.fold_batch_norm, source=args.model_file)
         print(f"exported {args.format}: {path}")
         return
-    test_images, test_labels, calibration = _quantization_data(model, info, args)
+    test_images, test_labels, calibration = _quantization_data(model, config, info, args)
     from keras_modern_cnn.export import inference_copy
 
     # Like for like: the int8 artefact is an inference model, without the optimizer state a
@@ -70,6 +72,7 @@ def run(args):
         model, args.output, format=args.format, overwrite=args.overwrite,
         fold_batch_norm=args.fold_batch_norm, quantize="int8",
         representative_data=calibration if args.format == "litert" else None,
+        source=args.model_file,
     )
     after = _measure(path, args.format, test_images, test_labels)
     print(f"exported {args.format} (int8): {path}")
@@ -79,27 +82,24 @@ def run(args):
           f"({len(test_labels)} examples)")
 
 
-def _quantization_data(model, info, args):
-    """(test images, test labels, calibration images) of the run's dataset, as numpy arrays."""
+def _quantization_data(model, config, info, args):
+    """(test images, test labels, calibration images) of the run's dataset, as numpy arrays,
+    read as the run read them (classes matched by name, `inference.evaluation_data`)."""
     import numpy as np
 
-    from keras_modern_cnn.data import load_data, make_pipeline
-    from keras_modern_cnn.inference import model_image_shape
+    from keras_modern_cnn.data import make_pipeline
+    from keras_modern_cnn.inference import evaluation_data, model_image_shape
 
-    size, channels = model_image_shape(model)
-    task = info.get("task", "classification")
-    data = load_data(
-        args.dataset, task=task, data_dir=args.data_dir, download=args.download,
-        image_size=size, train_examples=args.calibration_examples, test_examples=args.test_examples,
+    size, _ = model_image_shape(model)
+    data = evaluation_data(
+        model, config, info, dataset=args.dataset, data_dir=args.data_dir,
+        download=args.download, train_examples=args.calibration_examples,
+        test_examples=args.test_examples, notice=lambda line: print(f"note: {line}"),
     )
-    if data.channels != channels:
-        raise ValueError(
-            f"The model expects {channels}-channel images but the dataset has "
-            f"{data.channels} channels. Received: dataset={args.dataset!r}"
-        )
 
     def arrays(split):
-        pipeline = make_pipeline(split, image_size=size, batch_size=256, training=False, task=task,
+        pipeline = make_pipeline(split, image_size=size, batch_size=256, training=False,
+                                 task=data.task, pixel_scale=data.pixel_scale,
                                  normalization=info.get("normalization", "scale"))
         batches = list(pipeline.as_numpy_iterator())
         return (np.concatenate([images for images, _ in batches]),

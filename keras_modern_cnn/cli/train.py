@@ -180,6 +180,7 @@ def results_csv(all_metrics):
 def run_compare(args):
     import keras
 
+    from keras_modern_cnn import ownership
     from keras_modern_cnn.files import write_text
     from keras_modern_cnn.plots import compare_title, plot_comparison, plot_curves
     from keras_modern_cnn.registry import get_spec
@@ -190,6 +191,13 @@ def run_compare(args):
         run_config(args, name, os.path.join(args.output_dir, get_spec(name).name))
         for name in args.models
     ]
+    names = [config.model for config in configs]
+    duplicate = next((name for name in names if names.count(name) > 1), None)
+    if duplicate is not None:
+        raise ValueError(f"`kmc compare` trains each model once; {duplicate} is named twice. "
+                         f"Received: models={args.models!r}")
+    summary = ("results.md", "results.csv", "curves.png", "comparison.png")
+    _check_summary_folder(args.output_dir, summary)
     all_metrics = []
     for config in configs:
         if not args.quiet:
@@ -197,8 +205,8 @@ def run_compare(args):
         all_metrics.append(_train(args, config))
         keras.backend.clear_session()
     title = compare_title(configs, all_metrics)
-    paths = {name: os.path.join(args.output_dir, name)
-             for name in ("results.md", "results.csv", "curves.png", "comparison.png")}
+    ownership.record(args.output_dir, "compare", [*summary, *names])
+    paths = {name: os.path.join(args.output_dir, name) for name in summary}
     table = results_table(all_metrics)
     write_text(paths["results.md"], table)
     write_text(paths["results.csv"], results_csv(all_metrics))
@@ -207,3 +215,20 @@ def run_compare(args):
     plot_comparison(all_metrics, paths["comparison.png"], title=title)
     print(table)
     print("results: " + "  ".join(paths.values()))
+
+
+def _check_summary_folder(output_dir, summary):
+    """`kmc compare`'s folder: not another kind of kmc folder, and its summary files either
+    absent or written by an earlier `kmc compare` (recorded): never a file of yours."""
+    from keras_modern_cnn import ownership
+
+    ownership.check_not_other_folder(output_dir, "output_dir", allowed=("compare",))
+    manifest = ownership.read_manifest(output_dir) if os.path.isdir(output_dir) else None
+    in_the_way = [name for name in summary if os.path.lexists(os.path.join(output_dir, name))
+                  and (manifest is None or not manifest.records(name))]
+    if in_the_way:
+        raise ValueError(
+            f"{output_dir} holds {', '.join(in_the_way)}, which kmc compare did not write and "
+            f"would replace; move them away or choose another --output-dir. "
+            f"Received: output_dir={output_dir!r}"
+        )

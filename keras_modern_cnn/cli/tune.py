@@ -66,7 +66,9 @@ def add_parser(subparsers):
         "--max-model-size", type=int, default=None, help="fail larger models (parameters)"
     )
     search.add_argument(
-        "--export", default=None, metavar="DIR", help="also export the best model (SavedModel)"
+        "--export", default=None, metavar="DIR",
+        help="also export the best model (SavedModel); an existing export is replaced only "
+        "with --overwrite",
     )
     options.add_quiet(search, "no KerasTuner or Keras progress: print only the best trial")
     distributed = parser.add_argument_group("distributed")
@@ -138,6 +140,12 @@ def run(args):
         seed=args.seed,
         image_size=hypermodel_class.default_input_size if args.image_size is None else args.image_size,
     )
+    if args.export:  # checked before the search: refused after hours of trials helps no one
+        from keras_modern_cnn.export import check_export_target
+        from keras_modern_cnn.validation import check_output_path
+
+        check_export_target(check_output_path("export", args.export), directory=True,
+                            overwrite=args.overwrite, argument="export")
     if args.distributed is not None:
         configure_distribution(args.distributed, args.oracle_address, args.tuner_id)
     import keras
@@ -146,9 +154,11 @@ def run(args):
     tuner, results_path, model_path = tune(
         hypermodel_class, config, tuner=args.tuner, objective=args.objective,
         max_trials=args.max_trials, directory=args.output_dir,
-        project_name=args.project_name or args.family, overwrite=args.overwrite,
+        project_name=args.family if args.project_name is None else args.project_name,
+        overwrite=args.overwrite,
         overrides=overrides, max_consecutive_failed_trials=args.max_consecutive_failed_trials,
         max_model_size=args.max_model_size, verbose=options.fit_verbosity(args.quiet),
+        log=(lambda line: None) if args.quiet else (lambda line: print(f"note: {line}")),
     )
     if tuner.is_worker:
         print(f"worker {tuner.tuner_id}: no trials left")
@@ -166,6 +176,7 @@ def run(args):
         from keras_modern_cnn.export import export
         from keras_modern_cnn.saving import load_model
 
-        path = export(load_model(model_path), args.export, format="saved_model", overwrite=True)
+        path = export(load_model(model_path), args.export, format="saved_model",
+                      overwrite=args.overwrite, source=model_path)
         print(f"exported saved_model: {path}")
     return 0

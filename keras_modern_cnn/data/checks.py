@@ -5,15 +5,28 @@ integers inside `[0, classes)` in both splits; the number of classes comes from 
 labels, and a label far outside them (more than twice as many classes as distinct labels
 seen, e.g. one 99999 among 0..9) is an error rather than a bigger head; at least two classes;
 arrays of matching lengths, rank 3 or 4, the same channels in both splits, no empty split and
-no non-finite pixels; image folders matched by class name across `train/` and `test/`, with
-every file readable (or skipped with a count under `skip_unreadable`).
+no non-finite pixels, values in a known range (`pixel_scale`); image folders matched by class
+name across `train/` and `test/`, hidden files and folders left out, with every image file
+readable by the one decoder (`keras_modern_cnn.data.images`; or skipped with a count under
+`skip_unreadable`); a model's classes matched by name with a dataset's (`class_mapping`).
 """
 
 import os
 
 import numpy as np
 
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # keras.utils' image formats
+from keras_modern_cnn.data.images import (
+    IMAGE_EXTENSIONS,
+    check_image_files,
+    list_image_files,
+    unsupported_reason,
+)
+from keras_modern_cnn.files import is_hidden
+
+__all__ = [
+    "IMAGE_EXTENSIONS", "check_arrays", "class_mapping", "find_unreadable", "folder_classes",
+    "infer_classes", "list_images", "match_split_classes", "pixel_scale",
+]
 
 
 def _fail(message, dataset):
@@ -84,9 +97,32 @@ def _preview(values):
     return shown + (", ..." if len(values) > 6 else "")
 
 
+def pixel_scale(x_train, x_test, dataset):
+    """`(divisor, notice)`: what brings the arrays' pixel values to [0, 1], from their range.
+
+    Values already in [0, 1] (floats scaled beforehand, 0/1 images) are used as they are;
+    [0, 255] (8-bit) is divided by 255, [0, 65535] (16-bit) by 65535. Negative or larger values
+    are an error: kmc cannot tell what they mean. `notice` says what was done when it is not
+    the usual /255 (None otherwise).
+    """
+    low = min(float(x_train.min()), float(x_test.min()))
+    high = max(float(x_train.max()), float(x_test.max()))
+    if low < 0 or high > 65535:
+        _fail(f"The images hold values in [{low:g}, {high:g}]; kmc reads pixels in [0, 1], "
+              f"[0, 255] or [0, 65535] (16-bit): keep the raw pixels (the pipeline scales or "
+              f"standardises them)", dataset)
+    if high <= 1:
+        return 1.0, (f"pixels of {os.path.basename(str(dataset))} are in [0, 1] already: used "
+                     f"as they are (not divided by 255)")
+    if high <= 255:
+        return 255.0, None
+    return 65535.0, (f"pixels of {os.path.basename(str(dataset))} reach {high:g}: read as 16-bit "
+                     f"values, divided by 65535")
+
+
 def folder_classes(path, dataset):
-    """Class names (sorted sub-folder names) of an image folder; at least two."""
-    names = sorted(entry.name for entry in os.scandir(path) if entry.is_dir())
+    """Class names (sorted sub-folder names, hidden ones left out) of an image folder; at least two."""
+    names = sorted(entry.name for entry in os.scandir(path) if entry.is_dir() and not is_hidden(entry.name))
     if len(names) < 2:
         _fail(f"An image folder needs one sub-folder per class and at least 2 classes; "
               f"{path} has {len(names)} ({', '.join(names) or 'none'})", dataset)
@@ -107,34 +143,64 @@ def match_split_classes(train_names, test_names, dataset):
 
 
 def list_images(path, class_names):
-    """`(paths, labels)` of every image file under `path/CLASS/`, in a fixed order."""
-    paths, labels = [], []
+    """`(paths, labels, unsupported, other)` under `path/CLASS/`, in a fixed order: the image
+    files kmc reads with their labels, image files in formats it does not read, and files that
+    are not images (hidden ones left out)."""
+    paths, labels, unsupported, other = [], [], [], []
     for label, name in enumerate(class_names):
-        for root, _, files in sorted(os.walk(os.path.join(path, name))):
-            for file in sorted(files):
-                if file.lower().endswith(IMAGE_EXTENSIONS):
-                    paths.append(os.path.join(root, file))
-                    labels.append(label)
-    return paths, labels
+        images, bad, rest = list_image_files(os.path.join(path, name))
+        paths += images
+        labels += [label] * len(images)
+        unsupported += bad
+        other += rest
+    return paths, labels, unsupported, other
 
 
-def find_unreadable(paths, *, skip, dataset):
-    """Decode every image up front; unreadable ones stop the run (or are skipped when `skip`).
-
-    Returns the readable paths and how many were skipped.
+def find_unreadable(paths, *, skip, dataset, unsupported=()):
+    """Check every image up front (`images.check_image_file`: the decoder training uses); the
+    unreadable ones, and `unsupported` files, stop the run naming them (or are skipped when
+    `skip`). Returns the readable paths and how many were skipped.
     """
-    from PIL import Image
+    problems = [(path, unsupported_reason(path)) for path in unsupported]
+    found = check_image_files(paths)
+    problems += [(path, found[path]) for path in paths if path in found]
+    if problems and not skip:
+        path, reason = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        _fail(f"{len(problems)} image file(s) cannot be read: {path} is {reason}{more}; fix or "
+              f"remove them, or pass --skip-unreadable to train without them", dataset)
+    bad = {path for path, _ in problems}
+    return [path for path in paths if path not in bad], len(problems)
 
-    unreadable = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                image.load()
-        except (OSError, ValueError, SyntaxError):  # what PIL raises for broken files
-            unreadable.append(path)
-    if unreadable and not skip:
-        shown = ", ".join(unreadable[:3]) + (", ..." if len(unreadable) > 3 else "")
-        _fail(f"{len(unreadable)} image file(s) cannot be read: {shown} (pass "
-              f"--skip-unreadable to train without them)", dataset)
-    bad = set(unreadable)
-    return [path for path in paths if path not in bad], len(unreadable)
+
+def class_mapping(model_classes, data_classes, dataset):
+    """Where each of the dataset's classes is among the model's, matched by name.
+
+    Returns `(mapping, notice)`: `mapping` is None when the dataset's labels are the model's
+    indices already (same names in the same order, or a dataset that names no classes, whose
+    labels are read as the model's class indices), else the model index of each dataset
+    class (a dataset holding a subset of the model's classes, in any order). A dataset class
+    the model does not know is an error naming it.
+    """
+    model_classes, data_classes = list(model_classes), list(data_classes)
+    if data_classes == model_classes[: len(data_classes)]:
+        return None, None
+    unnamed = all(name == str(index) for index, name in enumerate(data_classes))
+    if unnamed:
+        if len(data_classes) > len(model_classes):
+            _fail(f"The dataset has {len(data_classes)} classes but the model predicts "
+                  f"{len(model_classes)}", dataset)
+        return None, (f"the dataset names no classes: its labels 0..{len(data_classes) - 1} are "
+                      f"read as the model's classes ({_preview_names(model_classes)})")
+    unknown = [name for name in data_classes if name not in model_classes]
+    if unknown:
+        _fail(f"The dataset has classes the model was not trained on ({_preview_names(unknown)}); "
+              f"the model's classes are {_preview_names(model_classes)}", dataset)
+    mapping = [model_classes.index(name) for name in data_classes]
+    return mapping, (f"classes matched by name: the dataset's {len(data_classes)} are "
+                     f"{'all' if len(data_classes) == len(model_classes) else len(data_classes)} "
+                     f"of the model's {len(model_classes)}")
+
+
+def _preview_names(names, limit=6):
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")

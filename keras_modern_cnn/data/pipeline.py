@@ -3,13 +3,25 @@
 Order (fixing the seeds' pipeline, which shuffles whole batches): decode and resize each
 image to the model's input size, scale to [0, 1] (or standardise per image), cache, shuffle
 *examples*, augment (training only), batch, prefetch. The result feeds `model.fit` on any
-Keras backend (TensorFlow and JAX both consume `tf.data`).
+Keras backend (TensorFlow and JAX both consume `tf.data`). `prepare_image` is the resize and
+scaling step, shared with `kmc predict` (`keras_modern_cnn.inference`): one image, one input.
 """
 
 import keras
 
 from keras_modern_cnn.choices import NORMALIZATIONS, TASKS
-from keras_modern_cnn.validation import check_bool, check_choice, check_positive_int
+from keras_modern_cnn.validation import check_bool, check_choice, check_number, check_positive_int
+
+
+def prepare_image(image, image_size, normalization="scale", pixel_scale=255.0):
+    """One image (HxWxC) as the model reads it: resized bilinearly to `image_size` squared,
+    then divided by `pixel_scale` into [0, 1] ("scale") or standardised per image."""
+    import tensorflow as tf
+
+    image = tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size))
+    if normalization == "scale":
+        return image / float(pixel_scale)
+    return tf.image.per_image_standardization(image)
 
 
 def make_pipeline(
@@ -27,6 +39,7 @@ def make_pipeline(
     replicas=1,
     processes=1,
     process_index=0,
+    pixel_scale=255.0,
 ):
     """Batched, prefetched `tf.data.Dataset` of `(images, targets)` ready for `model.fit`.
 
@@ -39,8 +52,8 @@ def make_pipeline(
         training: shuffle (examples, every epoch) and, with `augment`, augment.
         task: "classification" (integer labels) or "segmentation" (integer HxW masks,
             resized and flipped/cropped together with their images).
-        normalization: "scale" divides by 255; "standardize" gives every image zero
-            mean and unit variance.
+        normalization: "scale" divides by `pixel_scale` (255: 8-bit pixels) into [0, 1];
+            "standardize" gives every image zero mean and unit variance.
         augment: random horizontal flip and random crop after 4-pixel padding
             (training only; the test split is never augmented).
         cache: keep the decoded, resized examples in memory after the first epoch.
@@ -55,6 +68,7 @@ def make_pipeline(
             in `replicas`).
         process_index: this process's index: it yields its own contiguous share of every
             batch, the `process_index`-th of `processes` equal slices.
+        pixel_scale: what the dataset's values are divided by (`ImageData.pixel_scale`).
     """
     import tensorflow as tf
 
@@ -65,6 +79,7 @@ def make_pipeline(
     check_choice("normalization", normalization, NORMALIZATIONS)
     check_bool("augment", augment)
     check_bool("cache", cache)
+    check_number("pixel_scale", pixel_scale, low=0.0, low_open=True)
     shuffle_buffer = check_positive_int("shuffle_buffer", shuffle_buffer)
     replicas = check_positive_int("replicas", replicas)
     processes = check_positive_int("processes", processes)
@@ -82,15 +97,10 @@ def make_pipeline(
     autotune = tf.data.AUTOTUNE
 
     def prepare(image, target):
-        image = tf.cast(image, tf.float32)
-        size = (image_size, image_size)
-        image = tf.image.resize(image, size)
+        image = prepare_image(image, image_size, normalization, pixel_scale)
         if segmentation:
+            size = (image_size, image_size)
             target = tf.image.resize(target[..., None], size, method="nearest")[..., 0]
-        if normalization == "scale":
-            image = image / 255.0
-        else:
-            image = tf.image.per_image_standardization(image)
         return image, tf.cast(target, tf.int32)
 
     def random_flip_and_crop(image, target):

@@ -1,8 +1,9 @@
 """Where training data comes from: the embedded shapes, TFDS by name, a `.npz` file, an image folder.
 
 Every source returns `ImageData`: unbatched `tf.data` splits of `(image, target)` plus what the
-trainer needs to build a matching model (channels, classes, class names). The batching,
-resizing and scaling happen once, in `keras_modern_cnn.data.pipeline`.
+trainer needs to build a matching model (channels, classes, class names) and how its pixel
+values map to [0, 1] (`pixel_scale`). The batching, resizing and scaling happen once, in
+`keras_modern_cnn.data.pipeline`; image files are decoded by `keras_modern_cnn.data.images`.
 """
 
 import dataclasses
@@ -18,8 +19,10 @@ from keras_modern_cnn.data.checks import (
     folder_classes,
     list_images,
     match_split_classes,
+    pixel_scale,
 )
 from keras_modern_cnn.data.embedded import SHAPE_CLASSES, load_shapes
+from keras_modern_cnn.data.images import decode_image
 from keras_modern_cnn.validation import check_choice, check_positive_int
 
 
@@ -28,6 +31,9 @@ class ImageData:
     """Unbatched train/test splits of `(image HxWxC, target)` and their description.
 
     `target` is an integer label (classification) or an integer HxW mask (segmentation).
+    `pixel_scale` divides the images' values into [0, 1] (255 for 8-bit images, 1 for a `.npz`
+    of floats in [0, 1]); `notices` are one-line remarks on how the data was read (files
+    skipped or ignored, values used as they are), for the run's log.
     """
 
     name: str
@@ -40,6 +46,8 @@ class ImageData:
     num_classes: int
     class_names: tuple
     skipped_files: int = 0
+    pixel_scale: float = 255.0
+    notices: tuple = ()
 
 
 def load_data(
@@ -79,7 +87,7 @@ def load_data(
             check_positive_int(name, value)
     if dataset is None or dataset == EMBEDDED_DATASET:
         data = _embedded(task, train_examples, test_examples, seed)
-    elif str(dataset).endswith(".npz"):
+    elif str(dataset).lower().endswith(".npz"):
         data = _npz(dataset, task)
     elif os.path.isdir(dataset):
         data = _image_folder(dataset, task, image_size or 64, seed, skip_unreadable)
@@ -133,10 +141,12 @@ def _npz(path, task):
         )
     arrays = {key: arrays[key] for key in ("x_train", "y_train", "x_test", "y_test")}
     x_train, y_train, x_test, y_test, num_classes = check_arrays(**arrays, task=task, dataset=path)
-    return _arrays_to_data(
+    scale, notice = pixel_scale(x_train, x_test, path)
+    data = _arrays_to_data(
         os.path.basename(path), task, (x_train, y_train), (x_test, y_test),
         tuple(str(index) for index in range(num_classes)),
     )
+    return dataclasses.replace(data, pixel_scale=scale, notices=(notice,) if notice else ())
 
 
 def _image_folder(path, task, image_size, seed, skip_unreadable):
@@ -150,31 +160,42 @@ def _image_folder(path, task, image_size, seed, skip_unreadable):
     if all(os.path.isdir(folder) for folder in split_folders):
         class_names = folder_classes(split_folders[0], path)
         match_split_classes(class_names, folder_classes(split_folders[1], path), path)
-        train, test = (list_images(folder, class_names) for folder in split_folders)
+        listed = [list_images(folder, class_names) for folder in split_folders]
+        train, test = ((paths, labels) for paths, labels, _, _ in listed)
+        unsupported = [name for _, _, bad, _ in listed for name in bad]
+        other = [name for _, _, _, rest in listed for name in rest]
     else:
         # One folder: a fixed, seeded 80/20 split.
         class_names = folder_classes(path, path)
-        paths, labels = list_images(path, class_names)
+        paths, labels, unsupported, other = list_images(path, class_names)
         order = np.random.default_rng(seed).permutation(len(paths))
         cut = len(paths) - int(0.2 * len(paths))
         train, test = (
             ([paths[i] for i in part], [labels[i] for i in part])
             for part in (order[:cut], order[cut:])
         )
-    splits, skipped = {}, 0
+    # Every file checked with the decoder training uses, before the first step.
+    readable, skipped = find_unreadable(train[0] + test[0], skip=skip_unreadable, dataset=path,
+                                        unsupported=unsupported)
+    keep = set(readable)
+    splits = {}
     for split, (paths, labels) in (("train", train), ("test", test)):
-        readable, unreadable = find_unreadable(paths, skip=skip_unreadable, dataset=path)
-        skipped += unreadable
-        keep = set(readable)
-        labels = [label for file, label in zip(paths, labels) if file in keep]
-        if not readable:
+        kept = [(file, label) for file, label in zip(paths, labels) if file in keep]
+        if not kept:
             raise ValueError(f"The {split} split holds no readable image. Received: dataset={path!r}")
-        splits[split] = (readable, labels)
+        splits[split] = ([file for file, _ in kept], [label for _, label in kept])
     if len(set(splits["train"][1])) < 2:
         raise ValueError(
             "The training split holds images of fewer than 2 classes. "
             f"Received: dataset={path!r}"
         )
+    notices = []
+    if skipped:
+        notices.append(f"skipped {skipped} unreadable image file(s)")
+    if other:
+        shown = ", ".join(os.path.relpath(name, path) for name in other[:3])
+        notices.append(f"ignored {len(other)} file(s) that are not images ({shown}"
+                       f"{', ...' if len(other) > 3 else ''})")
     return ImageData(
         name=os.path.basename(os.path.normpath(path)),
         task=task,
@@ -186,19 +207,37 @@ def _image_folder(path, task, image_size, seed, skip_unreadable):
         num_classes=len(class_names),
         class_names=tuple(class_names),
         skipped_files=skipped,
+        notices=tuple(notices),
     )
 
 
 def _decoded_images(paths, labels, image_size):
+    """Decoded (`images.decode_image`) and resized to the model's side already: the pipeline's
+    cache then holds small images."""
     import tensorflow as tf
 
     def decode(path, label):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        image = tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size))
-        return image, label
+        image = decode_image(tf.io.read_file(path), 3)
+        return tf.image.resize(image, (image_size, image_size)), label
 
     pairs = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, np.int64)))
     return pairs.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def with_class_mapping(data, mapping, class_names):
+    """`data` with its targets renumbered to a model's classes (`checks.class_mapping`): target
+    `i` becomes `mapping[i]`; labels and masks alike."""
+    import tensorflow as tf
+
+    table = tf.constant(mapping, tf.int64)
+
+    def renumber(image, target):
+        return image, tf.cast(tf.gather(table, tf.cast(target, tf.int64)), target.dtype)
+
+    return dataclasses.replace(
+        data, train=data.train.map(renumber), test=data.test.map(renumber),
+        num_classes=len(class_names), class_names=tuple(class_names),
+    )
 
 
 def _tfds(name, task, data_dir, download):
