@@ -6,6 +6,7 @@ KerasTuner internals `kmc tune` overrides live in `keras_modern_cnn.tuning._comp
 never imports KerasTuner).
 """
 
+import contextlib
 import json
 import os
 
@@ -68,3 +69,48 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         os.replace(weights_tmp, self._weights_path)
         write_text(self._training_metadata_path, json.dumps(metadata))
+
+
+@contextlib.contextmanager
+def replaced_call(layer, call):
+    """Within the block, `layer(...)` runs `call(inputs, training=None, mask=None)` in place of
+    the class's `call` (precise BN's collecting call for `keras.layers.BatchNormalization`).
+
+    Relies on `Layer.__call__` (through `Operation.__call__`) looking `self.call` up on the
+    instance at each call, and on `_call_has_training_arg`/`_call_has_mask_arg`, computed from
+    the class's signature, still passing `training` and `mask` to the replacement.
+    """
+    vars(layer)["call"] = call
+    try:
+        yield layer
+    finally:
+        vars(layer).pop("call", None)
+
+
+def distribute_batch(batch):
+    """`batch` (this process's share) laid out as `fit` lays out a batch under the current
+    `keras.distribution` on JAX (sharded over the batch axis across every process's devices);
+    unchanged without a distribution.
+
+    Relies on `keras.src.backend.jax.trainer._distribute_data`, what `JAXTrainer` calls on
+    every batch of `fit`, `evaluate` and `predict`.
+    """
+    if keras.distribution.distribution() is None:
+        return batch
+    from keras.src.backend.jax.trainer import _distribute_data
+
+    return _distribute_data(batch)
+
+
+def sync_training_state(model):
+    """Make `model`'s variables hold the values training has reached, so that a callback may
+    read and assign them at any point of `fit`; a no-op outside JAX.
+
+    Relies on `JAXTrainer.jax_state_sync()` (the JAX trainer keeps the state in `_jax_state`
+    during an epoch and writes it back at the epoch's end) and on the training and evaluation
+    loops reading the variables again after a sync (`_jax_state_synced`), so values assigned
+    by the callback are the ones training and validation continue from.
+    """
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()

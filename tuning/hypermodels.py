@@ -32,6 +32,7 @@ from typing import Optional
 
 import keras
 import keras_tuner
+import numpy as np
 from keras_modern_cnn.applications import (
     alexnet,
     densenet,
@@ -45,7 +46,8 @@ from keras_modern_cnn.applications import (
 from keras_tuner.errors import FailedTrialError
 
 from keras_modern_cnn import losses
-from keras_modern_cnn.choices import OPTIMIZERS
+from keras_modern_cnn.callbacks import PreciseBatchNorm
+from keras_modern_cnn.choices import OPTIMIZERS, PRECISE_BN_BATCHES
 from keras_modern_cnn.recipes import D2L_RECIPES
 from keras_modern_cnn.registry import get_spec
 from keras_modern_cnn.training import make_optimizer
@@ -155,6 +157,10 @@ class HyperCNN(keras_tuner.HyperModel):
             uncompiled, unless a subclass overrides `compile_model` (add a head, compile).
         pooling: None, "avg" or "max" (with `include_top=False`).
         metrics: compiled metrics (default accuracy; the tuner's objective is `val_accuracy`).
+        precise_bn: training batches over which each trial re-estimates its BatchNorm
+            statistics before every validation (`keras_modern_cnn.callbacks.PreciseBatchNorm`),
+            so trials are scored, and the best kept, with the statistics their weights have;
+            0 or None: the moving averages. Default on, as `kmc train`.
         name, tunable: as in `keras_tuner.HyperModel`.
         **search_space: fix (a value), choose among (a list) or bound (a `(low, high)` tuple)
             any dimension of `search_space()`, by its name.
@@ -173,6 +179,7 @@ class HyperCNN(keras_tuner.HyperModel):
         include_top=True,
         pooling=None,
         metrics=("accuracy",),
+        precise_bn=PRECISE_BN_BATCHES,
         name=None,
         tunable=True,
         **search_space,
@@ -194,6 +201,8 @@ class HyperCNN(keras_tuner.HyperModel):
         if not isinstance(metrics, (list, tuple)):
             raise ValueError(f"`metrics` must be a list or tuple. Received: metrics={metrics!r}")
         self.metrics = list(metrics)
+        self.precise_bn = None if precise_bn is None else check_positive_int(
+            "precise_bn", precise_bn, minimum=0)
         self._space = self.default_search_space()
         for key, value in search_space.items():
             if key not in self._space:
@@ -272,8 +281,17 @@ class HyperCNN(keras_tuner.HyperModel):
         }[self.label_mode]()
 
     def fit(self, hp, model, *args, **kwargs):
-        """`model.fit`, failing the trial on a non-finite loss or when memory runs out."""
+        """`model.fit`, failing the trial on a non-finite loss or when memory runs out; with
+        `precise_bn`, precise BatchNorm statistics before each validation from the training
+        data (`x`: batches, or arrays cut into `batch_size` batches)."""
         callbacks = list(kwargs.pop("callbacks", None) or []) + [FailOnNonFiniteLoss()]
+        if self.precise_bn:
+            x = args[0] if args else kwargs.get("x")
+            batch_size = kwargs.get("batch_size")
+            callbacks.append(
+                PreciseBatchNorm(x, self.precise_bn, batch_size=batch_size)
+                if isinstance(x, np.ndarray) else PreciseBatchNorm(x, self.precise_bn)
+            )
         with _fail_on_resource_exhaustion():
             return model.fit(*args, callbacks=callbacks, **kwargs)
 

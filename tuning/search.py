@@ -305,8 +305,9 @@ def tune(
     """Search `hypermodel_class`'s space on the data and settings of `config`, on the stages
     of `keras_modern_cnn.training` (`prepare_data`, `make_pipelines`).
 
-    `config` is a `RunConfig`: its dataset, image size, batch size, normalisation, seed and
-    epochs (per trial; Hyperband's most epochs) are the search's. Returns `(tuner, results
+    `config` is a `RunConfig`: its dataset, image size, batch size, normalisation, seed,
+    epochs (per trial; Hyperband's most epochs) and precise BatchNorm statistics (trials are
+    scored with them, `HyperCNN(precise_bn=...)`) are the search's. Returns `(tuner, results
     path, best model path)`; the paths are None in a worker or when no trial completed.
     """
     from keras_modern_cnn.training import input_shape, make_pipelines, prepare_data
@@ -320,7 +321,7 @@ def tune(
     data = prepare_data(config)
     hypermodel = hypermodel_class(
         input_shape=input_shape(config.image_size, data.channels), classes=data.num_classes,
-        **(overrides or {}),
+        precise_bn=config.precise_bn, **(overrides or {}),
     )
     search = make_tuner(
         hypermodel, tuner, objective=objective,

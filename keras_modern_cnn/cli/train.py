@@ -95,6 +95,7 @@ def add_training_arguments(parser, *, output_dir_help, output_dir_default=None):
     fit.add_argument("--jit-compile", choices=JIT_COMPILE, default=None,
                      help="XLA compilation (default auto: the device's, printed at the start)")
     fit.add_argument("--strategy", choices=STRATEGIES, default=None, help="distribution strategy (default none)")
+    options.add_precise_bn(fit)
     options.add_quiet(fit)
     run_dir = parser.add_argument_group("run directory")
     options.add_output_dir(run_dir, output_dir_help, default=output_dir_default)
@@ -116,7 +117,7 @@ def run_config(args, model, output_dir):
         test_examples=args.test_examples, normalization=args.normalization,
         augment=args.augment, skip_unreadable=args.skip_unreadable, seed=args.seed,
         mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
-        strategy=args.strategy, output_dir=output_dir,
+        strategy=args.strategy, precise_bn=args.precise_bn, output_dir=output_dir,
     )
 
 
