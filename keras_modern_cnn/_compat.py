@@ -4,6 +4,11 @@ Each entry names what it relies on; `tests/test_compat.py` holds one test per en
 when Keras changes that behaviour, so a Keras upgrade shows at once what to revisit. The
 KerasTuner internals `kmc tune` overrides live in `keras_modern_cnn.tuning._compat` (the core
 never imports KerasTuner).
+
+Relied on without a wrapper here: on JAX, `keras.callbacks.Callback.model` writes the trainer's
+state back into the variables (`jax_state_sync`), and the training and evaluation loops read
+the variables again afterwards, so what a callback assigns through `self.model` (precise BN's
+statistics) is what validation and the next steps use (test_compat pins it).
 """
 
 import contextlib
@@ -101,16 +106,3 @@ def distribute_batch(batch):
 
     return _distribute_data(batch)
 
-
-def sync_training_state(model):
-    """Make `model`'s variables hold the values training has reached, so that a callback may
-    read and assign them at any point of `fit`; a no-op outside JAX.
-
-    Relies on `JAXTrainer.jax_state_sync()` (the JAX trainer keeps the state in `_jax_state`
-    during an epoch and writes it back at the epoch's end) and on the training and evaluation
-    loops reading the variables again after a sync (`_jax_state_synced`), so values assigned
-    by the callback are the ones training and validation continue from.
-    """
-    sync = getattr(model, "jax_state_sync", None)
-    if sync is not None:
-        sync()

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from keras_modern_cnn import rundir
-from keras_modern_cnn._compat import AtomicBackupAndRestore, sync_training_state
+from keras_modern_cnn._compat import AtomicBackupAndRestore
 from keras_modern_cnn.choices import PRECISE_BN_BATCHES
 from keras_modern_cnn.files import block_point
 from keras_modern_cnn.layers.precise_bn import (
@@ -198,8 +198,8 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     def update(self) -> dict:
         """Estimate and write the statistics now; returns this estimation's record."""
         self._pending = False
-        sync_training_state(self.model)
-        layers = statistics_layers(self.model)
+        model = self.model  # on JAX, mid-epoch too: the trainer's state, synced (`_compat`)
+        layers = statistics_layers(model)
         replaced = moving_statistics(layers)
         start = time.perf_counter()
         statistics = self._estimator.estimate(self.data, self.steps)
