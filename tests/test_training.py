@@ -35,11 +35,17 @@ def test_train_writes_history_curves_logs_metrics_and_a_reloadable_model(tmp_pat
     assert [row["epoch"] for row in history] == [0, 1]
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
     assert history[-1]["val_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    # Precise BN by default, over all 4 training batches (fewer than the default 100), before
+    # each of the two validations; the same model with its moving averages measured too.
+    precise = metrics["precise_bn"]
+    assert (precise["batches"], precise["samples"], precise["estimations"]) == (4, 256, 2)
+    assert 0 <= metrics["ema_test_accuracy"] <= 1 and np.isfinite(metrics["ema_test_loss"])
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert any(files for _, _, files in os.walk(out / "logs"))  # TensorBoard event files
     assert not (out / "backup").exists()  # the checkpoint goes once training has finished
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["epochs"] == 2 and run["config"]["width_ratio"] == 0.5
+    assert run["config"]["precise_bn"] == 100
     assert run["data"]["class_names"] == list(SHAPE_CLASSES)
 
     model = keras.saving.load_model(out / "model.keras", safe_mode=True)
@@ -210,6 +216,10 @@ def test_run_directory_resumes_refuses_extends_and_overwrites(tmp_path, capsys):
     run = [*KILL_RUN[:2], "--train-examples", "64", "--test-examples", "32", "--batch-size", "32",
            "--quiet", "--output-dir", str(out)]
     assert main([*run, "--epochs", "1"]) == 0
+    # A run.json written before `precise_bn` existed (issue 32) resumes all the same.
+    record = json.loads((out / "run.json").read_text())
+    del record["config"]["precise_bn"]
+    (out / "run.json").write_text(json.dumps(record))
     finished = {name: (out / name).read_bytes() for name in ("run.json", "history.csv", "metrics.json")}
 
     for extra, message in [
@@ -224,10 +234,14 @@ def test_run_directory_resumes_refuses_extends_and_overwrites(tmp_path, capsys):
         # Refused before touching anything.
         assert {name: (out / name).read_bytes() for name in finished} == finished
 
-    assert main([*[arg for arg in run if arg != "--quiet"], "--epochs", "2", "--resume"]) == 0
+    # precise_bn changes the statistics validated and saved, not training: it may change.
+    assert main([*[arg for arg in run if arg != "--quiet"], "--epochs", "2", "--resume",
+                 "--no-precise-bn"]) == 0
     assert "resuming from epoch 2 of 2" in capsys.readouterr().out
     assert [row["epoch"] for row in read_history(out / "history.csv")] == [0, 1]
-    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["precise_bn"] is None and "ema_test_accuracy" not in metrics
+    assert json.loads((out / "run.json").read_text())["config"]["precise_bn"] == 0
     assert main([*run, "--epochs", "1", "--resume"]) == 2
     assert "already holds 2 trained epochs" in capsys.readouterr().err
 

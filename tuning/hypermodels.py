@@ -286,14 +286,20 @@ class HyperCNN(keras_tuner.HyperModel):
         data (`x`: batches, or arrays cut into `batch_size` batches)."""
         callbacks = list(kwargs.pop("callbacks", None) or []) + [FailOnNonFiniteLoss()]
         if self.precise_bn:
-            x = args[0] if args else kwargs.get("x")
-            batch_size = kwargs.get("batch_size")
-            callbacks.append(
-                PreciseBatchNorm(x, self.precise_bn, batch_size=batch_size)
-                if isinstance(x, np.ndarray) else PreciseBatchNorm(x, self.precise_bn)
-            )
+            callbacks.append(self._precise_batch_norm(args[0] if args else kwargs.get("x"), kwargs))
         with _fail_on_resource_exhaustion():
             return model.fit(*args, callbacks=callbacks, **kwargs)
+
+
+    def _precise_batch_norm(self, x, fit_arguments):
+        """The trial's `PreciseBatchNorm` on its training data: batches, or an array cut into
+        `batch_size` batches, without the `validation_split` share `fit` validates on."""
+        if not isinstance(x, np.ndarray):
+            return PreciseBatchNorm(x, self.precise_bn)
+        split = fit_arguments.get("validation_split")
+        if split:  # Keras validates on the last `split` of the examples
+            x = x[:int(math.floor(len(x) * (1.0 - split)))]
+        return PreciseBatchNorm(x, self.precise_bn, batch_size=fit_arguments.get("batch_size"))
 
 
 class FailOnNonFiniteLoss(keras.callbacks.Callback):
