@@ -184,8 +184,8 @@ def test_estimation_costs_about_n_compiled_forward_passes():
     median of three rounds. Every backend: TensorFlow and PyTorch run `predict` as the
     estimation runs (a graph; eagerly)."""
     model = kmc.BNLeNet(input_shape=(28, 28, 1), classes=4, width_ratio=0.5)
-    batches = [np.random.default_rng(i).normal(size=(32, 28, 28, 1)).astype("float32")
-               for i in range(16)]
+    batches = [np.random.default_rng(i).normal(size=(16, 28, 28, 1)).astype("float32")
+               for i in range(8)]
     estimator = kmc.layers.precise_bn.StatisticsEstimator(model)
 
     def forward():

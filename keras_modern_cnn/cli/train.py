@@ -135,6 +135,11 @@ def run(args):
     config = run_config(args, args.model, args.output_dir)
     metrics = _train(args, config)
     print(f"test accuracy: {metrics['test_accuracy']:.3f}")
+    precise = metrics.get("precise_bn")
+    if precise is not None and metrics.get("ema_test_accuracy") is not None:
+        print(f"  BatchNorm statistics: precise, over {precise['batches']} training batches "
+              f"({precise['seconds']:.1f} s in all); with the moving averages (EMA): "
+              f"{metrics['ema_test_accuracy']:.3f}")
     for name in SEGMENTATION_METRICS:
         if f"test_{name}" in metrics:
             print(f"test {name.replace('_', ' ')}: {metrics[f'test_{name}']:.3f}")
