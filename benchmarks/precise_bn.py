@@ -40,7 +40,7 @@ from keras_modern_cnn.layers.precise_bn import (
 # model -> (image size, width ratio): tiny, above each model's minimum input.
 MODELS = {
     "bn_lenet": (28, 1.0),
-    "alexnet_bn": (64, 0.125),
+    "alexnet_bn": (67, 0.125),
     "vgg11_bn": (32, 0.125),
     "googlenet_bn": (32, 0.25),
     "resnet18": (32, 0.25),
@@ -75,7 +75,7 @@ def run(name, dataset, args, directory):
     config = resolve_config(
         name, dataset=dataset, epochs=args.epochs, image_size=image_size, width_ratio=width_ratio,
         train_examples=args.train_examples, batch_size=args.batch_size,
-        output_dir=os.path.join(directory, name), precise_bn=args.steps,
+        output_dir=os.path.join(directory, name), precise_bn=args.steps, mixed_precision=False,
     )
     keras.utils.set_random_seed(config.seed)
     data = training.prepare_data(config)
@@ -169,9 +169,9 @@ def main():
             for name in args.models.split(","):
                 rows += run(name, datasets[dataset], args, directory)
                 keras.backend.clear_session()
-    if args.output:
-        with open(args.output, "w") as handle:
-            json.dump(rows, handle, indent=1)
+                if args.output:  # after every model: a crash keeps what was measured
+                    with open(args.output, "w") as handle:
+                        json.dump(rows, handle, indent=1)
     print(tables(rows))
 
 

@@ -125,6 +125,24 @@ def test_device_defaults_resolve_per_backend_and_device_and_explicit_flags_win(m
         mirrored = devices.device_settings(resolve_config("bn_lenet", strategy="mirrored"), 1)
         assert not mirrored.jit_compile
         assert mirrored.reasons["jit_compile"] == devices.TF_DISTRIBUTE_NO_XLA
+    # A CPU with bfloat16 arithmetic: mixed precision means mixed_bfloat16, the default where
+    # it measured faster (TensorFlow), with the reason and the features in run.json.
+    device = ("cpu", None)
+    for features, defaults in [
+        ("avx512_bf16", {"tensorflow": True, "jax": False, "torch": False}),
+        ("amx_bf16,avx512_bf16", {"tensorflow": True, "jax": False, "torch": False}),
+    ]:
+        monkeypatch.setenv("KMC_CPU_FEATURES", features)
+        bf16 = devices.device_settings(resolve_config("bn_lenet"), 1)
+        assert bf16.cpu_features == tuple(features.split(","))
+        assert bf16.dtype_policy == ("mixed_bfloat16" if defaults[backend] else "float32")
+        assert bf16.reasons["dtype_policy"].startswith(features.split(",")[0] + ":")
+        explicit = devices.device_settings(resolve_config("bn_lenet", mixed_precision=True), 1)
+        assert explicit.dtype_policy == "mixed_bfloat16"
+    monkeypatch.setenv("KMC_CPU_FEATURES", "")
+    assert devices.device_settings(resolve_config("bn_lenet", mixed_precision=True), 1
+                                   ).dtype_policy == "mixed_float16"
+    device = ("gpu", (8, 0))
     args = build_parser().parse_args(["train", "bn_lenet", "--no-mixed-precision",
                                       "--jit-compile", "off" if xla else "on"])
     explicit = devices.device_settings(resolve_config(
