@@ -98,9 +98,10 @@ class RunConfig:
 
         Where the run lives and where its data is read from do not; the epochs are compared
         by the run directory's own rule (`keras_modern_cnn.rundir`). Nor does `precise_bn`:
-        training normalises with batch statistics either way, so it changes which statistics
-        the model is validated and saved with, not the weights it trains (a run started
-        before the setting existed resumes with it).
+        it changes which statistics the model is validated and saved with; training
+        normalises with batch statistics either way (its passes over the training data only
+        move the order later epochs draw batches in, as a resume does), and a run started
+        before the setting existed resumes with it.
         """
         ignored = {"output_dir", "data_dir", "download", "epochs", "precise_bn"}
         mine, theirs = self.to_dict(), other.to_dict()
