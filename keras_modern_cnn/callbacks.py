@@ -174,8 +174,6 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         self._pending = False
 
     def on_train_begin(self, logs=None):
-        if self._estimator is None or self._estimator.model is not self.model:
-            self._estimator = StatisticsEstimator(self.model)
         self._pending = False
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -201,8 +199,11 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         model = self.model  # on JAX, mid-epoch too: the trainer's state, synced (`_compat`)
         layers = statistics_layers(model)
         replaced = moving_statistics(layers)
+        estimator = self._estimator
+        if estimator is None or estimator.model is not model:
+            estimator = self._estimator = StatisticsEstimator(model)  # compiled once per model
         start = time.perf_counter()
-        statistics = self._estimator.estimate(self.data, self.steps)
+        statistics = estimator.estimate(self.data, self.steps)
         if layers and not statistics.batches:
             raise ValueError(
                 "PreciseBatchNorm's `data` yielded no batch: it needs training batches. "
