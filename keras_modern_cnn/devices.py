@@ -45,6 +45,9 @@ DEVICE_DEFAULTS = {
     ("mixed_precision", "jax", "cpu:avx512_bf16"): (
         False, "avx512_bf16: mixed_bfloat16 trained ResNet50 0.94x and DenseNet121 1.04x (best) "
         "float32 under XLA:CPU (BENCHMARKS.md)"),
+    ("mixed_precision", "torch", "cpu:avx512_bf16"): (
+        False, "avx512_bf16: mixed_bfloat16 trained ResNet50 0.78x and DenseNet121 0.87x (best) "
+        "float32 on PyTorch's CPU build (BENCHMARKS.md)"),
     ("mixed_precision", ANY_BACKEND, "cpu:amx_bf16"): (
         False, "amx_bf16: bfloat16 arithmetic (AMX), but mixed_bfloat16 not measured faster than "
         "float32 on this backend"),
