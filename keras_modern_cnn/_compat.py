@@ -4,6 +4,11 @@ Each entry names what it relies on; `tests/test_compat.py` holds one test per en
 when Keras changes that behaviour, so a Keras upgrade shows at once what to revisit. The
 KerasTuner internals `kmc tune` overrides live in `keras_modern_cnn.tuning._compat` (the core
 never imports KerasTuner).
+
+Relied on without a wrapper here: on JAX, `keras.callbacks.Callback.model` writes the trainer's
+state back into the variables (`jax_state_sync`), and the training and evaluation loops read
+the variables again afterwards, so what a callback assigns through `self.model` (precise BN's
+statistics) is what validation and the next steps use (test_compat pins it).
 """
 
 import contextlib
@@ -153,3 +158,34 @@ def tfds_download_retries(retries=TFDS_DOWNLOAD_RETRIES):
         yield
     finally:
         downloader.MAX_RETRIES = previous
+
+
+@contextlib.contextmanager
+def replaced_call(layer, call):
+    """Within the block, `layer(...)` runs `call(inputs, training=None, mask=None)` in place of
+    the class's `call` (precise BN's collecting call for `keras.layers.BatchNormalization`).
+
+    Relies on `Layer.__call__` (through `Operation.__call__`) looking `self.call` up on the
+    instance at each call, and on `_call_has_training_arg`/`_call_has_mask_arg`, computed from
+    the class's signature, still passing `training` and `mask` to the replacement.
+    """
+    vars(layer)["call"] = call
+    try:
+        yield layer
+    finally:
+        vars(layer).pop("call", None)
+
+
+def distribute_batch(batch):
+    """`batch` (this process's share) laid out as `fit` lays out a batch under the current
+    `keras.distribution` on JAX (sharded over the batch axis across every process's devices);
+    unchanged without a distribution.
+
+    Relies on `keras.src.backend.jax.trainer._distribute_data`, what `JAXTrainer` calls on
+    every batch of `fit`, `evaluate` and `predict`.
+    """
+    if keras.distribution.distribution() is None:
+        return batch
+    from keras.src.backend.jax.trainer import _distribute_data
+
+    return _distribute_data(batch)

@@ -23,6 +23,10 @@ JIT_COMPILE = ("auto", "on", "off")
 # per-image standardisation.
 NORMALIZATIONS = ("scale", "standardize")
 
+# Precise BatchNorm statistics (`keras_modern_cnn.callbacks.PreciseBatchNorm`, `kmc train
+# --precise-bn N`): training batches per estimation by default (all of them when fewer).
+PRECISE_BN_BATCHES = 100
+
 # Data-parallel training engines (`keras_modern_cnn.distribute`).
 DISTRIBUTIONS = ("mirrored", "multi-worker", "data-parallel")
 # A run's `--strategy`: none, or one of the engines.

@@ -21,6 +21,7 @@ from keras_modern_cnn.choices import (
     JIT_COMPILE,
     NORMALIZATIONS,
     OPTIMIZERS,
+    PRECISE_BN_BATCHES,
     STRATEGIES,
 )
 from keras_modern_cnn.recipes import family_defaults, get_recipe
@@ -61,6 +62,9 @@ class RunConfig:
         seed: seeds Keras, NumPy, Python and the pipeline.
         mixed_precision, jit_compile, strategy: how the model runs; mixed_precision None and
             jit_compile "auto" take the device's defaults (`keras_modern_cnn.devices`).
+        precise_bn: training batches over which the BatchNorm statistics are re-estimated
+            before each validation (`callbacks.PreciseBatchNorm`); 0 or None: off, the
+            moving averages are kept.
         output_dir: the run directory (`keras_modern_cnn.rundir`).
     """
 
@@ -85,6 +89,7 @@ class RunConfig:
     mixed_precision: object = None
     jit_compile: str = "auto"
     strategy: str = "none"
+    precise_bn: object = PRECISE_BN_BATCHES
     output_dir: str = ""
 
     def to_dict(self):
@@ -94,9 +99,13 @@ class RunConfig:
         """`(name, self's value, other's value)` of the settings that change the result.
 
         Where the run lives and where its data is read from do not; the epochs are compared
-        by the run directory's own rule (`keras_modern_cnn.rundir`).
+        by the run directory's own rule (`keras_modern_cnn.rundir`). Nor does `precise_bn`:
+        it changes which statistics the model is validated and saved with; training
+        normalises with batch statistics either way (its passes over the training data only
+        move the order later epochs draw batches in, as a resume does), and a run started
+        before the setting existed resumes with it.
         """
-        ignored = {"output_dir", "data_dir", "download", "epochs"}
+        ignored = {"output_dir", "data_dir", "download", "epochs", "precise_bn"}
         mine, theirs = self.to_dict(), other.to_dict()
         return [
             (name, mine[name], theirs[name])
@@ -170,6 +179,8 @@ def validate(config):
         check_bool(name, getattr(config, name))
     if config.mixed_precision is not None:
         check_bool("mixed_precision", config.mixed_precision)
+    if config.precise_bn is not None:
+        check_positive_int("precise_bn", config.precise_bn, minimum=0)
     if isinstance(config.seed, bool) or not isinstance(config.seed, numbers.Integral):
         raise ValueError(f"`seed` must be an integer. Received: seed={config.seed!r}")
     check_choice("jit_compile", config.jit_compile, JIT_COMPILE)

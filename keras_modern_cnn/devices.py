@@ -2,8 +2,15 @@
 image layout resolve to on this backend and device, from one table; explicit flags win.
 
 `kmc train` prints the choice in one line at the start ("device: 1 CPU device, 2 cores (jax) -
-XLA on, float32, channels_last") and records it, with the reasons, in `run.json`. The CPU rows are
-measured in BENCHMARKS.md ("What helped"; 2-core CPU, TensorFlow 2.21 / JAX 0.10, Keras 3.15).
+XLA on, float32, channels_last") and records it, with the reasons and the CPU's bfloat16
+features, in `run.json`. The CPU rows are measured in BENCHMARKS.md ("What helped"; 2-core CPU,
+TensorFlow 2.21 / JAX 0.10, Keras 3.15; "Mixed precision on CPUs with bfloat16 arithmetic").
+
+CPUs differ in what precision pays: with bfloat16 arithmetic (AMX, AVX512_BF16; `cpu_features`)
+mixed precision means `mixed_bfloat16`, and it is the default where it trained faster than
+float32 on that backend with those features; elsewhere float32. `KMC_CPU_FEATURES` overrides
+the detection (a comma list; empty: none), e.g. to reproduce a run of another machine (the
+test suite sets it empty, so its numerics do not depend on the CI's CPU).
 """
 
 import dataclasses
@@ -13,6 +20,10 @@ from typing import Optional
 import keras
 
 ANY_BACKEND = "*"
+# The CPU flags (Linux /proc/cpuinfo names) of bfloat16 arithmetic, most capable first; a CPU
+# with one of them is looked up as device "cpu:FLAG" before "cpu".
+BF16_CPU_FEATURES = ("amx_bf16", "avx512_bf16")
+CPU_FEATURES_VARIABLE = "KMC_CPU_FEATURES"
 # (setting, backend, device) -> (default, reason). Device "gpu": any accelerator.
 DEVICE_DEFAULTS = {
     ("jit_compile", "tensorflow", "cpu"): (
@@ -30,6 +41,24 @@ DEVICE_DEFAULTS = {
     ("mixed_precision", ANY_BACKEND, "cpu"): (
         False, "no float16/bfloat16 arithmetic on this CPU: mixed_bfloat16 trained 0.26-0.36x "
         "(BENCHMARKS.md)"),
+    ("mixed_precision", "tensorflow", "cpu:amx_bf16"): (
+        True, "amx_bf16: mixed_bfloat16 trained ResNet50 1.34x (best) / 1.64x (median) float32 on "
+        "TensorFlow (BENCHMARKS.md)"),
+    ("mixed_precision", "tensorflow", "cpu:avx512_bf16"): (
+        True, "avx512_bf16: mixed_bfloat16 trained ResNet50 1.05x / 1.16x and DenseNet121 1.56x / "
+        "1.47x (best / median) float32 on TensorFlow (BENCHMARKS.md)"),
+    ("mixed_precision", "jax", "cpu:avx512_bf16"): (
+        False, "avx512_bf16: mixed_bfloat16 trained ResNet50 0.94x and DenseNet121 1.04x (best) "
+        "float32 under XLA:CPU (BENCHMARKS.md)"),
+    ("mixed_precision", "torch", "cpu:avx512_bf16"): (
+        False, "avx512_bf16: mixed_bfloat16 trained ResNet50 0.78x and DenseNet121 0.87x (best) "
+        "float32 on PyTorch's CPU build (BENCHMARKS.md)"),
+    ("mixed_precision", ANY_BACKEND, "cpu:amx_bf16"): (
+        False, "amx_bf16: bfloat16 arithmetic (AMX), but mixed_bfloat16 not measured faster than "
+        "float32 on this backend"),
+    ("mixed_precision", ANY_BACKEND, "cpu:avx512_bf16"): (
+        False, "avx512_bf16: bfloat16 arithmetic, but mixed_bfloat16 not measured faster than "
+        "float32 on this backend"),
     ("mixed_precision", ANY_BACKEND, "gpu"): (
         True, "tensor cores; bfloat16 (no loss scaling) from compute capability 8.0, else float16"),
     ("data_format", ANY_BACKEND, "cpu"): (
@@ -54,6 +83,7 @@ class DeviceSettings:
     dtype_policy: str
     data_format: str
     reasons: dict
+    cpu_features: tuple = ()  # of BF16_CPU_FEATURES, on a CPU
     cores: Optional[int] = None  # CPU cores this process may use (CPU runs)
 
     def summary(self):
@@ -78,10 +108,16 @@ def device_settings(config, count):
     them; call it after the run's distribution has started (JAX sees every process's devices)."""
     backend = keras.config.backend()
     device, capability = detect_device(backend)
+    features = cpu_features() if device == "cpu" else ()
+    # A CPU with bfloat16 arithmetic is looked up as "cpu:FLAG" first, then as any CPU.
+    devices = [f"cpu:{features[0]}", "cpu"] if features else [device]
 
     def default(setting):
-        key = (setting, backend, device)
-        return DEVICE_DEFAULTS.get(key) or DEVICE_DEFAULTS[(setting, ANY_BACKEND, device)]
+        for name in devices:
+            for key in ((setting, backend, name), (setting, ANY_BACKEND, name)):
+                if key in DEVICE_DEFAULTS:
+                    return DEVICE_DEFAULTS[key]
+        raise KeyError((setting, backend, device))
 
     reasons = {}
     if config.jit_compile == "auto":
@@ -96,8 +132,8 @@ def device_settings(config, count):
         mixed, reasons["dtype_policy"] = config.mixed_precision, EXPLICIT
     if not mixed:
         policy = keras.config.dtype_policy().name  # float32 unless set in Python
-    elif device == "gpu" and capability is not None and capability >= (8, 0):
-        policy = "mixed_bfloat16"
+    elif features or (device == "gpu" and capability is not None and capability >= (8, 0)):
+        policy = "mixed_bfloat16"  # bfloat16 arithmetic, no loss scaling
     else:
         policy = "mixed_float16"
     data_format, reasons["data_format"] = default("data_format")
@@ -105,7 +141,7 @@ def device_settings(config, count):
         data_format, reasons["data_format"] = keras.config.image_data_format(), (
             "Keras's configuration (keras.json or keras.config.set_image_data_format) wins")
     return DeviceSettings(
-        backend, device, count, jit_compile, mixed, policy, data_format, reasons,
+        backend, device, count, jit_compile, mixed, policy, data_format, reasons, features,
         cores=cpu_cores() if device == "cpu" else None,
     )
 
@@ -116,6 +152,22 @@ def cpu_cores():
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+def cpu_features():
+    """This CPU's bfloat16 features (of `BF16_CPU_FEATURES`, most capable first): from
+    `KMC_CPU_FEATURES` when set, else the flags of /proc/cpuinfo (Linux; none elsewhere)."""
+    given = os.environ.get(CPU_FEATURES_VARIABLE)
+    if given is not None:
+        flags = {flag.strip().lower() for flag in given.split(",") if flag.strip()}
+    else:
+        try:
+            with open("/proc/cpuinfo") as handle:
+                flags = {flag for line in handle if line.startswith("flags")
+                         for flag in line.split(":", 1)[1].split()}
+        except OSError:
+            flags = set()
+    return tuple(flag for flag in BF16_CPU_FEATURES if flag in flags)
 
 
 def detect_device(backend):

@@ -26,6 +26,7 @@ from keras_modern_cnn.callbacks import (
     BlockMidEpoch,
     CurrentEpoch,
     EpochHistory,
+    PreciseBatchNorm,
     StopOnNonFiniteLoss,
     TrainingTimer,
     check_finite,
@@ -124,12 +125,19 @@ def _train(config, overwrite, resume, verbose, log):
             plan.begin(config, data_info(data, config), device.to_dict(), names=_run_files())
             if plan.message(config.epochs):
                 log(plan.message(config.epochs))
-            timer, wall_time = fit(config, model, pipelines, verbose)
+            precise = precise_batch_norm(config, pipelines)
+            timer, wall_time = fit(config, model, pipelines, verbose, precise)
             results = model.evaluate(pipelines["test"], verbose=0, return_dict=True)
             check_finite(results, "the test evaluation", config.learning_rate)
+            moving_average_results = None
+            if precise is not None and precise.estimations:
+                with precise.moving_averages():  # the model as the EMA statistics leave it
+                    moving_average_results = model.evaluate(
+                        pipelines["test"], verbose=0, return_dict=True)
             save_model(model, os.path.join(config.output_dir, rundir.MODEL_FILE))
             raise_if_interrupted()
-        return report(config, data, model, results, timer, wall_time, plan)
+        return report(config, data, model, results, timer, wall_time, plan, precise,
+                      moving_average_results)
     except Interrupted as interruption:
         if plan is None or not plan.begun:
             raise interruption.at("before training started; nothing was written") from None
@@ -243,8 +251,20 @@ def build_and_compile(config, data, device, plan=None):
     return model
 
 
-def fit(config, model, pipelines, verbose="auto"):
-    """Fit to `config.epochs`, resuming from the checkpoint; returns (timer, wall seconds)."""
+def precise_batch_norm(config, pipelines):
+    """The run's `PreciseBatchNorm` (before each validation, over `config.precise_bn` training
+    batches), or None when the run has it off."""
+    if not config.precise_bn:
+        return None
+    return PreciseBatchNorm(pipelines["train"], config.precise_bn)
+
+
+def fit(config, model, pipelines, verbose="auto", precise=None):
+    """Fit to `config.epochs`, resuming from the checkpoint; returns (timer, wall seconds).
+
+    `precise` (a `PreciseBatchNorm`) re-estimates the BatchNorm statistics before each
+    validation: after the timer stops (its seconds are not training time), before the epoch
+    is recorded and checkpointed, so both carry the statistics the model is validated with."""
     output_dir = config.output_dir
     timer = TrainingTimer()
     callbacks = [
@@ -256,6 +276,8 @@ def fit(config, model, pipelines, verbose="auto"):
         AtomicBackupAndRestore(os.path.join(output_dir, rundir.BACKUP_DIR), delete_checkpoint=False),
         timer,
     ]
+    if precise is not None:
+        callbacks.append(precise)
     if BLOCK_AT_VARIABLE in os.environ:
         callbacks.append(BlockMidEpoch())
     if importlib.util.find_spec("tensorboard") is not None:  # tf.summary needs it at run time
@@ -278,8 +300,13 @@ def fit(config, model, pipelines, verbose="auto"):
     return timer, time.perf_counter() - start
 
 
-def report(config, data, model, results, timer, wall_time, plan):
-    """Write `curves.png` and `metrics.json` (the run is then finished), drop the checkpoint."""
+def report(config, data, model, results, timer, wall_time, plan, precise=None,
+           moving_average_results=None):
+    """Write `curves.png` and `metrics.json` (the run is then finished), drop the checkpoint.
+
+    With precise BatchNorm statistics (`precise`), `test_*` are the saved model's (precise)
+    and `ema_test_*` the same model's with the moving averages the last estimation replaced
+    (None when this process trained no epoch: a run resumed only to save)."""
     output_dir = config.output_dir
     history_path = os.path.join(output_dir, rundir.HISTORY_FILE)
     curves_path = os.path.join(output_dir, rundir.CURVES_FILE)
@@ -304,6 +331,7 @@ def report(config, data, model, results, timer, wall_time, plan):
         "test_loss": float(results["loss"]),
         **{f"test_{name}": float(results[name])
            for name in SEGMENTATION_METRICS if name in results},
+        **_precise_metrics(precise, results, moving_average_results),
         "examples_per_second": timer.examples_per_second(data.num_train),
         "parameters": model.count_params(),
         "wall_time_seconds": wall_time,
@@ -313,6 +341,26 @@ def report(config, data, model, results, timer, wall_time, plan):
     }
     rundir.write_metrics(os.path.join(output_dir, rundir.METRICS_FILE), metrics)
     plan.finish()
+    return metrics
+
+
+def _precise_metrics(precise, results, moving_average_results):
+    """metrics.json's `precise_bn` (the last estimation's batches and samples, every
+    estimation's seconds; None when off or when no BatchNorm layer learns statistics) and
+    `ema_test_*` (None when this process trained no epoch: a run resumed only to save)."""
+    done = [] if precise is None else precise.estimations
+    if precise is None or (done and not done[-1]["layers"]):
+        return {"precise_bn": None}
+    metrics = {"precise_bn": {
+        "batches": done[-1]["batches"] if done else None,
+        "samples": done[-1]["samples"] if done else None,
+        "seconds": sum(record["seconds"] for record in done), "estimations": len(done),
+    }}
+    for name in ("accuracy", "loss", *SEGMENTATION_METRICS):
+        if name in results:
+            metrics[f"ema_test_{name}"] = (
+                None if moving_average_results is None else float(moving_average_results[name])
+            )
     return metrics
 
 

@@ -9,6 +9,11 @@ os.environ.setdefault(
     "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 )
 
+# The suite runs as on a CPU without bfloat16 arithmetic whatever the CI machine's CPU, so its
+# numerics (float32 by default on every CPU then) do not depend on it; the device-defaults test
+# sets the features it checks (keras_modern_cnn.devices.cpu_features).
+os.environ["KMC_CPU_FEATURES"] = ""
+
 import keras  # noqa: E402
 import pytest  # noqa: E402
 

@@ -77,6 +77,26 @@ def test_layer_matches_a_float64_reference_and_keras_dtypes(policy):
     assert {w.dtype for w in layer.weights} == {variable}
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "float32"])
+def test_large_nearly_constant_activations_keep_exact_statistics(policy):
+    """A channel at 3e4 (constant, or 3e4 and 3e4 + 16, representable in float16): two-pass
+    statistics on every backend. Keras's one-pass torch `moments` (E[x^2] - E[x]^2 at 9e8,
+    where float32's spacing is 64) gave a negative variance and NaN outputs under
+    mixed_float16, where our layer takes the portable path (issue 32)."""
+    keras.config.set_dtype_policy(policy)
+    x = np.full((4, 3, 3, 2), 3e4, "float32")
+    x[::2, :, :, 1] += 16.0  # channel 1: half 30000, half 30016: mean 30008, variance 64
+    layer = BatchNorm(momentum=0.0)
+    outputs = as_float64(layer(x, training=True))
+    assert np.isfinite(outputs).all()
+    # Channel 0 is 0 up to one float32 step of the mean (0.002 at 3e4) over sqrt(epsilon):
+    # PyTorch's float32 kernel rounds its mean so (-0.42); the portable path gives 0.
+    assert np.abs(outputs[..., 0]).max() < 0.002 / np.sqrt(1e-5)
+    np.testing.assert_allclose(np.abs(outputs[..., 1]), 8.0 / np.sqrt(64 + 1e-5), rtol=1e-3)
+    np.testing.assert_allclose(as_float64(layer.moving_mean), [3e4, 30008.0], rtol=1e-7)
+    np.testing.assert_allclose(as_float64(layer.moving_variance), [0.0, 64.0], atol=1e-3)
+
+
 def as_float64(tensor):
     return np.asarray(keras.ops.cast(tensor, "float32"), "float64")
 

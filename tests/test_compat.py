@@ -134,6 +134,71 @@ def test_the_torch_parameter_behind_a_variable_can_be_stored_in_another_layout()
     assert float(replacement.detach().sum()) == 3 * 3 * 4 * 8
 
 
+def test_a_replaced_call_receives_training_and_mask_and_is_undone():
+    """Precise BN swaps `keras.layers.BatchNormalization.call` per instance: `Layer.__call__`
+    must look `call` up on the instance and pass `training` and `mask` on."""
+    layer = keras.layers.BatchNormalization()
+    model = keras.Sequential([keras.Input((3, 2)), keras.layers.Masking(0.0), layer])
+    x = np.ones((2, 3, 2), "float32")
+    x[0, 1] = 0.0  # masked position
+    seen = {}
+
+    def call(inputs, training=None, mask=None):
+        seen.update(training=training, mask=None if mask is None else keras.ops.convert_to_numpy(mask))
+        return inputs * 0.0 + 7.0
+
+    with _compat.replaced_call(layer, call):
+        outputs = keras.ops.convert_to_numpy(model(x, training=False))
+    assert (outputs == 7.0).all() and seen["training"] is False
+    np.testing.assert_array_equal(seen["mask"], [[True, False, True], [True, True, True]])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), x / np.sqrt(1.0 + 1e-3),
+                               rtol=1e-6)  # Keras's own call again: moving statistics 0 and 1
+    assert "call" not in vars(layer)
+
+
+def test_distribute_batch_lays_a_batch_out_as_fit_does():
+    """`_distribute_data` of the JAX trainer, as precise BN shards its batches; elsewhere, and
+    without a distribution, the batch is returned as it is."""
+    batch = np.arange(8 * 3, dtype="float32").reshape(8, 3)
+    assert _compat.distribute_batch(batch) is batch
+    if keras.config.backend() != "jax":
+        return
+    distribution = keras.distribution.DataParallel()
+    keras.distribution.set_distribution(distribution)
+    try:
+        laid_out = _compat.distribute_batch({"x": batch})["x"]
+    finally:
+        keras.distribution.set_distribution(None)
+    expected = distribution.get_data_layout(batch.shape).backend_layout
+    assert laid_out.sharding.is_equivalent_to(expected, 2)
+    np.testing.assert_array_equal(np.asarray(laid_out), batch)
+
+
+def test_a_callback_reads_and_assigns_what_training_continues_from_mid_epoch():
+    """The JAX trainer holds the state during an epoch; `Callback.model` syncs it, so a
+    callback reads the current weights and what it assigns is what the next steps start from
+    (every backend: TensorFlow and PyTorch train the variables themselves)."""
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, BatchNorm(momentum=0.5, name="bn")(keras.layers.Dense(2)(inputs)))
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    initial = keras.ops.convert_to_numpy(model.layers[1].kernel).copy()
+    seen = {}
+
+    class AssignAfterFirstStep(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                seen["kernel"] = keras.ops.convert_to_numpy(self.model.layers[1].kernel).copy()
+                self.model.get_layer("bn").moving_mean.assign(np.full(2, 1000.0, "float32"))
+
+    x = np.random.default_rng(0).normal(size=(8, 2)).astype("float32")
+    model.fit(x, x, batch_size=4, epochs=1, shuffle=False, verbose=0,
+              callbacks=[AssignAfterFirstStep()])
+    # The first step's weights: near the initial ones (a small step), not equal, not a placeholder.
+    assert np.allclose(seen["kernel"], initial, atol=0.05) and not np.array_equal(seen["kernel"], initial)
+    # One more step with momentum 0.5 from 1000: about 500, not the batch mean's scale.
+    assert (keras.ops.convert_to_numpy(model.get_layer("bn").moving_mean) > 400).all()
+
+
 class _DenseHyperModel(keras_tuner.HyperModel):
     def __init__(self, fail_default=False):
         super().__init__()

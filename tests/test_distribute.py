@@ -18,6 +18,7 @@ from keras_modern_cnn import BatchNorm, LeNet
 from keras_modern_cnn.data import SHAPE_CLASSES
 from keras_modern_cnn.cli import main
 from keras_modern_cnn.distribute import check_tf_config, distribution_scope, jax_cluster
+from keras_modern_cnn.layers.precise_bn import estimate_statistics
 from keras_modern_cnn.rundir import read_history
 
 # Slow (multi-device and multi-process training): left out of `make test-fast`.
@@ -123,6 +124,8 @@ def test_two_workers_match_each_other_and_single_process_training_with_synchroni
         np.testing.assert_allclose(worker0[path], value, rtol=2e-4, atol=2e-5, err_msg=path)
     metrics = json.loads((tmp_path / "worker0" / "metrics.json").read_text())
     assert metrics["batch_size"] == 32 and metrics["epochs"] == 3
+    # Precise BN (the default) pooled both workers' shares: the 32 examples, as one process.
+    assert metrics["precise_bn"]["samples"] == 32 and metrics["precise_bn"]["estimations"] == 3
 
 
 @TF_ONLY
@@ -159,7 +162,10 @@ def data_parallel_worker():
                 optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy"
             )
             model.fit(images, labels, batch_size=16, epochs=1, shuffle=False, verbose=0)
+            # Precise BN on the sharded batches: the global batches' statistics (issue 32).
+            precise = estimate_statistics(model, [images[i:i + 16] for i in range(0, 48, 16)])
             results[strategy] = {
+                "precise": [[m.tolist(), v.tolist()] for m, v in zip(precise.means, precise.variances)],
                 "synchronized": [layer.synchronized for layer in model.layers
                                  if isinstance(layer, BatchNorm)],
                 "sharded_over": len(model.weights[0].value.sharding.device_set),
@@ -236,6 +242,11 @@ def test_jax_data_parallel_over_two_devices_or_two_processes_matches_single_devi
     assert sorted(parallel) == sorted(single) and sum("moving_" in path for path in single) == 6
     for path in single:
         np.testing.assert_allclose(parallel[path], single[path], rtol=2e-4, atol=2e-5, err_msg=path)
+    assert len(results["none"]["precise"]) == 3
+    for (mean, variance), (mean_1, variance_1) in zip(results["data-parallel"]["precise"],
+                                                      results["none"]["precise"]):
+        np.testing.assert_allclose(mean, mean_1, rtol=2e-4, atol=2e-5)
+        np.testing.assert_allclose(variance, variance_1, rtol=2e-4, atol=2e-5)
     assert results["cli_status"] == 0 and results["odd_cli_status"] == 0
     odd = tmp_path / "odd"
     assert [row["epoch"] for row in read_history(odd / "history.csv")] == [1, 2]

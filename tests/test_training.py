@@ -38,11 +38,17 @@ def test_train_writes_history_curves_logs_metrics_and_a_reloadable_model(tmp_pat
     assert [row["epoch"] for row in history] == [1, 2]
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
     assert history[-1]["val_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    # Precise BN by default, over all 4 training batches (fewer than the default 100), before
+    # each of the two validations; the same model with its moving averages measured too.
+    precise = metrics["precise_bn"]
+    assert (precise["batches"], precise["samples"], precise["estimations"]) == (4, 256, 2)
+    assert 0 <= metrics["ema_test_accuracy"] <= 1 and np.isfinite(metrics["ema_test_loss"])
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert any(files for _, _, files in os.walk(out / "logs"))  # TensorBoard event files
     assert not (out / "backup").exists()  # the checkpoint goes once training has finished
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["epochs"] == 2 and run["config"]["width_ratio"] == 0.5
+    assert run["config"]["precise_bn"] == 100
     assert run["data"]["class_names"] == list(SHAPE_CLASSES)
 
     model = keras.saving.load_model(out / "model.keras", safe_mode=True)
@@ -97,6 +103,24 @@ def test_device_defaults_resolve_per_backend_and_device_and_explicit_flags_win(m
         mirrored = devices.device_settings(resolve_config("bn_lenet", strategy="mirrored"), 1)
         assert not mirrored.jit_compile
         assert mirrored.reasons["jit_compile"] == devices.TF_DISTRIBUTE_NO_XLA
+    # A CPU with bfloat16 arithmetic: mixed precision means mixed_bfloat16, the default where
+    # it measured faster (TensorFlow), with the reason and the features in run.json.
+    device = ("cpu", None)
+    for features, defaults in [
+        ("avx512_bf16", {"tensorflow": True, "jax": False, "torch": False}),
+        ("amx_bf16,avx512_bf16", {"tensorflow": True, "jax": False, "torch": False}),
+    ]:
+        monkeypatch.setenv("KMC_CPU_FEATURES", features)
+        bf16 = devices.device_settings(resolve_config("bn_lenet"), 1)
+        assert bf16.cpu_features == tuple(features.split(","))
+        assert bf16.dtype_policy == ("mixed_bfloat16" if defaults[backend] else "float32")
+        assert bf16.reasons["dtype_policy"].startswith(features.split(",")[0] + ":")
+        explicit = devices.device_settings(resolve_config("bn_lenet", mixed_precision=True), 1)
+        assert explicit.dtype_policy == "mixed_bfloat16"
+    monkeypatch.setenv("KMC_CPU_FEATURES", "")
+    assert devices.device_settings(resolve_config("bn_lenet", mixed_precision=True), 1
+                                   ).dtype_policy == "mixed_float16"
+    device = ("gpu", (8, 0))
     args = build_parser().parse_args(["train", "bn_lenet", "--no-mixed-precision",
                                       "--jit-compile", "off" if xla else "on"])
     explicit = devices.device_settings(resolve_config(
@@ -190,6 +214,10 @@ def test_run_directory_resumes_refuses_extends_and_overwrites(tmp_path, capsys):
     run = [*KILL_RUN[:2], "--train-examples", "64", "--test-examples", "32", "--batch-size", "32",
            "--quiet", "--output-dir", str(out)]
     assert main([*run, "--epochs", "1"]) == 0
+    # A run.json written before `precise_bn` existed (issue 32) resumes all the same.
+    record = json.loads((out / "run.json").read_text())
+    del record["config"]["precise_bn"]
+    (out / "run.json").write_text(json.dumps(record))
     finished = {name: (out / name).read_bytes() for name in ("run.json", "history.csv", "metrics.json")}
 
     for extra, message in [
@@ -205,15 +233,19 @@ def test_run_directory_resumes_refuses_extends_and_overwrites(tmp_path, capsys):
         assert {name: (out / name).read_bytes() for name in finished} == finished
 
     # history.csv counts epochs from 1, as the progress lines; a run written when it counted
-    # from 0 resumes renumbered.
+    # from 0 resumes renumbered. precise_bn changes the statistics validated and saved, not
+    # training: it may change.
     history = (out / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,") and history[1].startswith("1,")
     (out / "history.csv").write_text("\n".join([history[0], "0," + history[1][2:]]) + "\n")
-    assert main([*[arg for arg in run if arg != "--quiet"], "--epochs", "2", "--resume"]) == 0
+    assert main([*[arg for arg in run if arg != "--quiet"], "--epochs", "2", "--resume",
+                 "--no-precise-bn"]) == 0
     assert "resuming from epoch 2 of 2" in capsys.readouterr().out
     assert [row["epoch"] for row in read_history(out / "history.csv")] == [1, 2]
     assert [line.split(",")[0] for line in (out / "history.csv").read_text().splitlines()] == ["epoch", "1", "2"]
-    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["precise_bn"] is None and "ema_test_accuracy" not in metrics
+    assert json.loads((out / "run.json").read_text())["config"]["precise_bn"] == 0
     assert main([*run, "--epochs", "1", "--resume"]) == 2
     assert "already holds 2 trained epochs" in capsys.readouterr().err
 

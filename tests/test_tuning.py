@@ -17,6 +17,7 @@ import pytest
 from keras_modern_cnn.applications import BNLeNet, DenseNet, ResNet
 from keras_modern_cnn.cli import main
 from keras_modern_cnn.data import load_shapes
+from keras_modern_cnn.layers.precise_bn import estimate_statistics
 from keras_modern_cnn.tuning import (
     EXECUTIONS_FILE,
     HYPERMODELS,
@@ -169,8 +170,16 @@ def test_sparse_one_hot_and_binary_labels_and_a_headless_hypermodel_with_its_own
         hp = keras_tuner.HyperParameters()
         model = hypermodel.build(hp)
         assert model.output_shape == (None, 1 if label_mode == "binary" else 10)
-        history = hypermodel.fit(hp, model, images, targets, epochs=1, batch_size=32, verbose=0)
+        history = hypermodel.fit(hp, model, images, targets, epochs=1, batch_size=32,
+                                 validation_split=0.25, verbose=0)
         assert np.isfinite(history.history["loss"][-1]) and "accuracy" in history.history
+        # Scored with precise BatchNorm statistics (on by default), from the 48 training
+        # examples only, never the 16 `validation_split` keeps for validation (the first
+        # BatchNorm's: later ones depend on how the examples were batched).
+        first = estimate_statistics(model, [images[:48]]).means[0]
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(model.get_layer("conv1_bn").moving_mean), first, rtol=1e-5)
+        assert not np.allclose(estimate_statistics(model, [images]).means[0], first, rtol=1e-3)
 
     headless = HyperLeNet(input_shape=(16, 16, 1), include_top=False, pooling="avg")
     features = headless.build(keras_tuner.HyperParameters())

@@ -39,6 +39,7 @@ from typing import Optional
 
 import keras
 import keras_tuner
+import numpy as np
 from keras_modern_cnn.applications import (
     alexnet,
     densenet,
@@ -53,7 +54,8 @@ from keras_modern_cnn.tuning._compat import is_rand_augment
 from keras_tuner.errors import FailedTrialError
 
 from keras_modern_cnn import losses
-from keras_modern_cnn.choices import OPTIMIZERS
+from keras_modern_cnn.callbacks import PreciseBatchNorm
+from keras_modern_cnn.choices import OPTIMIZERS, PRECISE_BN_BATCHES
 from keras_modern_cnn.recipes import D2L_RECIPES
 from keras_modern_cnn.registry import get_spec
 from keras_modern_cnn.training import make_optimizer
@@ -174,6 +176,10 @@ class HyperCNN(keras_tuner.HyperModel):
             uncompiled, unless a subclass overrides `compile_model` (add a head, compile).
         pooling: None, "avg" or "max" (with `include_top=False`).
         metrics: compiled metrics (default accuracy; the tuner's objective is `val_accuracy`).
+        precise_bn: training batches over which each trial re-estimates its BatchNorm
+            statistics before every validation (`keras_modern_cnn.callbacks.PreciseBatchNorm`),
+            so trials are scored, and the best kept, with the statistics their weights have;
+            0 or None: the moving averages. Default on, as `kmc train`.
         name: as in `keras_tuner.HyperModel`.
         tunable: as in `keras_tuner.HyperModel`.
         **search_space: fix (a value), choose among (a list) or bound (a `(low, high)` tuple)
@@ -195,6 +201,7 @@ class HyperCNN(keras_tuner.HyperModel):
         include_top=True,
         pooling=None,
         metrics=("accuracy",),
+        precise_bn=PRECISE_BN_BATCHES,
         name=None,
         tunable=True,
         **search_space,
@@ -236,6 +243,8 @@ class HyperCNN(keras_tuner.HyperModel):
         if not isinstance(metrics, (list, tuple)):
             raise ValueError(f"`metrics` must be a list or tuple. Received: metrics={metrics!r}")
         self.metrics = list(metrics)
+        self.precise_bn = None if precise_bn is None else check_positive_int(
+            "precise_bn", precise_bn, minimum=0)
         self._space = self.default_search_space()
         for key, value in search_space.items():
             if key not in self._space:
@@ -328,10 +337,25 @@ class HyperCNN(keras_tuner.HyperModel):
         }[self.label_mode]()
 
     def fit(self, hp, model, *args, **kwargs):
-        """`model.fit`, failing the trial on a non-finite loss or when memory runs out."""
+        """`model.fit`, failing the trial on a non-finite loss or when memory runs out; with
+        `precise_bn`, precise BatchNorm statistics before each validation from the training
+        data (`x`: batches, or arrays cut into `batch_size` batches)."""
         callbacks = list(kwargs.pop("callbacks", None) or []) + [FailOnNonFiniteLoss()]
+        if self.precise_bn:
+            callbacks.append(self._precise_batch_norm(args[0] if args else kwargs.get("x"), kwargs))
         with _fail_on_resource_exhaustion():
             return model.fit(*args, callbacks=callbacks, **kwargs)
+
+
+    def _precise_batch_norm(self, x, fit_arguments):
+        """The trial's `PreciseBatchNorm` on its training data: batches, or an array cut into
+        `batch_size` batches, without the `validation_split` share `fit` validates on."""
+        if not isinstance(x, np.ndarray):
+            return PreciseBatchNorm(x, self.precise_bn)
+        split = fit_arguments.get("validation_split")
+        if split:  # Keras validates on the last `split` of the examples
+            x = x[:int(math.floor(len(x) * (1.0 - split)))]
+        return PreciseBatchNorm(x, self.precise_bn, batch_size=fit_arguments.get("batch_size"))
 
 
 class FailOnNonFiniteLoss(keras.callbacks.Callback):

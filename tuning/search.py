@@ -403,8 +403,9 @@ def tune(
     """Search `hypermodel_class`'s space on the data and settings of `config`, on the stages
     of `keras_modern_cnn.training` (`prepare_data`, `make_pipelines`).
 
-    `config` is a `RunConfig`: its dataset, image size, batch size, normalisation, seed and
-    epochs (per trial; Hyperband's most epochs) are the search's. Returns `(tuner, results
+    `config` is a `RunConfig`: its dataset, image size, batch size, normalisation, seed,
+    epochs (per trial; Hyperband's most epochs) and precise BatchNorm statistics (trials are
+    scored with them, `HyperCNN(precise_bn=...)`) are the search's. Returns `(tuner, results
     path, best model path)`; the paths are None in a worker or when no trial completed. The
     project folder is locked for the whole search (not by a distributed search's workers);
     `log` hears the data's notices.
@@ -425,7 +426,7 @@ def tune(
         log(notice)
     hypermodel = hypermodel_class(
         input_shape=input_shape(config.image_size, data.channels), classes=data.num_classes,
-        **(overrides or {}),
+        precise_bn=config.precise_bn, **(overrides or {}),
     )
     with contextlib.ExitStack() as held:
         if not is_worker_process():  # the whole search under the project's lock

@@ -59,6 +59,24 @@ def add_encoder(group, help):
     group.add_argument("--encoder", default=None, metavar="NAME", help=help)
 
 
+def add_precise_bn(group):
+    """`--precise-bn N` / `--no-precise-bn`: precise BatchNorm statistics (`kmc train`,
+    `compare`, `tune`); None when neither is given (the default, on)."""
+    from keras_modern_cnn.choices import PRECISE_BN_BATCHES
+
+    choice = group.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--precise-bn", type=int, default=None, metavar="N",
+        help=f"before each validation, re-estimate the BatchNorm statistics over N training "
+        f"batches, as population averages (default {PRECISE_BN_BATCHES}; all batches when "
+        "fewer); the saved model keeps them",
+    )
+    choice.add_argument(
+        "--no-precise-bn", dest="precise_bn", action="store_const", const=0,
+        help="keep the BatchNorm moving averages (EMA) of training",
+    )
+
+
 def add_output_dir(group, help, *, default=None, old_spellings=()):
     group.add_argument("--output-dir", *old_spellings, default=default, action=Renamed,
                        help=help + (f" ({', '.join(old_spellings)}: old spelling)" if old_spellings else ""))

@@ -95,6 +95,7 @@ def add_training_arguments(parser, *, output_dir_help, output_dir_default=None):
     fit.add_argument("--jit-compile", choices=JIT_COMPILE, default=None,
                      help="XLA compilation (default auto: the device's, printed at the start)")
     fit.add_argument("--strategy", choices=STRATEGIES, default=None, help="distribution strategy (default none)")
+    options.add_precise_bn(fit)
     options.add_quiet(fit)
     run_dir = parser.add_argument_group("run directory")
     options.add_output_dir(run_dir, output_dir_help, default=output_dir_default)
@@ -116,7 +117,7 @@ def run_config(args, model, output_dir):
         test_examples=args.test_examples, normalization=args.normalization,
         augment=args.augment, skip_unreadable=args.skip_unreadable, seed=args.seed,
         mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
-        strategy=args.strategy, output_dir=output_dir,
+        strategy=args.strategy, precise_bn=args.precise_bn, output_dir=output_dir,
     )
 
 
@@ -134,6 +135,11 @@ def run(args):
     config = run_config(args, args.model, args.output_dir)
     metrics = _train(args, config)
     print(f"test accuracy: {metrics['test_accuracy']:.3f}")
+    precise = metrics.get("precise_bn")
+    if precise is not None and metrics.get("ema_test_accuracy") is not None:
+        print(f"  BatchNorm statistics: precise, over {precise['batches']} training batches "
+              f"({precise['seconds']:.1f} s in all); with the moving averages (EMA): "
+              f"{metrics['ema_test_accuracy']:.3f}")
     for name in SEGMENTATION_METRICS:
         if f"test_{name}" in metrics:
             print(f"test {name.replace('_', ' ')}: {metrics[f'test_{name}']:.3f}")

@@ -44,6 +44,7 @@ def add_parser(subparsers):
     options.add_encoder(trial, "unet: fix the encoder, classic or a registered classifier "
                         "(default: searched)")
     trial.add_argument("--seed", type=int, default=0)
+    options.add_precise_bn(trial)
     search = parser.add_argument_group("search")
     search.add_argument("--tuner", default="random", help="random, bayesian or hyperband")
     search.add_argument(
@@ -137,7 +138,7 @@ def run(args):
         test_examples=args.test_examples, normalization=args.normalization,
         skip_unreadable=args.skip_unreadable, batch_size=args.batch_size,
         epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs,
-        seed=args.seed,
+        seed=args.seed, precise_bn=args.precise_bn,
         image_size=hypermodel_class.default_input_size if args.image_size is None else args.image_size,
     )
     if args.export:  # checked before the search: refused after hours of trials helps no one

@@ -86,8 +86,9 @@ class BatchNorm(TorchFastCall, keras.layers.Layer):
     (where Keras keeps an Inf moving mean, ours may hold NaN); in inference only the non-finite
     elements themselves are affected.
 
-    One `keras.ops` path on every backend: Keras's two-pass `ops.moments` for the statistics
-    (accurate far from zero), then one multiply-add. A TensorFlow path through
+    One `keras.ops` path on every backend: two-pass statistics (`batch_moments`, accurate far
+    from zero, on PyTorch too, where Keras's one-pass `ops.moments` turns a channel of large
+    constant activations into NaN), then one multiply-add. A TensorFlow path through
     the fused `FusedBatchNormV3` kernel was tried and dropped: it was no faster in whole
     networks (convolutions dominate) and one BN-LeNet run with it ended with unusable weights,
     which was never explained; one implementation on both backends is easier to trust.
@@ -175,9 +176,9 @@ class BatchNorm(TorchFastCall, keras.layers.Layer):
         self.gamma_constraint = constraints.get(gamma_constraint)
         self.supports_masking = True
         self.gamma = self.beta = None
-        # Set by `recalibrate_batch_norm`: receives every batch's (mean, variance) instead of
-        # the moving-average update, and makes every call use batch statistics.
-        # Recalibration (`fine_tuning.recalibrate_batch_norm`): receives (mean, variance).
+        # Precise statistics (`keras_modern_cnn.layers.precise_bn`): while set, every call
+        # normalises with batch statistics (portable path) and hands this function each batch's
+        # (mean, variance) instead of updating the moving statistics.
         self._statistics_sink: Optional[Callable[[Any, Any], Any]] = None
 
     @property
@@ -391,30 +392,9 @@ class BatchNorm(TorchFastCall, keras.layers.Layer):
         return ops.stop_gradient(r), ops.stop_gradient(d)
 
     def _moments(self, x, mask):
-        """Per-channel mean and biased variance of `x` (only its unmasked positions).
-
-        Unmasked: `keras.ops.moments`, the computation Keras's own layer uses: two passes (the
-        mean, then the mean squared deviation from it), so float32 stays accurate for data far
-        from zero. It replaced a one-pass shifted formula; in whole-network training the two
-        are within measurement noise of each other and of Keras's layer (BENCHMARKS.md, twins
-        section). Masked: two passes over the selected positions, as Keras (a fully masked
-        channel gives mean and variance 0).
-        """
-        if mask is not None:
-            return self._masked_moments(x, mask)
-        synchronized = self.synchronized and keras.config.backend() == "tensorflow"
-        return ops.moments(x, axes=self._reduction_axes, synchronized=synchronized)
-
-    def _masked_moments(self, x, mask):
-        selected = ops.broadcast_to(ops.expand_dims(ops.cast(mask, "bool"), -1), ops.shape(x))
-        count = ops.sum(ops.cast(selected, x.dtype), axis=self._reduction_axes)
-        count = count + keras.config.epsilon()
-        mean = ops.sum(ops.where(selected, x, 0.0), axis=self._reduction_axes) / count
-        broadcast_shape = [1] * len(x.shape)
-        broadcast_shape[self.axis] = x.shape[self.axis]
-        deviation = ops.where(selected, x - ops.reshape(mean, broadcast_shape), 0.0)
-        variance = ops.sum(ops.square(deviation), axis=self._reduction_axes) / count
-        return mean, variance
+        """Per-channel mean and biased variance of `x` (only its unmasked positions):
+        `batch_moments`, aggregated across `tf.distribute` replicas when `synchronized`."""
+        return batch_moments(x, self._reduction_axes, self.axis, mask, self.synchronized)
 
     def get_config(self):
         config = {
@@ -440,6 +420,39 @@ class BatchNorm(TorchFastCall, keras.layers.Layer):
             "frozen": self._frozen,
         }
         return {**super().get_config(), **config}
+
+
+def batch_moments(x, axes, channel_axis, mask=None, synchronized=False):
+    """Per-channel mean and biased variance of `x` over `axes`, in two passes (the mean, then
+    the mean squared deviation from it), so float32 stays accurate far from zero.
+
+    TensorFlow and JAX: Keras's `ops.moments` (two passes there). PyTorch: `torch.var_mean`,
+    as Keras's torch `moments` takes `E[x^2] - E[x]^2`, which cancels to a negative variance
+    (then NaN outputs) for large, nearly constant activations, e.g. a channel of 3e4 under
+    `mixed_float16`. `synchronized`: across `tf.distribute` replicas (TensorFlow only; see
+    `BatchNorm`). Masked (one dimension less than `x`): two passes over the selected positions,
+    as Keras (a fully masked channel gives mean and variance 0).
+    """
+    if mask is not None:
+        return _masked_moments(x, mask, axes, channel_axis)
+    backend = keras.config.backend()
+    if backend == "torch":
+        from keras_modern_cnn.layers import torch_batch_norm
+
+        return torch_batch_norm.moments(x, axes)
+    return ops.moments(x, axes=axes, synchronized=synchronized and backend == "tensorflow")
+
+
+def _masked_moments(x, mask, axes, channel_axis):
+    selected = ops.broadcast_to(ops.expand_dims(ops.cast(mask, "bool"), -1), ops.shape(x))
+    count = ops.sum(ops.cast(selected, x.dtype), axis=axes)
+    count = count + keras.config.epsilon()
+    mean = ops.sum(ops.where(selected, x, 0.0), axis=axes) / count
+    broadcast_shape = [1] * len(x.shape)
+    broadcast_shape[channel_axis] = x.shape[channel_axis]
+    deviation = ops.where(selected, x - ops.reshape(mean, broadcast_shape), 0.0)
+    variance = ops.sum(ops.square(deviation), axis=axes) / count
+    return mean, variance
 
 
 class _SquareRootInitializer:

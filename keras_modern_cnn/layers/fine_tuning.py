@@ -2,18 +2,18 @@
 
 `freeze_batch_norm` is torchvision's `FrozenBatchNorm2d` / timm's `freeze_batch_norm_2d`;
 `recalibrate_batch_norm` is torch's `swa_utils.update_bn` (Izmailov et al. 2018, "Averaging
-Weights Leads to Wider Optima and Better Generalization", arXiv:1803.05407), with the exact
-pooled variance in place of an average of batch variances.
+Weights Leads to Wider Optima and Better Generalization", arXiv:1803.05407) computed as precise
+BN (`keras_modern_cnn.layers.precise_bn`): the exact pooled variance in place of an average of
+batch variances, compiled on every backend.
 """
 
-import itertools
 from typing import Any, Optional
 
 import keras
-import numpy as np
 
 from keras_modern_cnn._compat import all_layers
 from keras_modern_cnn.layers.batch_norm import BatchNorm
+from keras_modern_cnn.layers.precise_bn import estimate_statistics, statistics_layers
 from keras_modern_cnn.validation import check_bool, check_positive_int
 
 
@@ -49,18 +49,22 @@ def freeze_batch_norm(model: keras.layers.Layer, frozen: bool = True) -> list[Ba
 def recalibrate_batch_norm(
     model: keras.Model, dataset: Any, steps: Optional[int] = None
 ) -> int:
-    """Re-estimate the moving statistics of every non-frozen BatchNorm from `dataset`.
+    """Re-estimate the moving statistics of every BatchNorm of `model` that learns them.
 
-    Runs `model` forward on `steps` batches (the whole of `dataset` when None) with its weights
-    unchanged and every BatchNorm normalising with batch statistics (as in training; other
+    Precise BN (`keras_modern_cnn.layers.precise_bn`, the code path of
+    `keras_modern_cnn.callbacks.PreciseBatchNorm`): runs `model` forward on `steps` batches
+    (the whole of `dataset` when None), compiled as `predict` is, with its weights unchanged
+    and every learning BatchNorm normalising with batch statistics (as in training; other
     layers such as Dropout stay in inference), then sets each layer's moving mean and variance
     to the exact mean and (biased) variance of all the values it saw, pooled across batches in
-    float64 — not a momentum average. For after weight averaging, pruning or a change of input
-    resolution. Batch statistics are weighted by batch size, so every batch must share one
-    spatial size; masks are not consulted. Runs eagerly (one call per batch).
+    float64 — not a momentum average. For after weight averaging, pruning, a change of input
+    resolution, or a short run whose moving averages lag its weights. Covers
+    `keras_modern_cnn.layers.BatchNorm` and `keras.layers.BatchNormalization`; frozen layers
+    (`frozen=True`, `trainable=False`) keep theirs. Batches weigh by their number of examples,
+    so every batch must share one spatial size; masks are honoured within a batch.
 
     Args:
-        model: a Keras model containing `keras_modern_cnn.layers.BatchNorm` layers.
+        model: a Keras model containing BatchNorm layers.
         dataset: an iterable of batches (a `tf.data.Dataset`, a generator, a list), each the
             model's inputs or a tuple whose first element is.
         steps: number of batches to use, >= 1, or None for all of them.
@@ -68,55 +72,18 @@ def recalibrate_batch_norm(
     Returns:
         The number of samples the statistics were computed from.
     """
-    layers = [layer for layer in batch_norm_layers(model) if not layer.frozen]
     if steps is not None:
         steps = check_positive_int("steps", steps)
-    if isinstance(dataset, np.ndarray) or keras.ops.is_tensor(dataset):
+    if not statistics_layers(model):
         raise ValueError(
-            "`dataset` must yield batches, not be one array (iterating an array yields single "
-            "samples); pass e.g. `np.array_split(x, n)` or a batched tf.data.Dataset. "
-            f"Received: dataset of shape {tuple(dataset.shape)}"
+            "`model` contains no BatchNorm layer that learns statistics (all are frozen or "
+            f"`trainable=False`, or there are none). Received: model={model.name!r}"
         )
-    batches: list[list] = [[] for _ in layers]
-    sizes = []
-    try:
-        for layer, records in zip(layers, batches):
-            layer._statistics_sink = lambda mean, variance, records=records: records.append(
-                (np.asarray(mean, "float64"), np.asarray(variance, "float64"))
-            )
-        for batch in itertools.islice(dataset, steps):
-            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-            inputs = keras.tree.map_structure(np.asarray, inputs)
-            size = len(keras.tree.flatten(inputs)[0])
-            if size:  # an empty batch has no statistics
-                sizes.append(size)
-                model(inputs, training=False)
-    finally:
-        for layer in layers:
-            layer._statistics_sink = None
-    if not sizes or (steps is not None and len(sizes) < steps):
+    statistics = estimate_statistics(model, dataset, steps)
+    if not statistics.batches or (steps is not None and statistics.batches < steps):
         raise ValueError(
-            f"`dataset` ran out after {len(sizes)} batches; recalibration needs at least one "
-            f"and `steps` of them. Received: steps={steps}"
+            f"`dataset` ran out after {statistics.batches} batches; recalibration needs at "
+            f"least one and `steps` of them. Received: steps={steps}"
         )
-    for layer, records in zip(layers, batches):
-        mean, variance = _pooled_moments(records, sizes)
-        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
-        layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
-        if layer.renorm:
-            layer.moving_stddev.assign(
-                np.sqrt(variance + layer.epsilon).astype(layer.moving_stddev.dtype)
-            )
-    return int(sum(sizes))
-
-
-def _pooled_moments(records, sizes):
-    """Mean and biased variance of the union of batches from their own moments (Chan et al.)."""
-    count, mean, sum_of_squares = 0, 0.0, 0.0
-    for (batch_mean, batch_variance), size in zip(records, sizes):
-        total = count + size
-        delta = batch_mean - mean
-        mean = mean + delta * size / total
-        sum_of_squares = sum_of_squares + batch_variance * size + delta**2 * count * size / total
-        count = total
-    return mean, sum_of_squares / count
+    statistics.assign()
+    return statistics.samples

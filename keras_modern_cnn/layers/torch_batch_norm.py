@@ -36,3 +36,10 @@ def normalize(inputs, axis, epsilon, gamma, beta, moving_mean, moving_variance, 
             x, mean, variance, gamma, beta, training=False, momentum=0.0, eps=epsilon
         )
     return (outputs if axis == 1 else outputs.movedim(1, axis)), mean, variance
+
+
+def moments(x, axes):
+    """Per-channel `(mean, biased variance)` over `axes` with `torch.var_mean` (Welford's
+    accurate single pass, with its own backward), for the portable path on PyTorch."""
+    variance, mean = torch.var_mean(x, dim=tuple(axes), correction=0)
+    return mean, variance
