@@ -16,10 +16,11 @@ from keras_modern_cnn.registry import (
     register_model,
     unregister_model,
 )
+from keras_modern_cnn.weights import decode_predictions, preprocess_input
 
 __all__ = [
     "layers", "losses", "metrics", "saving", "utils", *_builders, "batch_norm_implementation", "export",
     "FeatureInfo", "copy_weights_by_name", "pre_logits", "replace_head", "BatchNorm",
     "get_model", "get_model_meta", "get_spec", "list_models", "register_model",
-    "unregister_model",
+    "unregister_model", "preprocess_input", "decode_predictions",
 ]

@@ -11,10 +11,10 @@ argparse's included, is one line on stderr and exit status 2.
 import argparse
 import sys
 
-from keras_modern_cnn.cli import evaluate, export, models, options, train, tune
+from keras_modern_cnn.cli import convert, evaluate, export, models, options, train, tune
 from keras_modern_cnn.cli.backend import load_backend
 
-SUBCOMMAND_MODULES = [models, train, evaluate, export, tune]
+SUBCOMMAND_MODULES = [models, train, evaluate, export, convert, tune]
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -11,7 +11,7 @@ import os
 
 from keras_modern_cnn.cli import options
 from keras_modern_cnn.recipes import D2L_RECIPES, family_defaults, get_recipe
-from keras_modern_cnn.registry import read_cards
+from keras_modern_cnn.registry import natural_key, read_cards
 
 # `kmc summary`'s table width: wide enough for the zoo's longest layer names and shapes.
 SUMMARY_WIDTH = 120
@@ -75,7 +75,7 @@ def model_card(name):
 
 def matching_cards(pattern):
     cards = read_cards()
-    names = sorted(name for name in cards if fnmatch.fnmatch(name, pattern.lower()))
+    names = sorted((name for name in cards if fnmatch.fnmatch(name, pattern.lower())), key=natural_key)
     if not names:
         raise ValueError(f"No registered model matches the pattern. Received: pattern={pattern!r}")
     return {name: cards[name] for name in names}
@@ -134,9 +134,35 @@ def run_info(args):
         lines.append(("--recipe d2l", ", ".join(f"{key} {value}" for key, value in recipe.items())))
     else:
         lines.append(("--recipe d2l", "not a model the book trains"))
+    lines.append(("pretrained weights", presets_text(name)))
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
         print(f"{label + ':':<{width + 1}} {value}")
+
+
+def presets_text(name):
+    """The presets of a model, its default (`imagenet`) first, with source and reported top-1,
+    and the twin registered for other sources' weights."""
+    from keras_modern_cnn.weights.presets import (
+        DEFAULT_PRESET,
+        PRESETS,
+        TWIN_HINTS,
+        TWIN_REASONS,
+        list_presets,
+    )
+
+    presets = list_presets(name)
+    texts = []
+    if presets:
+        default = PRESETS[name][DEFAULT_PRESET]
+        presets.sort(key=lambda preset: preset.name != (default.alias_of or DEFAULT_PRESET))
+        texts = [f"{preset.name} ({preset.source}, ImageNet top-1 {preset.top1:g}%)" for preset in presets]
+        if default.alias_of is not None:
+            texts[0] = f"{DEFAULT_PRESET} = {texts[0]}"
+    twin = TWIN_HINTS.get(name)
+    if twin is not None:
+        texts.append(f"{TWIN_REASONS[twin]}: `{twin}`")
+    return "; ".join(texts) or "none"
 
 
 def builder_kwargs(args):

@@ -7,11 +7,13 @@ from keras_modern_cnn.layers.fine_tuning import (
     freeze_batch_norm,
     recalibrate_batch_norm,
 )
+from keras_modern_cnn.layers.preprocessing import ImagePreprocessing
 from keras_modern_cnn.layers.recomputed import RecomputedConcatNormConv
 
 __all__ = [
     "BatchNorm",
     "DropPath",
+    "ImagePreprocessing",
     "RecomputedConcatNormConv",
     "batch_norm_layers",
     "freeze_batch_norm",
