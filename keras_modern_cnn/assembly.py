@@ -80,9 +80,9 @@ APPLICATION_ARGS_DOC = """\
             for logits, or any Keras activation name or callable.
         name: the model's name (default "{name}"), so two copies can live in one model.
         include_preprocessing: start with an `ImagePreprocessing` layer taking raw images
-            (0-255, any size unless `input_shape` fixes it): resized to the input size, then
-            scaled and normalised as the `weights` preset expects (ImageNet mean and std
-            without a preset). Default False: inputs are the network's own."""
+            (0-255, any size): resized to `input_shape`'s size (the aspect ratio is not kept), then scaled and normalised as the `weights` preset
+            expects (ImageNet mean and std without a preset). Default False: inputs are the
+            network's own."""
 
 VARIANT_DOCSTRING = """\
 Instantiates {function_name}: {reference}.
@@ -258,14 +258,15 @@ def image_input(
     """Resolve `input_tensor`/`input_shape` as keras.applications does.
 
     Returns `(model_inputs, x)`: the tensors the functional `keras.Model` starts from, and
-    the tensor the first layer consumes. With `include_preprocessing`, `x` is the output of an
-    `ImagePreprocessing` layer (`preprocessing_layer`) reading raw images.
+    the tensor the first layer consumes. With `include_preprocessing` (True, or the
+    `Preprocessing` of RGB weights to come), `x` is the output of an `ImagePreprocessing` layer
+    (`preprocessing_layer`) reading raw images.
     """
-    if check_bool("include_preprocessing", include_preprocessing):
+    if _check_preprocessing(include_preprocessing):
         return _preprocessed_input(
             input_tensor=input_tensor, input_shape=input_shape, default_shape=default_shape,
             include_top=include_top, min_size=min_size, require_static=require_static,
-            name=name, weights=weights,
+            name=name, weights=weights, spec=None if include_preprocessing is True else include_preprocessing,
         )
     if input_tensor is not None:
         if not hasattr(input_tensor, "shape") or len(input_tensor.shape) != len(default_shape) + 1:
@@ -299,6 +300,16 @@ def image_input(
     return x, x
 
 
+def _check_preprocessing(include_preprocessing):
+    """True or a `Preprocessing` (what `build_pretrained` passes for a file it will load) turn
+    the preprocessing on; False off."""
+    from keras_modern_cnn.weights.presets import Preprocessing
+
+    if isinstance(include_preprocessing, Preprocessing):
+        return True
+    return check_bool("include_preprocessing", include_preprocessing)
+
+
 def _flexible(shape):
     """`shape` (channels-last, as the registry records it) with any spatial size, in the
     current image data format."""
@@ -319,11 +330,10 @@ def _from_tensor(input_tensor, tensor_shape, name):
 
 def _preprocessed_input(
     *, input_tensor, input_shape, default_shape, include_top, min_size, require_static, name,
-    weights,
+    weights, spec,
 ):
-    """Raw images in, `ImagePreprocessing` out: `input_shape` (or the default with the top)
-    is the size the network runs at; the raw input is that shape when `input_shape` is given,
-    else any size."""
+    """Raw images of any size in, `ImagePreprocessing` out: `input_shape` (or the default with
+    the top) is the size the network runs at, and the raw images are resized to it."""
     spatial_rank = len(default_shape) - 1
     network_shape = input_shape if input_shape is not None else (default_shape if include_top else None)
     if network_shape is not None:
@@ -339,35 +349,46 @@ def _preprocessed_input(
             )
         inputs, raw = _from_tensor(input_tensor, tuple(input_tensor.shape[1:]), name)
     else:
-        raw_shape = input_shape if input_shape is not None else _flexible(default_shape)
-        inputs = raw = keras.Input(shape=tuple(raw_shape), name=f"{name}_input")
+        _, channels = spatial_and_channels(tuple(network_shape or _flexible(default_shape)))
+        raw_shape = (channels, None, None) if keras.config.image_data_format() == "channels_first" else (None, None, channels)
+        inputs = raw = keras.Input(shape=raw_shape, name=f"{name}_input")
     spatial, channels = spatial_and_channels(tuple(raw.shape[1:]))
     size = None
     if network_shape is not None:
         network_spatial, _ = spatial_and_channels(tuple(network_shape))
         size = None if None in network_spatial else tuple(network_spatial)
-    return inputs, preprocessing_layer(weights, channels, size)(raw)
+    return inputs, preprocessing_layer(weights, channels, size, spec=spec)(raw)
 
 
-def preprocessing_layer(weights, channels, size):
-    """The `ImagePreprocessing` layer for `weights` (its preset's preprocessing; ImageNet's
-    mean and std for any other weights) on images with `channels` channels, resizing to `size`
-    ((height, width) or None). One-channel models use the channels' average mean and std."""
+def preprocessing_layer(weights, channels, size, *, spec=None):
+    """The `ImagePreprocessing` layer for `weights` on images with `channels` channels,
+    resizing to `size` ((height, width) or None).
+
+    `spec` (a `Preprocessing`) is that of RGB weights loaded later; else a preset brings its
+    own, and any other weights ImageNet's mean and std. RGB weights (`spec`, a preset, a
+    PyTorch file, an `hf://` reference) on one-channel images see the gray channel repeated
+    three times; otherwise one-channel models normalise with the channels' average mean and std.
+    """
     from keras_modern_cnn.layers import ImagePreprocessing
+    from keras_modern_cnn.weights.loading import is_pretrained_source
     from keras_modern_cnn.weights.presets import TORCH, Preset
 
-    spec = weights.preprocessing if isinstance(weights, Preset) else TORCH
+    rgb_weights = spec is not None or is_pretrained_source(weights)
+    if spec is None:
+        spec = weights.preprocessing if isinstance(weights, Preset) else TORCH
     if channels not in (1, 3):
         raise ValueError(
             "`include_preprocessing` normalises RGB (3-channel) or grayscale (1-channel) images. "
             f"Received: {channels} input channels"
         )
+    to_rgb = channels == 1 and rgb_weights
     mean, std = spec.mean, spec.std
-    if channels == 1:
+    if channels == 1 and not to_rgb:
         mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
     return ImagePreprocessing(
         size=size, interpolation=spec.interpolation, scale=spec.scale, mean=mean, std=std,
-        channel_order=spec.channel_order if channels == 3 else "rgb", name="preprocessing",
+        channel_order=spec.channel_order if channels == 3 or to_rgb else "rgb",
+        grayscale_to_rgb=to_rgb, name="preprocessing",
     )
 
 

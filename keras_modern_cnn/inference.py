@@ -36,11 +36,18 @@ def load_trained(path):
 
 
 def model_image_shape(model):
-    """(size, channels) of a channels-last or channels-first square image model."""
+    """(size, channels) of a channels-last or channels-first square image model; a model that
+    takes raw images of any size (`include_preprocessing`) gives the size it resizes them to."""
+    from keras_modern_cnn.layers import ImagePreprocessing
     from keras_modern_cnn.validation import spatial_and_channels
 
     spatial, channels = spatial_and_channels(model.input_shape[1:])
-    return spatial[0], channels
+    size = spatial[0]
+    if size is None:
+        resizing = [layer.size for layer in model.layers
+                    if isinstance(layer, ImagePreprocessing) and layer.size is not None]
+        size = resizing[0][0] if resizing else None
+    return size, channels
 
 
 def is_segmentation(model):
@@ -91,7 +98,7 @@ def load_image(path, size, channels, normalization):
     image = keras.utils.img_to_array(original.resize((size, size), Image.NEAREST))
     if normalization == "scale":
         image = image / 255.0
-    else:
+    elif normalization == "standardize":
         image = (image - image.mean()) / max(image.std(), 1.0 / np.sqrt(image.size))
     if keras.config.image_data_format() == "channels_first":
         image = image.transpose(2, 0, 1)

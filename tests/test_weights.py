@@ -318,10 +318,8 @@ def test_torchvision_presets_carry_torchvision_urls_accuracies_and_resize():
 
 @pytest.mark.backend_independent
 def test_timm_presets_name_timm_hub_repositories_and_their_preprocessing():
-    from timm.models import get_pretrained_cfg
-
+    get_pretrained_cfg = timm().models.get_pretrained_cfg
     architectures = {"resnet50_tv": "resnet50", "resnet101_tv": "resnet101", "resnet152_tv": "resnet152"}
-    timm()
     for preset in presets.list_presets():
         if preset.source != "timm":
             continue
@@ -389,24 +387,24 @@ def test_the_preprocessing_layer_equals_preprocess_input():
 
 
 def test_a_model_with_its_preprocessing_takes_raw_images_of_any_size_and_never_trains_its_batch_norm():
-    """Raw uint8 images in, resized (centre-cropped to the model's aspect) inside; a plain call
-    leaves BatchNorm statistics alone (the keras #23166 leak of `Resizing` does not apply)."""
+    """Raw uint8 images of any size in, resized inside; a plain call leaves BatchNorm statistics
+    alone (the keras #23166 leak of `Resizing` does not apply)."""
     plain = narrow_resnet18()
-    model = kmc.ResNet18(width_ratio=1 / 16, include_preprocessing=True, input_shape=None)
-    model.set_weights(plain.get_weights())
+    model = kmc.ResNet18(width_ratio=1 / 16, include_preprocessing=True)
     assert model.input_shape == (None, None, None, 3)
-    wide = raw_images((2, 64, 96, 3))  # 2x the model's side, wider than tall
-    statistics = [np.array(v) for v in model.non_trainable_weights]
-    outputs = np.asarray(model(wide))
-    assert all(np.array_equal(a, np.array(v)) for a, v in zip(statistics, model.non_trainable_weights))
-    # The centre 64x64 square, halved (a bilinear 2x reduction averages 2x2 blocks), normalised.
-    centre = wide[:, :, 16:80].astype("float32")
-    halved = centre.reshape(2, 32, 2, 32, 2, 3).mean(axis=(2, 4))
-    # The default model size is 224 with the top: compare at a fixed 32x32 size instead.
+    assert model.get_layer("preprocessing").output.shape == (None, 224, 224, 3)
     small = kmc.ResNet18(width_ratio=1 / 16, include_preprocessing=True, input_shape=(32, 32, 3))
+    assert small.input_shape == (None, None, None, 3)  # raw images of any size, run at 32x32
     small.set_weights(plain.get_weights())
-    np.testing.assert_allclose(small(halved), plain(kmc.preprocess_input(halved, "torch")), rtol=1e-5, atol=1e-5)
-    assert outputs.shape == (2, 1000)
+    wide = raw_images((2, 64, 96, 3))  # 2x the model's height, 3x its width
+    statistics = [np.array(v) for v in small.non_trainable_weights]
+    # 64x96 -> 32x32, bilinear with half-pixel centres: rows average pairs, columns take 1, 4, 7, ...
+    resized = wide.astype("float32").reshape(2, 32, 2, 96, 3).mean(axis=2)[:, :, 1::3]
+    np.testing.assert_allclose(small(wide), plain(kmc.preprocess_input(resized, "torch")), rtol=1e-5, atol=1e-5)
+    assert all(np.array_equal(a, np.array(v)) for a, v in zip(statistics, small.non_trainable_weights))
+    # Images already at the model's size are not resampled.
+    exact = raw_images((2, 32, 32, 3))
+    np.testing.assert_allclose(small(exact), plain(kmc.preprocess_input(exact, "torch")), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.backend_independent
@@ -451,3 +449,28 @@ def test_decode_predictions_names_imagenet_classes_or_the_runs_own(tmp_path):
         kmc.decode_predictions(run_scores)
     with pytest.raises(FileNotFoundError, match="No run file"):
         kmc.decode_predictions(run_scores, class_names=tmp_path / "nowhere" / "model.keras")
+
+
+# Each backend exports the formats Keras exports natively from it (keras_modern_cnn.export):
+# the others go through TensorFlow, whose own pass covers them.
+NATIVE_SERVING = {"tensorflow": ("saved_model", "onnx"), "jax": ("saved_model",), "torch": ("onnx",)}
+
+
+def test_a_model_with_its_preprocessing_serves_raw_images_alike_when_saved_and_exported(tmp_path):
+    """`.keras` (safe mode) and the exported artefacts give the Keras model's top-5 on raw uint8
+    images of another size than the model's."""
+    from keras_modern_cnn.export import export, load_served
+
+    model = kmc.ResNet18(width_ratio=1 / 8, include_preprocessing=True, classes=20)
+    head = model.get_layer("predictions").kernel
+    head.assign(np.asarray(head) * 20)  # spread the scores: a top-5 of near-ties would say little
+    raw = raw_images((3, 150, 200, 3))
+    expected = np.asarray(model.predict(raw, verbose=0))
+    top5 = np.argsort(-expected, axis=1)[:, :5]
+    reloaded = kmc.saving.load_model(kmc.saving.save_model(model, tmp_path / "model.keras"))
+    np.testing.assert_allclose(reloaded.predict(raw, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    for format in NATIVE_SERVING[keras.backend.backend()]:
+        path = export(model, tmp_path / ("served.onnx" if format == "onnx" else "served"), format=format)
+        served = np.asarray(load_served(path)(raw.astype("float32")))
+        np.testing.assert_array_equal(np.argsort(-served, axis=1)[:, :5], top5, err_msg=format)
+        np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-5, err_msg=format)

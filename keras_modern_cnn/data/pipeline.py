@@ -40,7 +40,8 @@ def make_pipeline(
         task: "classification" (integer labels) or "segmentation" (integer HxW masks,
             resized and flipped/cropped together with their images).
         normalization: "scale" divides by 255; "standardize" gives every image zero
-            mean and unit variance.
+            mean and unit variance; "none" keeps raw 0-255 values (for a model with its
+            preprocessing inside).
         augment: random horizontal flip and random crop after 4-pixel padding
             (training only; the test split is never augmented).
         cache: keep the decoded, resized examples in memory after the first epoch.
@@ -88,7 +89,7 @@ def make_pipeline(
             target = tf.image.resize(target[..., None], size, method="nearest")[..., 0]
         if normalization == "scale":
             image = image / 255.0
-        else:
+        elif normalization == "standardize":
             image = tf.image.per_image_standardization(image)
         return image, tf.cast(target, tf.int32)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_modern_cnn.weights import convert
 from keras_modern_cnn.weights.download import HF_PREFIX, fetch, fetch_hub
-from keras_modern_cnn.weights.presets import Preset
+from keras_modern_cnn.weights.presets import TORCH, Preset
 
 KERAS_FILES = (".keras", ".weights.h5")
 LEGACY_KERAS_FILES = (".h5", ".hdf5")
@@ -27,6 +27,14 @@ WEIGHT_FILES = KERAS_FILES + LEGACY_KERAS_FILES + TORCH_FILES
 
 def is_hub_reference(weights) -> bool:
     return isinstance(weights, str) and weights.startswith(HF_PREFIX)
+
+
+def is_pretrained_source(weights) -> bool:
+    """Weights from another library (a preset, a PyTorch file, an `hf://` reference): trained
+    on RGB images with their own preprocessing, unlike a Keras file of this package's runs."""
+    if isinstance(weights, Preset) or is_hub_reference(weights):
+        return True
+    return isinstance(weights, (str, os.PathLike)) and os.fspath(weights).lower().endswith(TORCH_FILES)
 
 
 def load_weights(model, weights, *, family: Optional[str] = None, skip_head: bool = False):
@@ -155,3 +163,47 @@ def _load_legacy_h5(model, path, *, skip_head, label):
 
 def _text(value):
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+def build_pretrained(name: str, weights, *, classes: int, freeze_batch_norm: bool = True,
+                     **builder_kwargs):
+    """The registered model `name` starting from `weights`, ready to fine-tune on `classes`.
+
+    - Weights from another library (a preset, a PyTorch file, an `hf://` reference) come with
+      their preprocessing inside the model (`include_preprocessing=True`: raw 0-255 pixels in;
+      grayscale images repeated to RGB).
+    - The classifier head is loaded when its classes match and replaced by a new one when they
+      differ (`keras_modern_cnn.replace_head`; timm's `num_classes=`); every other weight must
+      come from `weights`.
+    - `freeze_batch_norm`: every BatchNorm keeps the pretrained statistics, `gamma` and `beta`
+      (`keras_modern_cnn.layers.freeze_batch_norm`; a model without BatchNorm is unchanged).
+    """
+    from keras_modern_cnn.heads import replace_head
+    from keras_modern_cnn.layers import BatchNorm, freeze_batch_norm as freeze
+    from keras_modern_cnn.registry import get_spec
+    from keras_modern_cnn.validation import check_bool, check_positive_int, resolve_weights
+
+    spec = get_spec(name)
+    classes = check_positive_int("classes", classes)
+    check_bool("freeze_batch_norm", freeze_batch_norm)
+    weights = resolve_weights(spec.name, weights)
+    if weights is None:
+        raise ValueError(f"`weights` must name the weights to start from. Received: weights={weights!r}")
+    if isinstance(weights, Preset):
+        builder_kwargs["include_preprocessing"] = True
+    elif is_pretrained_source(weights):  # loaded below: the builder learns what is coming
+        builder_kwargs["include_preprocessing"] = TORCH
+    if isinstance(weights, Preset):
+        model = spec.builder(weights=weights, classes=weights.classes, **builder_kwargs)
+        if classes != weights.classes:
+            model = replace_head(model, classes)
+    else:
+        model = spec.builder(classes=classes, **builder_kwargs)
+        try:
+            load_weights(model, weights, family=spec.family)
+        except ValueError:
+            # The head's classes differ (else this raises again, naming the first misfit).
+            load_weights(model, weights, family=spec.family, skip_head=True)
+    if freeze_batch_norm and any(isinstance(layer, BatchNorm) for layer in convert.all_layers(model)):
+        freeze(model)
+    return model
