@@ -56,7 +56,8 @@ class RunConfig:
             ("imagenet", ...), a weights file or an "hf://" reference
             (`keras_modern_cnn.weights.build_pretrained`). Another library's weights
             (preset, PyTorch file, hf://) bring their preprocessing into the model, so the
-            pipeline feeds raw pixels (`normalization="none"`, their default).
+            pipeline feeds raw pixels (`normalization="none"`, their default); a `.keras`
+            file continues its own model (its preprocessing too).
         freeze_batch_norm: keep every BatchNorm's pretrained statistics, gamma and beta
             (default: True with `weights`; only with `weights`).
         data_dir, download: where TFDS data lives, whether it may be downloaded.
@@ -153,17 +154,18 @@ def resolve_config(model: str, *, recipe: Optional[str] = None, **given: Any) ->
     if settings["weights"] is not None:
         if given.get("freeze_batch_norm") is None:
             settings["freeze_batch_norm"] = True  # fine-tuning's default (torchvision, timm)
-        if given.get("normalization") is None and _pretrained(spec.name, settings["weights"]):
+        if given.get("normalization") is None and _raw_pixels(spec.name, settings["weights"]):
             settings["normalization"] = "none"  # the model normalises as its weights expect
     return validate(RunConfig(model=spec.name, **settings))
 
 
-def _pretrained(model, weights):
-    """Whether `weights` come from another library (a preset, a PyTorch file, hf://)."""
+def _raw_pixels(model, weights):
+    """Whether a model started from `weights` takes raw pixels (preprocessing inside): another
+    library's weights, or a `.keras` model with its preprocessing."""
     from keras_modern_cnn.validation import resolve_weights
-    from keras_modern_cnn.weights.loading import is_pretrained_source
+    from keras_modern_cnn.weights.loading import takes_raw_pixels
 
-    return is_pretrained_source(resolve_weights(model, weights))
+    return takes_raw_pixels(resolve_weights(model, weights))
 
 
 def validate(config):
@@ -224,10 +226,10 @@ def _check_weights(config):
             f"`weights` must be a weights file ({', '.join(WEIGHT_FILES)}). "
             f"Received: weights={config.weights!r}"
         )
-    if _pretrained(config.model, config.weights) and config.normalization != "none":
+    if _raw_pixels(config.model, config.weights) and config.normalization != "none":
         raise ValueError(
-            "Pretrained weights bring their own preprocessing into the model, which takes raw "
-            "0-255 pixels: `normalization` must be 'none' (the default with these weights). "
+            "These weights bring their preprocessing into the model, which takes raw 0-255 "
+            "pixels: `normalization` must be 'none' (the default with these weights). "
             f"Received: normalization={config.normalization!r}, weights={config.weights!r}"
         )
 

@@ -16,11 +16,14 @@ BLOCK_POINTS = ("mid-epoch", "epoch-checkpoint", "model-save")
 def atomic_write(path, write):
     """Call `write(temporary_path)`, make the file durable, then rename it over `path`.
 
-    The temporary name keeps the extension (`model.tmp.keras`): Keras and matplotlib choose
-    the format by it. A kill at any moment leaves either the previous file or the new one.
+    The temporary name keeps the extension (`model.tmp.keras`, `model.tmp.weights.h5`): Keras
+    and matplotlib choose the format by it. A kill at any moment leaves either the previous
+    file or the new one.
     """
     path = os.fspath(path)
     root, extension = os.path.splitext(path)
+    if root.endswith(".weights"):  # Keras's `.weights.h5` is one extension
+        root, extension = root[: -len(".weights")], ".weights" + extension
     temporary = f"{root}.tmp{extension}"
     try:
         write(temporary)

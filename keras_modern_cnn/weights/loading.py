@@ -165,6 +165,54 @@ def _text(value):
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
 
 
+def keras_file_preprocesses(path) -> bool:
+    """Whether the `.keras` file at `path` holds a model with `ImagePreprocessing` inside (read
+    from its `config.json`, without Keras)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "ImagePreprocessing" in archive.read("config.json").decode("utf8")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return False
+
+
+def takes_raw_pixels(weights) -> bool:
+    """Whether a model started from `weights` normalises its inputs itself: another library's
+    weights (`is_pretrained_source`), or a `.keras` model with its preprocessing inside."""
+    if is_pretrained_source(weights):
+        return True
+    return (isinstance(weights, (str, os.PathLike)) and os.fspath(weights).endswith(".keras")
+            and keras_file_preprocesses(weights))
+
+
+def _continue_keras_model(spec, path, classes, builder_kwargs):
+    """The model of a `.keras` file (architecture, preprocessing and all), its head replaced
+    when `classes` differ; it must be a `spec` model for the run's images."""
+    from keras_modern_cnn.heads import replace_head
+    from keras_modern_cnn.saving import load_model
+    from keras_modern_cnn.validation import spatial_and_channels
+
+    model = load_model(path)
+    if model.name != spec.name:
+        raise ValueError(
+            f"The file holds a {model.name!r} model, not {spec.name}: fine-tune it as "
+            f"{model.name!r}. Received: weights={os.fspath(path)!r}"
+        )
+    _, expected = spatial_and_channels(tuple(builder_kwargs.get("input_shape") or model.input_shape[1:]))
+    spatial, channels = spatial_and_channels(tuple(model.input_shape[1:]))
+    size = builder_kwargs.get("input_shape") and spatial_and_channels(builder_kwargs["input_shape"])[0]
+    if channels != expected or (size and None not in spatial and tuple(spatial) != tuple(size)):
+        raise ValueError(
+            f"The file's model takes {model.input_shape[1:]} inputs, not the run's "
+            f"{builder_kwargs.get('input_shape')}: match `image_size` and the data's channels. "
+            f"Received: weights={os.fspath(path)!r}"
+        )
+    if model.output_shape[-1] != classes:
+        model = replace_head(model, classes)
+    return model
+
+
 def build_pretrained(name: str, weights, *, classes: int, freeze_batch_norm: bool = True,
                      **builder_kwargs):
     """The registered model `name` starting from `weights`, ready to fine-tune on `classes`.
@@ -172,11 +220,13 @@ def build_pretrained(name: str, weights, *, classes: int, freeze_batch_norm: boo
     - Weights from another library (a preset, a PyTorch file, an `hf://` reference) come with
       their preprocessing inside the model (`include_preprocessing=True`: raw 0-255 pixels in;
       grayscale images repeated to RGB).
+    - A `.keras` file continues its own model (architecture, preprocessing and input as saved).
     - The classifier head is loaded when its classes match and replaced by a new one when they
       differ (`keras_modern_cnn.replace_head`; timm's `num_classes=`); every other weight must
       come from `weights`.
     - `freeze_batch_norm`: every BatchNorm keeps the pretrained statistics, `gamma` and `beta`
-      (`keras_modern_cnn.layers.freeze_batch_norm`; a model without BatchNorm is unchanged).
+      (`keras_modern_cnn.layers.freeze_batch_norm`), or (False) trains, whatever a `.keras`
+      file recorded; a model without BatchNorm is unchanged.
     """
     from keras_modern_cnn.heads import replace_head
     from keras_modern_cnn.layers import BatchNorm, freeze_batch_norm as freeze
@@ -197,6 +247,8 @@ def build_pretrained(name: str, weights, *, classes: int, freeze_batch_norm: boo
         model = spec.builder(weights=weights, classes=weights.classes, **builder_kwargs)
         if classes != weights.classes:
             model = replace_head(model, classes)
+    elif isinstance(weights, (str, os.PathLike)) and os.fspath(weights).endswith(".keras"):
+        model = _continue_keras_model(spec, weights, classes, builder_kwargs)
     else:
         model = spec.builder(classes=classes, **builder_kwargs)
         try:
@@ -204,6 +256,6 @@ def build_pretrained(name: str, weights, *, classes: int, freeze_batch_norm: boo
         except ValueError:
             # The head's classes differ (else this raises again, naming the first misfit).
             load_weights(model, weights, family=spec.family, skip_head=True)
-    if freeze_batch_norm and any(isinstance(layer, BatchNorm) for layer in convert.all_layers(model)):
-        freeze(model)
+    if any(isinstance(layer, BatchNorm) for layer in convert.all_layers(model)):
+        freeze(model, freeze_batch_norm)  # a `.keras` model may come frozen: set it either way
     return model
