@@ -333,6 +333,16 @@ def test_timm_presets_name_timm_hub_repositories_and_their_preprocessing():
 
 
 @pytest.mark.backend_independent
+def test_the_readme_weights_table_is_the_preset_table():
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = re.search(r"<!-- weights-table:start -->\n(.*?)\n<!-- weights-table:end -->", readme, re.S)
+    assert table is not None and table.group(1) == presets.markdown_table()
+
+
+@pytest.mark.backend_independent
 def test_every_preset_belongs_to_a_registered_model_and_resolves_by_name():
     for preset in presets.list_presets():
         spec = kmc.get_spec(preset.model)

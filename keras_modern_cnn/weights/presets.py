@@ -319,3 +319,29 @@ def resolve_preprocessing(spec) -> Preprocessing:
         "or 'MODEL.PRESET' (e.g. 'resnet50_tv.IMAGENET1K_V2'), or a Preset. "
         f"Received: preset={spec!r}"
     )
+
+
+def markdown_table() -> str:
+    """The README's weights table: every preset, its source, the top-1 the source reports and
+    the licence, models in the registry's order (`imagenet` marks each model's default)."""
+    from keras_modern_cnn.registry import natural_key
+
+    lines = [
+        "| model | preset | source | ImageNet top-1 (source) | eval resize / crop | licence |",
+        "|---|---|---|---:|---|---|",
+    ]
+    for model in sorted(PRESETS, key=natural_key):
+        default = PRESETS[model][DEFAULT_PRESET]
+        first = default.alias_of or DEFAULT_PRESET
+        for preset in sorted(list_presets(model), key=lambda p: (p.name != first, p.source, p.name)):
+            name = f"`{preset.name}`"
+            if default.alias_of == preset.name:
+                name = f"`imagenet` = {name}"
+            crop = preset.preprocessing.crop_pct
+            protocol = ("not stated" if crop is None
+                        else f"{round(224 / crop)} / 224, {preset.preprocessing.interpolation}")
+            lines.append(
+                f"| `{model}` | {name} | {preset.source} | {preset.top1:g} % | {protocol} | "
+                f"{preset.license} |"
+            )
+    return "\n".join(lines)
