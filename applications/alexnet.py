@@ -116,8 +116,9 @@ def AlexNet(
 
     Args:
         include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name, include_preprocessing: as in `keras.applications`. The default input is
-            224x224x3 with 1000 classes; `include_top=False` returns the `pool5` features.
+        classifier_activation, name, include_preprocessing: as in `keras.applications`.
+            The default input is 224x224x3 with 1000 classes; `include_top=False` returns the
+            `pool5` features.
         arch: the feature layers, ((name, channels, kernel, stride, padding), ...), a row
             without channels being a max pool (default: the seeds'; `TORCHVISION_ARCH` is
             torchvision's).

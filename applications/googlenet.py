@@ -147,9 +147,9 @@ def GoogLeNet(
 
     Args:
         include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name, include_preprocessing: as in `keras.applications`. The default input is
-            224x224x3 with 1000 classes; the top is global average pooling + `predictions`;
-            `include_top=False` returns the `inception5b_concat` features.
+        classifier_activation, name, include_preprocessing: as in `keras.applications`.
+            The default input is 224x224x3 with 1000 classes; the top is global average pooling
+            + `predictions`; `include_top=False` returns the `inception5b_concat` features.
         batch_norm: BatchNorm between every convolution and its ReLU.
         width_ratio: multiplies every convolution's channel count (Inception paths included).
         third_path_kernel: kernel of the third path's convolution (the paper's 5; 3 in

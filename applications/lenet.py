@@ -61,8 +61,9 @@ def LeNet(
         batch_norm: insert BatchNorm before every sigmoid (BN-LeNet).
         width_ratio: multiplies every convolution's channel count.
         include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name, include_preprocessing: as in `keras.applications`. The default input is
-            28x28x1 and `classes` defaults to 10 (Fashion-MNIST), as in the seeds.
+        classifier_activation, name, include_preprocessing: as in `keras.applications`.
+            The default input is 28x28x1 and `classes` defaults to 10 (Fashion-MNIST), as in the
+            seeds.
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`).
         batch_norm_layers: the old spelling of `batch_norm` (deprecated; removed in the next

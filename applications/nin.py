@@ -70,9 +70,9 @@ def NiN(
 
     Args:
         include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name, include_preprocessing: as in `keras.applications`. The default input is
-            224x224x3 with 1000 classes. The top is dropout, a NiN block with `classes`
-            channels, global average pooling and `classifier_activation`;
+        classifier_activation, name, include_preprocessing: as in `keras.applications`.
+            The default input is 224x224x3 with 1000 classes. The top is dropout, a NiN block
+            with `classes` channels, global average pooling and `classifier_activation`;
             `include_top=False` returns the features before it (`block3_pool`).
         dropout_rate: dropout before the class block (0.5; 0 disables it).
         width_ratio: multiplies the channel count of every convolution of the feature blocks.

@@ -215,7 +215,8 @@ def ResNet(
             (v2: the last convolution's kernel), so every block starts as the identity
             (Goyal et al. 2017).
         include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name, include_preprocessing: as in `keras.applications` (224x224x3, 1000 classes).
+        classifier_activation, name, include_preprocessing: as in `keras.applications`
+            (224x224x3, 1000 classes).
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`).
     """

@@ -95,8 +95,9 @@ def VGG(
         dropout_rate: dropout after each hidden dense layer (0.5; 0 disables it).
         width_ratio: multiplies every convolution's channel count.
         include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name, include_preprocessing: as in `keras.applications`. The default input is
-            224x224x3 with 1000 classes; the minimum side is 2**len(arch) (32 for 5 blocks).
+        classifier_activation, name, include_preprocessing: as in `keras.applications`.
+            The default input is 224x224x3 with 1000 classes; the minimum side is 2**len(arch)
+            (32 for 5 blocks).
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`).
     """

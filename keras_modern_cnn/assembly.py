@@ -80,9 +80,9 @@ APPLICATION_ARGS_DOC = """\
             for logits, or any Keras activation name or callable.
         name: the model's name (default "{name}"), so two copies can live in one model.
         include_preprocessing: start with an `ImagePreprocessing` layer taking raw images
-            (0-255, any size): resized to `input_shape`'s size (the aspect ratio is not kept), then scaled and normalised as the `weights` preset
-            expects (ImageNet mean and std without a preset). Default False: inputs are the
-            network's own."""
+            (0-255, any size): resized to `input_shape`'s size (the aspect ratio is not
+            kept), then scaled and normalised as the `weights` preset expects (ImageNet mean
+            and std without a preset). Default False: inputs are the network's own."""
 
 VARIANT_DOCSTRING = """\
 Instantiates {function_name}: {reference}.
@@ -266,7 +266,8 @@ def image_input(
         return _preprocessed_input(
             input_tensor=input_tensor, input_shape=input_shape, default_shape=default_shape,
             include_top=include_top, min_size=min_size, require_static=require_static,
-            name=name, weights=weights, spec=None if include_preprocessing is True else include_preprocessing,
+            name=name, weights=weights,
+            spec=None if include_preprocessing is True else include_preprocessing,
         )
     if input_tensor is not None:
         if not hasattr(input_tensor, "shape") or len(input_tensor.shape) != len(default_shape) + 1:
@@ -350,7 +351,8 @@ def _preprocessed_input(
         inputs, raw = _from_tensor(input_tensor, tuple(input_tensor.shape[1:]), name)
     else:
         _, channels = spatial_and_channels(tuple(network_shape or _flexible(default_shape)))
-        raw_shape = (channels, None, None) if keras.config.image_data_format() == "channels_first" else (None, None, channels)
+        channels_first = keras.config.image_data_format() == "channels_first"
+        raw_shape = (channels, None, None) if channels_first else (None, None, channels)
         inputs = raw = keras.Input(shape=raw_shape, name=f"{name}_input")
     spatial, channels = spatial_and_channels(tuple(raw.shape[1:]))
     size = None

@@ -121,14 +121,18 @@ def test_a_preset_downloads_once_with_its_hash_checked_then_loads_from_the_cache
             np.testing.assert_allclose(model(images, training=False), source(images, training=False),
                                        rtol=1e-5, atol=1e-6)
         assert requested == [f"/resnet18-{digest}.pth"]  # once: then Keras's cache
-        assert (tmp_path / "keras_home" / "models" / f"resnet18-{digest}.pth").is_file()
+        cached = tmp_path / "keras_home" / "models" / f"resnet18-{digest}.pth"
+        # A download cut short (kill -9) is fetched again, not loaded.
+        cached.write_bytes(cached.read_bytes()[:1000])
+        assert download.fetch(preset) == str(cached) and sha256(cached).startswith(digest)
+        assert len(requested) == 2
 
         # A file already in torchvision's own cache is used in place: no request.
         checkpoints = tmp_path / "torch_home" / "hub" / "checkpoints"
         checkpoints.mkdir(parents=True)
-        (tmp_path / "keras_home" / "models" / f"resnet18-{digest}.pth").rename(checkpoints / f"resnet18-{digest}.pth")
+        cached.rename(checkpoints / f"resnet18-{digest}.pth")
         assert download.fetch(preset) == str(checkpoints / f"resnet18-{digest}.pth")
-        assert len(requested) == 1
+        assert len(requested) == 2
 
 
 @pytest.mark.backend_independent

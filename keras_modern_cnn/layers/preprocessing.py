@@ -24,9 +24,9 @@ CHANNEL_ORDERS = ("rgb", "bgr")
 @keras.saving.register_keras_serializable(package="keras_modern_cnn")
 class ImagePreprocessing(keras.layers.Layer):
     """Resize raw images to `size` (the aspect ratio is not kept: centre-crop non-square images
-    first to follow a source's evaluation protocol), multiply by `scale`, put the channels in `channel_order`, subtract `mean` and divide by `std`; with
-    `grayscale_to_rgb`, one-channel images are repeated into three first (RGB weights on
-    grayscale data).
+    first to follow a source's evaluation protocol), multiply by `scale`, put the channels in
+    `channel_order`, subtract `mean` and divide by `std`; with `grayscale_to_rgb`, one-channel
+    images are repeated into three first (RGB weights on grayscale data).
 
     Inputs are images with values in [0, 255] (any real or integer dtype) of any size; the
     computation runs in float32. Images already at `size` are not resampled.

@@ -2,9 +2,9 @@
 
 - https URLs: `keras.utils.get_file` (progress bar, cache in `$KERAS_HOME/models`, default
   `~/.keras/models`, shared with keras.applications). keras.applications' md5 hashes are checked
-  by `get_file` itself; torchvision's file names carry the first hex digits of the file's SHA-256
-  (what `torch.hub`'s `check_hash` verifies), checked here on every use, so a download cut short
-  is never loaded. A file torchvision already downloaded (`$TORCH_HOME/hub/checkpoints`) is used
+  by `get_file` itself (a bad cached file is fetched again); torchvision's file names carry the
+  first hex digits of the file's SHA-256 (what `torch.hub`'s `check_hash` verifies), checked here
+  on every use, so a download cut short is fetched again, never loaded. A file torchvision already downloaded (`$TORCH_HOME/hub/checkpoints`) is used
   in place.
 - `hf://owner/repo[/path/in/repo][@revision]`: `huggingface_hub.hf_hub_download` (its cache,
   its progress bar, `HF_HUB_OFFLINE=1` honoured). Without a path, the repository's
@@ -80,10 +80,13 @@ def fetch_url(url: str, *, file_hash: Optional[str] = None, hash_algorithm: str 
     name = os.path.basename(url)
     label = label or url
     prefix = file_hash if hash_algorithm == "sha256" else None
+    target = os.path.join(keras_cache_dir(), "models", name)
     if prefix is not None:
         cached = os.path.join(torch_hub_checkpoints(), name)
         if os.path.isfile(cached) and sha256_of(cached).startswith(prefix):
             return cached
+        if os.path.isfile(target) and not sha256_of(target).startswith(prefix):
+            _remove(target)  # a download cut short (kill -9): fetched again below
     try:
         with _connect_timeout(CONNECT_TIMEOUT):
             path = keras.utils.get_file(
@@ -92,8 +95,13 @@ def fetch_url(url: str, *, file_hash: Optional[str] = None, hash_algorithm: str 
                 hash_algorithm=hash_algorithm if prefix is None else "auto",
             )
     except ValueError as error:  # get_file's hash check: the file stays; remove it
-        _remove(os.path.join(keras_cache_dir(), "models", name))
+        _remove(target)
         raise ValueError(f"{_one_line(error)} The file was deleted. Received: weights={label!r}") from None
+    except OSError as error:  # the cache's disk (full, read-only), not the network
+        raise OSError(
+            f"Could not save {url} to {os.path.dirname(target)} ({_one_line(error)}). "
+            f"Received: weights={label!r}"
+        ) from None
     except Exception as error:  # get_file raises a bare Exception for URL errors
         raise DownloadError(
             f"Could not download {url} ({_one_line(error)}). Check the network (or a proxy), or "
