@@ -404,11 +404,9 @@ def test_a_model_with_its_preprocessing_takes_raw_images_of_any_size_and_never_t
     """Raw uint8 images of any size in, resized inside; a plain call leaves BatchNorm statistics
     alone (the keras #23166 leak of `Resizing` does not apply)."""
     plain = narrow_resnet18()
-    model = kmc.ResNet18(width_ratio=1 / 16, include_preprocessing=True)
-    assert model.input_shape == (None, None, None, 3)
-    assert model.get_layer("preprocessing").output.shape == (None, 224, 224, 3)
     small = kmc.ResNet18(width_ratio=1 / 16, include_preprocessing=True, input_shape=(32, 32, 3))
     assert small.input_shape == (None, None, None, 3)  # raw images of any size, run at 32x32
+    assert small.get_layer("preprocessing").output.shape == (None, 32, 32, 3)
     small.set_weights(plain.get_weights())
     wide = raw_images((2, 64, 96, 3))  # 2x the model's height, 3x its width
     statistics = [np.array(v) for v in small.non_trainable_weights]
