@@ -50,6 +50,25 @@ def model_image_shape(model):
     return size, channels
 
 
+def default_normalization(model):
+    """The normalisation of a model without a run.json: "none" (raw pixels) when it has its
+    preprocessing inside (`include_preprocessing`, `kmc convert --include-preprocessing`),
+    else "scale"."""
+    from keras_modern_cnn.layers import ImagePreprocessing
+
+    return "none" if any(isinstance(layer, ImagePreprocessing) for layer in model.layers) else "scale"
+
+
+def default_class_names(classes):
+    """Class names of a model without a run.json: ImageNet's for 1000 classes (pretrained
+    weights), else the indices."""
+    if classes == 1000:
+        from keras_modern_cnn.weights.imagenet import imagenet_classes
+
+        return [name for _, name in imagenet_classes()]
+    return [str(i) for i in range(classes)]
+
+
 def is_segmentation(model):
     """A model whose output is a class distribution per pixel."""
     return len(model.output_shape) == 4

@@ -32,6 +32,13 @@ def test_kmc_convert_writes_a_keras_model_or_weights_file_and_never_replaces_one
     assert model.get_layer("preprocessing").mean == (0.485, 0.456, 0.406)
     np.testing.assert_array_equal(model.get_layer("conv1_conv").kernel,
                                   reference.conv1.weight.detach().numpy().transpose(2, 3, 1, 0))
+    # Without a run.json: raw pixels in (the model normalises), ImageNet's class names out.
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 80, 3)).astype("uint8")).save(tmp_path / "a.png")
+    assert main(["predict", str(output), str(tmp_path / "a.png"), "--top-k", "1"]) == 0
+    name = capsys.readouterr().out.split(": ")[1].rsplit(" ", 1)[0]
+    assert name in {name for _, name in kmc.weights.imagenet_classes()}
     before = output.read_bytes()
     assert main(["convert", "resnet18", str(tmp_path / "resnet18.pth"), str(output)]) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err
