@@ -7,6 +7,13 @@ Note: as in the seeds, this is the single-stream AlexNet without local response
 normalization: 96-256-384-384-256 convolutions, the first unpadded, the others "same"; 3x3
 max pools with stride 2 and no padding after convolutions 1, 2 and 5. `batch_norm=True`
 inserts BatchNorm between every convolution and its ReLU (the convolution then has no bias).
+
+`alexnet_tv` is torchvision's `alexnet` (its pretrained weights convert into it), the
+64-192-384-256-256 network of Krizhevsky 2014 ("One weird trick for parallelizing convolutional
+neural networks", arXiv:1404.5997): the first convolution padded by 2, the others "same".
+torchvision's adaptive 6x6 average pool before the dense layers is the identity at 224x224
+(left out), and its dropout comes before each hidden dense layer instead of after it: the same
+function at inference.
 """
 
 from collections.abc import Sequence
@@ -31,12 +38,13 @@ from keras_modern_cnn.validation import (
     check_dropout_rate,
     check_int_sequence,
     check_width_ratio,
+    resolve_weights,
     scaled_channels,
 )
 
 # The seeds' layers, input to features: (name, channels, kernel, stride, padding); rows
-# without channels are max pools.
-_LAYERS = (
+# without channels are max pools; an integer padding pads both sides by that many zeros.
+D2L_ARCH = (
     ("conv1", 96, 11, 4, "valid"),
     ("pool1", None, 3, 2, "valid"),
     ("conv2", 256, 5, 1, "same"),
@@ -46,8 +54,43 @@ _LAYERS = (
     ("conv5", 256, 3, 1, "same"),
     ("pool5", None, 3, 2, "valid"),
 )
+# torchvision's `alexnet` (Krizhevsky 2014).
+TORCHVISION_ARCH = (
+    ("conv1", 64, 11, 4, 2),
+    ("pool1", None, 3, 2, "valid"),
+    ("conv2", 192, 5, 1, "same"),
+    ("pool2", None, 3, 2, "valid"),
+    ("conv3", 384, 3, 1, "same"),
+    ("conv4", 256, 3, 1, "same"),
+    ("conv5", 256, 3, 1, "same"),
+    ("pool5", None, 3, 2, "valid"),
+)
+
+
+def min_input_size(arch):
+    """The smallest side for which every layer of `arch` yields a pixel (seeds: 67; torchvision: 63)."""
+    return smallest_input_size([(kernel, stride, pad) for _, _, kernel, stride, pad in arch])
+
+
+def check_arch(arch):
+    """`arch` rows: (name, channels or None, kernel, stride, padding "same"/"valid"/int >= 0)."""
+    valid = isinstance(arch, (list, tuple)) and len(arch) > 0 and all(
+        isinstance(row, (list, tuple)) and len(row) == 5 and isinstance(row[0], str)
+        and (row[1] is None or (isinstance(row[1], int) and row[1] >= 1))
+        and all(isinstance(v, int) and v >= 1 for v in row[2:4])
+        and (row[4] in ("same", "valid") or (isinstance(row[4], int) and row[4] >= 0))
+        for row in arch
+    )
+    if not valid:
+        raise ValueError(
+            "`arch` must be a non-empty sequence of (name, channels or None for a max pool, "
+            f"kernel, stride, padding) rows. Received: arch={arch!r}"
+        )
+    return tuple(tuple(row) for row in arch)
+
+
 # 67: the 11x11/4 convolution and three unpadded 3x3/2 pools must each produce one pixel.
-MIN_INPUT_SIZE = smallest_input_size([(kernel, stride, pad) for _, _, kernel, stride, pad in _LAYERS])
+MIN_INPUT_SIZE = min_input_size(D2L_ARCH)
 
 
 @accepts_dtype
@@ -61,6 +104,8 @@ def AlexNet(
     classifier_activation: Activation = "softmax",
     name: str = "alexnet",
     *,
+    include_preprocessing: bool = False,
+    arch: Sequence[tuple] = D2L_ARCH,
     batch_norm: bool = False,
     dense_units: Sequence[int] = (4096, 4096),
     dropout_rate: float = 0.5,
@@ -74,8 +119,12 @@ def AlexNet(
 
     Args:
         include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
-            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            `input_shape`, `pooling`, `classes`, `classifier_activation`, `name` and
+            `include_preprocessing`.
             The default input is 224x224x3 with 1000 classes; `include_top=False` returns the `pool5` features.
+        arch: the feature layers, ((name, channels, kernel, stride, padding), ...), a row
+            without channels being a max pool (default: the seeds'; `TORCHVISION_ARCH` is
+            torchvision's).
         batch_norm: BatchNorm between every convolution and its ReLU.
         dense_units: sizes of the hidden dense layers (4096, 4096).
         dropout_rate: dropout after each hidden dense layer (0.5; 0 disables it).
@@ -85,22 +134,29 @@ def AlexNet(
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`).
     """
+    weights = resolve_weights("alexnet", weights)  # registered as itself
     check_application_args(
         include_top=include_top, weights=weights, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name,
     )
+    arch = check_arch(arch)
     check_bool("batch_norm", batch_norm)
     dense_units = check_int_sequence("dense_units", dense_units)
     dropout_rate = check_dropout_rate(dropout_rate)
     width_ratio = check_width_ratio(width_ratio)
     inputs, x = image_input(
-        input_tensor=input_tensor, input_shape=input_shape, default_shape=default_input_shape,
-        include_top=include_top, min_size=MIN_INPUT_SIZE, require_static=include_top, name=name,
+        input_tensor=input_tensor, include_preprocessing=include_preprocessing, weights=weights,
+        input_shape=input_shape, default_shape=default_input_shape,
+        include_top=include_top, min_size=min_input_size(arch), require_static=include_top,
+        name=name,
     )
-    for layer_name, channels, kernel, stride, padding in _LAYERS:
+    for layer_name, channels, kernel, stride, padding in arch:
         if channels is None:
             x = layers.MaxPooling2D(kernel, strides=stride, name=layer_name)(x)
         else:
+            if isinstance(padding, int):
+                x = keras.layers.ZeroPadding2D(padding, name=f"{layer_name}_pad")(x)
+                padding = "valid"
             x = conv_relu(
                 x, scaled_channels(channels, width_ratio), kernel, strides=stride,
                 padding=padding, batch_norm=batch_norm, name=layer_name,
@@ -110,7 +166,7 @@ def AlexNet(
         dropout_rate=dropout_rate, classes=classes, classifier_activation=classifier_activation,
     )
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights)
+    return load_weights_if_given(model, weights, family="alexnet")
 
 
 def alexnet_stages(batch_norm):
@@ -129,17 +185,21 @@ ALEXNET_CONFIGS = {
         "d2l 8.1 AlexNet + BatchNorm after every convolution (Ioffe & Szegedy 2015)",
         dict(batch_norm=True),
     ),
+    "alexnet_tv": Variant(
+        "AlexNetTV", "torchvision alexnet (64-192-384-256-256, Krizhevsky 2014)",
+        dict(arch=TORCHVISION_ARCH),
+    ),
 }
 
 ALEXNET = Family(
     name="alexnet", builder=AlexNet, configs=ALEXNET_CONFIGS,
-    summary="AlexNet as in the seeds (d2l 8.1): five convolutions (11x11/4 first), three 3x3/2\n"
-    "max pools, two dense 4096 layers with dropout; BatchNorm between every convolution and\n"
-    "its ReLU.",
+    summary="AlexNet: five convolutions (11x11/4 first), three 3x3/2 max pools, two dense 4096\n"
+    "layers with dropout, as in the seeds (d2l 8.1) or torchvision (64-192-384-256-256);\n"
+    "BatchNorm between every convolution and its ReLU in the BN variant.",
     paper="Krizhevsky, Sutskever & Hinton, NeurIPS 2012; Ioffe & Szegedy, ICML 2015 "
     "(arXiv:1502.03167).",
     options=("dense_units", "dropout_rate", "width_ratio"),
-    min_input_size=lambda config: MIN_INPUT_SIZE,
+    min_input_size=lambda config: min_input_size(config.get("arch", D2L_ARCH)),
     stages=lambda config: alexnet_stages(config.get("batch_norm", False)),
 )
 ALEXNET.register_builder("alexnet")
@@ -149,9 +209,20 @@ ALEXNET.register_builder("alexnet")
 def AlexNetBN(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
               input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
               classifier_activation: Activation = "softmax", name: str = "alexnet_bn", *,
+              include_preprocessing: bool = False,
               dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
               width_ratio: float = 1.0) -> keras.Model:
     return AlexNet(**ALEXNET_CONFIGS["alexnet_bn"].arguments(locals()))
 
 
-__all__ = ["AlexNet", "AlexNetBN"]
+@ALEXNET.variant("alexnet_tv")
+def AlexNetTV(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+              input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+              classifier_activation: Activation = "softmax", name: str = "alexnet_tv", *,
+              include_preprocessing: bool = False,
+              dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
+              width_ratio: float = 1.0) -> keras.Model:
+    return AlexNet(**ALEXNET_CONFIGS["alexnet_tv"].arguments(locals()))
+
+
+__all__ = ["AlexNet", "AlexNetBN", "AlexNetTV"]

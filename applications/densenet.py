@@ -140,6 +140,7 @@ def DenseNet(
     classes: int = 10,
     classifier_activation: Activation = "softmax",
     name: str = "densenet",
+    include_preprocessing: bool = False,
     default_input_shape: Shape = D2L_INPUT_SHAPE,
 ) -> keras.Model:
     """DenseNet; the defaults are the seeds' d2l model (d2l 8.7).
@@ -168,7 +169,8 @@ def DenseNet(
             features: layer i of n is dropped per example with probability
             drop_path_rate * i / (n - 1) while training; 0 (default) adds no layer.
         include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
-            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            `input_shape`, `pooling`, `classes`, `classifier_activation`, `name` and
+            `include_preprocessing`.
         dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
             `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor
@@ -200,7 +202,8 @@ def DenseNet(
         classifier_activation=classifier_activation, name=name,
     )
     inputs, x = image_input(
-        input_tensor=input_tensor, input_shape=input_shape, default_shape=default_input_shape,
+        input_tensor=input_tensor, include_preprocessing=include_preprocessing, weights=weights,
+        input_shape=input_shape, default_shape=default_input_shape,
         include_top=include_top, min_size=MIN_INPUT_SIZE, require_static=False, name=name,
     )
     growth = scaled_channels(growth_rate, width_ratio)
@@ -236,7 +239,7 @@ def DenseNet(
         classifier_activation=classifier_activation,
     )
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights)
+    return load_weights_if_given(model, weights, family="densenet")
 
 
 def densenet_stages(blocks):
@@ -289,6 +292,7 @@ DENSENET = Family(
 def DenseNet121(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
                 input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
                 classifier_activation: Activation = "softmax", name: str = "densenet121", *,
+                include_preprocessing: bool = False,
                 width_ratio: float = 1.0, memory_efficient: bool = False,
                 drop_path_rate: float = 0.0) -> keras.Model:
     return DenseNet(**DENSENET_CONFIGS["densenet121"].arguments(locals()))
@@ -298,6 +302,7 @@ def DenseNet121(include_top: bool = True, weights: Weights = None, input_tensor:
 def DenseNet169(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
                 input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
                 classifier_activation: Activation = "softmax", name: str = "densenet169", *,
+                include_preprocessing: bool = False,
                 width_ratio: float = 1.0, memory_efficient: bool = False,
                 drop_path_rate: float = 0.0) -> keras.Model:
     return DenseNet(**DENSENET_CONFIGS["densenet169"].arguments(locals()))
@@ -307,6 +312,7 @@ def DenseNet169(include_top: bool = True, weights: Weights = None, input_tensor:
 def DenseNet201(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
                 input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
                 classifier_activation: Activation = "softmax", name: str = "densenet201", *,
+                include_preprocessing: bool = False,
                 width_ratio: float = 1.0, memory_efficient: bool = False,
                 drop_path_rate: float = 0.0) -> keras.Model:
     return DenseNet(**DENSENET_CONFIGS["densenet201"].arguments(locals()))
@@ -316,6 +322,7 @@ def DenseNet201(include_top: bool = True, weights: Weights = None, input_tensor:
 def DenseNet264(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
                 input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
                 classifier_activation: Activation = "softmax", name: str = "densenet264", *,
+                include_preprocessing: bool = False,
                 width_ratio: float = 1.0, memory_efficient: bool = False,
                 drop_path_rate: float = 0.0) -> keras.Model:
     return DenseNet(**DENSENET_CONFIGS["densenet264"].arguments(locals()))
@@ -325,6 +332,7 @@ def DenseNet264(include_top: bool = True, weights: Weights = None, input_tensor:
 def DenseNetD2L(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
                 input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 10,
                 classifier_activation: Activation = "softmax", name: str = "densenet_d2l", *,
+                include_preprocessing: bool = False,
                 width_ratio: float = 1.0, memory_efficient: bool = False,
                 drop_path_rate: float = 0.0) -> keras.Model:
     return DenseNet(**DENSENET_CONFIGS["densenet_d2l"].arguments(locals()))

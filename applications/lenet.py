@@ -52,6 +52,7 @@ def LeNet(
     classes: int = 10,
     classifier_activation: Activation = "softmax",
     name: str = "lenet",
+    include_preprocessing: bool = False,
     default_input_shape: Shape = (28, 28, 1),
     batch_norm_layers: Optional[bool] = None,
 ) -> keras.Model:
@@ -63,7 +64,8 @@ def LeNet(
         batch_norm: insert BatchNorm before every sigmoid (BN-LeNet).
         width_ratio: multiplies every convolution's channel count.
         include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
-            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            `input_shape`, `pooling`, `classes`, `classifier_activation`, `name` and
+            `include_preprocessing`.
             The default input is 28x28x1 and `classes` defaults to 10 (Fashion-MNIST), as in the seeds.
         dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
             `dtype`); None: the global policy.
@@ -87,7 +89,8 @@ def LeNet(
     check_bool("batch_norm", batch_norm)
     width_ratio = check_width_ratio(width_ratio)
     inputs, x = image_input(
-        input_tensor=input_tensor, input_shape=input_shape, default_shape=default_input_shape,
+        input_tensor=input_tensor, include_preprocessing=include_preprocessing, weights=weights,
+        input_shape=input_shape, default_shape=default_input_shape,
         include_top=include_top, min_size=MIN_INPUT_SIZE,
         require_static=include_top, name=name,
     )
@@ -113,7 +116,7 @@ def LeNet(
     else:
         x = global_pool(x, pooling)
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights)
+    return load_weights_if_given(model, weights, family="lenet")
 
 
 LENET_CONFIGS = {
@@ -143,6 +146,7 @@ LENET = Family(
 def BNLeNet(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
             input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 10,
             classifier_activation: Activation = "softmax", name: str = "bn_lenet", *,
+            include_preprocessing: bool = False,
             width_ratio: float = 1.0) -> keras.Model:
     return LeNet(**LENET_CONFIGS["bn_lenet"].arguments(locals()))
 

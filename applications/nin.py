@@ -28,6 +28,7 @@ from keras_modern_cnn.validation import (
     check_application_args,
     check_dropout_rate,
     check_width_ratio,
+    resolve_weights,
     scaled_channels,
 )
 
@@ -60,6 +61,7 @@ def NiN(
     classifier_activation: Activation = "softmax",
     name: str = "nin",
     *,
+    include_preprocessing: bool = False,
     dropout_rate: float = 0.5,
     width_ratio: float = 1.0,
     default_input_shape: Shape = (224, 224, 3),
@@ -71,7 +73,8 @@ def NiN(
 
     Args:
         include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
-            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            `input_shape`, `pooling`, `classes`, `classifier_activation`, `name` and
+            `include_preprocessing`.
             The default input is 224x224x3 with 1000 classes. The top is dropout, a NiN block with `classes`
             channels, global average pooling and `classifier_activation`;
             `include_top=False` returns the features before it (`block3_pool`).
@@ -82,6 +85,7 @@ def NiN(
         default_input_shape: the input shape with the top when neither `input_shape` nor
             `input_tensor` is given (keras.applications' `default_size`).
     """
+    weights = resolve_weights("nin", weights)  # registered as itself
     check_application_args(
         include_top=include_top, weights=weights, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name,
@@ -89,7 +93,8 @@ def NiN(
     dropout_rate = check_dropout_rate(dropout_rate)
     width_ratio = check_width_ratio(width_ratio)
     inputs, x = image_input(
-        input_tensor=input_tensor, input_shape=input_shape, default_shape=default_input_shape,
+        input_tensor=input_tensor, include_preprocessing=include_preprocessing, weights=weights,
+        input_shape=input_shape, default_shape=default_input_shape,
         include_top=include_top, min_size=MIN_INPUT_SIZE, require_static=False, name=name,
     )
     for index, (channels, kernel, stride, padding) in enumerate(NIN_BLOCKS, start=1):
@@ -110,7 +115,7 @@ def NiN(
     else:
         x = global_pool(x, pooling)
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights)
+    return load_weights_if_given(model, weights, family="nin")
 
 
 NIN_CONFIGS = {"nin": Variant("NiN", "d2l 8.3 NiN (Lin et al. 2014)", {})}

@@ -7,7 +7,8 @@ References: He et al., "Deep Residual Learning for Image Recognition", CVPR 2016
 Where stride and bias sit (the `stride_in` and `conv_bias` arguments):
 - keras.applications twins (resnet50/101/152, *v2): every convolution has a bias; v1 bottlenecks
   put the stride in the first 1x1 convolution (`stride_in="1x1"`); v2 in the 3x3.
-- torchvision twins (resnet18/34; "v1.5"): no convolution bias before BN, stride in the 3x3.
+- torchvision twins (resnet18/34; resnet50_tv/101_tv/152_tv, "v1.5", also timm's resnet50/101/152):
+  no convolution bias before BN, stride in the 3x3.
 - the seeds' d2l ResNet-18: convolutions with bias, no BN on the 1x1 shortcut
   (`conv_bias=True, shortcut_batch_norm=False`).
 
@@ -193,6 +194,7 @@ def ResNet(
     classes: int = 1000,
     classifier_activation: Activation = "softmax",
     name: str = "resnet",
+    include_preprocessing: bool = False,
     default_input_shape: Shape = (224, 224, 3),
 ) -> keras.Model:
     """ResNet with four stacks of residual blocks after a 7x7/2 stem and a 3x3/2 max pool.
@@ -217,7 +219,8 @@ def ResNet(
             (v2: the last convolution's kernel), so every block starts as the identity
             (Goyal et al. 2017).
         include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
-            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name` (224x224x3, 1000 classes).
+            `input_shape`, `pooling`, `classes`, `classifier_activation`, `name` and
+            `include_preprocessing` (224x224x3, 1000 classes).
         dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
             `dtype`); None: the global policy.
         default_input_shape: the input shape with the top when neither `input_shape` nor
@@ -242,7 +245,8 @@ def ResNet(
         classifier_activation=classifier_activation, name=name,
     )
     inputs, x = image_input(
-        input_tensor=input_tensor, input_shape=input_shape, default_shape=default_input_shape,
+        input_tensor=input_tensor, include_preprocessing=include_preprocessing, weights=weights,
+        input_shape=input_shape, default_shape=default_input_shape,
         include_top=include_top, min_size=MIN_INPUT_SIZE, require_static=False, name=name,
     )
     preact = block_type == "bottleneck_v2"
@@ -284,11 +288,12 @@ def ResNet(
         classifier_activation=classifier_activation,
     )
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights)
+    return load_weights_if_given(model, weights, family="resnet")
 
 
 _TORCHVISION = dict(conv_bias=False, stride_in="3x3", bn_epsilon=1e-5, bn_momentum=0.9)
 _KERAS = dict(conv_bias=True, stride_in="1x1", bn_epsilon=1.001e-5, bn_momentum=0.99)
+_V1_5 = "torchvision and timm {} (v1.5: stride in the 3x3, no conv bias)"
 
 
 def _row(function_name, stack_depths, block_type, reference, twin):
@@ -307,6 +312,9 @@ RESNET_CONFIGS = {
     "resnet50v2": _row("ResNet50V2", (3, 4, 6, 3), "bottleneck_v2", "keras.applications.ResNet50V2", _KERAS),
     "resnet101v2": _row("ResNet101V2", (3, 4, 23, 3), "bottleneck_v2", "keras.applications.ResNet101V2", _KERAS),
     "resnet152v2": _row("ResNet152V2", (3, 8, 36, 3), "bottleneck_v2", "keras.applications.ResNet152V2", _KERAS),
+    "resnet50_tv": _row("ResNet50TV", (3, 4, 6, 3), "bottleneck", _V1_5.format("resnet50"), _TORCHVISION),
+    "resnet101_tv": _row("ResNet101TV", (3, 4, 23, 3), "bottleneck", _V1_5.format("resnet101"), _TORCHVISION),
+    "resnet152_tv": _row("ResNet152TV", (3, 8, 36, 3), "bottleneck", _V1_5.format("resnet152"), _TORCHVISION),
 }
 
 RESNET = Family(
@@ -333,6 +341,7 @@ RESNET = Family(
 def ResNet18(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
              input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
              classifier_activation: Activation = "softmax", name: str = "resnet18", *,
+             include_preprocessing: bool = False,
              width_ratio: float = 1.0, drop_path_rate: float = 0.0,
              zero_init_last_bn: bool = False) -> keras.Model:
     return ResNet(**RESNET_CONFIGS["resnet18"].arguments(locals()))
@@ -342,6 +351,7 @@ def ResNet18(include_top: bool = True, weights: Weights = None, input_tensor: Te
 def ResNet34(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
              input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
              classifier_activation: Activation = "softmax", name: str = "resnet34", *,
+             include_preprocessing: bool = False,
              width_ratio: float = 1.0, drop_path_rate: float = 0.0,
              zero_init_last_bn: bool = False) -> keras.Model:
     return ResNet(**RESNET_CONFIGS["resnet34"].arguments(locals()))
@@ -351,6 +361,7 @@ def ResNet34(include_top: bool = True, weights: Weights = None, input_tensor: Te
 def ResNet50(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
              input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
              classifier_activation: Activation = "softmax", name: str = "resnet50", *,
+             include_preprocessing: bool = False,
              width_ratio: float = 1.0, drop_path_rate: float = 0.0,
              zero_init_last_bn: bool = False) -> keras.Model:
     return ResNet(**RESNET_CONFIGS["resnet50"].arguments(locals()))
@@ -360,6 +371,7 @@ def ResNet50(include_top: bool = True, weights: Weights = None, input_tensor: Te
 def ResNet101(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
               input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
               classifier_activation: Activation = "softmax", name: str = "resnet101", *,
+              include_preprocessing: bool = False,
               width_ratio: float = 1.0, drop_path_rate: float = 0.0,
               zero_init_last_bn: bool = False) -> keras.Model:
     return ResNet(**RESNET_CONFIGS["resnet101"].arguments(locals()))
@@ -369,6 +381,7 @@ def ResNet101(include_top: bool = True, weights: Weights = None, input_tensor: T
 def ResNet152(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
               input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
               classifier_activation: Activation = "softmax", name: str = "resnet152", *,
+              include_preprocessing: bool = False,
               width_ratio: float = 1.0, drop_path_rate: float = 0.0,
               zero_init_last_bn: bool = False) -> keras.Model:
     return ResNet(**RESNET_CONFIGS["resnet152"].arguments(locals()))
@@ -378,6 +391,7 @@ def ResNet152(include_top: bool = True, weights: Weights = None, input_tensor: T
 def ResNet50V2(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
                input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
                classifier_activation: Activation = "softmax", name: str = "resnet50v2", *,
+               include_preprocessing: bool = False,
                width_ratio: float = 1.0, drop_path_rate: float = 0.0,
                zero_init_last_bn: bool = False) -> keras.Model:
     return ResNet(**RESNET_CONFIGS["resnet50v2"].arguments(locals()))
@@ -387,6 +401,7 @@ def ResNet50V2(include_top: bool = True, weights: Weights = None, input_tensor: 
 def ResNet101V2(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
                 input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
                 classifier_activation: Activation = "softmax", name: str = "resnet101v2", *,
+                include_preprocessing: bool = False,
                 width_ratio: float = 1.0, drop_path_rate: float = 0.0,
                 zero_init_last_bn: bool = False) -> keras.Model:
     return ResNet(**RESNET_CONFIGS["resnet101v2"].arguments(locals()))
@@ -396,12 +411,43 @@ def ResNet101V2(include_top: bool = True, weights: Weights = None, input_tensor:
 def ResNet152V2(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
                 input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
                 classifier_activation: Activation = "softmax", name: str = "resnet152v2", *,
+                include_preprocessing: bool = False,
                 width_ratio: float = 1.0, drop_path_rate: float = 0.0,
                 zero_init_last_bn: bool = False) -> keras.Model:
     return ResNet(**RESNET_CONFIGS["resnet152v2"].arguments(locals()))
 
 
+@RESNET.variant("resnet50_tv")
+def ResNet50TV(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+               input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+               classifier_activation: Activation = "softmax", name: str = "resnet50_tv", *,
+               include_preprocessing: bool = False,
+               width_ratio: float = 1.0, drop_path_rate: float = 0.0,
+               zero_init_last_bn: bool = False) -> keras.Model:
+    return ResNet(**RESNET_CONFIGS["resnet50_tv"].arguments(locals()))
+
+
+@RESNET.variant("resnet101_tv")
+def ResNet101TV(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+                input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+                classifier_activation: Activation = "softmax", name: str = "resnet101_tv", *,
+                include_preprocessing: bool = False,
+                width_ratio: float = 1.0, drop_path_rate: float = 0.0,
+                zero_init_last_bn: bool = False) -> keras.Model:
+    return ResNet(**RESNET_CONFIGS["resnet101_tv"].arguments(locals()))
+
+
+@RESNET.variant("resnet152_tv")
+def ResNet152TV(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
+                input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
+                classifier_activation: Activation = "softmax", name: str = "resnet152_tv", *,
+                include_preprocessing: bool = False,
+                width_ratio: float = 1.0, drop_path_rate: float = 0.0,
+                zero_init_last_bn: bool = False) -> keras.Model:
+    return ResNet(**RESNET_CONFIGS["resnet152_tv"].arguments(locals()))
+
+
 __all__ = [
     "ResNet", "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "ResNet50V2",
-    "ResNet101V2", "ResNet152V2",
+    "ResNet101V2", "ResNet152V2", "ResNet50TV", "ResNet101TV", "ResNet152TV",
 ]

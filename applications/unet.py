@@ -92,6 +92,7 @@ def UNet(
     classifier_activation: Activation = "softmax",
     name: str = "unet",
     *,
+    include_preprocessing: bool = False,
     encoder: Optional[str] = None,
     depth: Optional[int] = None,
     base_filters: Optional[int] = None,
@@ -115,6 +116,8 @@ def UNet(
         classes: output channels (classes per pixel).
         classifier_activation: their activation (per pixel).
         name: the model's name.
+        include_preprocessing: start with an `ImagePreprocessing` layer for raw images (as
+            every builder of the zoo; ImageNet mean and std).
         encoder: None (classic) or a name of `encoder_names()` (e.g. "resnet34", "vgg16",
             "densenet121", "googlenet"), built without its head, `width_ratio` forwarded.
         depth: classic encoder only: number of downsamplings (default 4, the paper's).
@@ -151,7 +154,8 @@ def UNet(
         stages, decoder_filters = _check_encoder(encoder, depth, base_filters, decoder_filters)
         multiple = stages[-1][1]
     inputs, x = image_input(
-        input_tensor=input_tensor, input_shape=input_shape, default_shape=default_input_shape,
+        input_tensor=input_tensor, include_preprocessing=include_preprocessing, weights=weights,
+        input_shape=input_shape, default_shape=default_input_shape,
         include_top=include_top, min_size=multiple, require_static=False, name=name,
     )
     spatial = x.shape[2:] if channel_axis() == 1 else x.shape[1:-1]
@@ -173,7 +177,7 @@ def UNet(
     else:
         x = global_pool(x, pooling)
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights)
+    return load_weights_if_given(model, weights, family="unet")
 
 
 def _classic(x, depth, base_filters, batch_norm, width_ratio):

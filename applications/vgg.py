@@ -79,6 +79,7 @@ def VGG(
     classes: int = 1000,
     classifier_activation: Activation = "softmax",
     name: str = "vgg",
+    include_preprocessing: bool = False,
     default_input_shape: Shape = (224, 224, 3),
 ) -> keras.Model:
     """VGG from the seeds' `conv_arch`: one block of 3x3 convolutions + 2x2 pool per pair.
@@ -97,7 +98,8 @@ def VGG(
         dropout_rate: dropout after each hidden dense layer (0.5; 0 disables it).
         width_ratio: multiplies every convolution's channel count.
         include_top: as in `keras.applications`, as are `weights`, `input_tensor`,
-            `input_shape`, `pooling`, `classes`, `classifier_activation` and `name`.
+            `input_shape`, `pooling`, `classes`, `classifier_activation`, `name` and
+            `include_preprocessing`.
             The default input is 224x224x3 with 1000 classes; the minimum side is 2**len(arch) (32 for 5 blocks).
         dtype: the dtype policy of every layer ("bfloat16", "mixed_float16", ...; KerasHub's
             `dtype`); None: the global policy.
@@ -114,7 +116,8 @@ def VGG(
     dropout_rate = check_dropout_rate(dropout_rate)
     width_ratio = check_width_ratio(width_ratio)
     inputs, x = image_input(
-        input_tensor=input_tensor, input_shape=input_shape, default_shape=default_input_shape,
+        input_tensor=input_tensor, include_preprocessing=include_preprocessing, weights=weights,
+        input_shape=input_shape, default_shape=default_input_shape,
         include_top=include_top, min_size=min_input_size(arch), require_static=include_top,
         name=name,
     )
@@ -130,7 +133,7 @@ def VGG(
         dropout_rate=dropout_rate, classes=classes, classifier_activation=classifier_activation,
     )
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights)
+    return load_weights_if_given(model, weights, family="vgg")
 
 
 def min_input_size(arch):
@@ -187,6 +190,7 @@ VGG_FAMILY = Family(
 def VGG11(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
           input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
           classifier_activation: Activation = "softmax", name: str = "vgg11", *,
+          include_preprocessing: bool = False,
           dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
           width_ratio: float = 1.0) -> keras.Model:
     return VGG(**VGG_CONFIGS["vgg11"].arguments(locals()))
@@ -196,6 +200,7 @@ def VGG11(include_top: bool = True, weights: Weights = None, input_tensor: Tenso
 def VGG11BN(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
             input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
             classifier_activation: Activation = "softmax", name: str = "vgg11_bn", *,
+            include_preprocessing: bool = False,
             dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
             width_ratio: float = 1.0) -> keras.Model:
     return VGG(**VGG_CONFIGS["vgg11_bn"].arguments(locals()))
@@ -205,6 +210,7 @@ def VGG11BN(include_top: bool = True, weights: Weights = None, input_tensor: Ten
 def VGG13(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
           input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
           classifier_activation: Activation = "softmax", name: str = "vgg13", *,
+          include_preprocessing: bool = False,
           dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
           width_ratio: float = 1.0) -> keras.Model:
     return VGG(**VGG_CONFIGS["vgg13"].arguments(locals()))
@@ -214,6 +220,7 @@ def VGG13(include_top: bool = True, weights: Weights = None, input_tensor: Tenso
 def VGG13BN(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
             input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
             classifier_activation: Activation = "softmax", name: str = "vgg13_bn", *,
+            include_preprocessing: bool = False,
             dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
             width_ratio: float = 1.0) -> keras.Model:
     return VGG(**VGG_CONFIGS["vgg13_bn"].arguments(locals()))
@@ -223,6 +230,7 @@ def VGG13BN(include_top: bool = True, weights: Weights = None, input_tensor: Ten
 def VGG16(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
           input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
           classifier_activation: Activation = "softmax", name: str = "vgg16", *,
+          include_preprocessing: bool = False,
           dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
           width_ratio: float = 1.0) -> keras.Model:
     return VGG(**VGG_CONFIGS["vgg16"].arguments(locals()))
@@ -232,6 +240,7 @@ def VGG16(include_top: bool = True, weights: Weights = None, input_tensor: Tenso
 def VGG16BN(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
             input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
             classifier_activation: Activation = "softmax", name: str = "vgg16_bn", *,
+            include_preprocessing: bool = False,
             dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
             width_ratio: float = 1.0) -> keras.Model:
     return VGG(**VGG_CONFIGS["vgg16_bn"].arguments(locals()))
@@ -241,6 +250,7 @@ def VGG16BN(include_top: bool = True, weights: Weights = None, input_tensor: Ten
 def VGG19(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
           input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
           classifier_activation: Activation = "softmax", name: str = "vgg19", *,
+          include_preprocessing: bool = False,
           dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
           width_ratio: float = 1.0) -> keras.Model:
     return VGG(**VGG_CONFIGS["vgg19"].arguments(locals()))
@@ -250,6 +260,7 @@ def VGG19(include_top: bool = True, weights: Weights = None, input_tensor: Tenso
 def VGG19BN(include_top: bool = True, weights: Weights = None, input_tensor: Tensor = None,
             input_shape: Optional[Shape] = None, pooling: Pooling = None, classes: int = 1000,
             classifier_activation: Activation = "softmax", name: str = "vgg19_bn", *,
+            include_preprocessing: bool = False,
             dense_units: Sequence[int] = (4096, 4096), dropout_rate: float = 0.5,
             width_ratio: float = 1.0) -> keras.Model:
     return VGG(**VGG_CONFIGS["vgg19_bn"].arguments(locals()))

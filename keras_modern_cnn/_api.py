@@ -16,11 +16,12 @@ from keras_modern_cnn.registry import (
     register_model,
     unregister_model,
 )
+from keras_modern_cnn.weights import decode_predictions, preprocess_input
 
 __all__ = [
     "callbacks", "layers", "losses", "metrics", "saving", "utils", *_builders,
     "batch_norm_implementation", "export", "FeatureInfo", "copy_weights_by_name", "num_features",
     "pre_logits", "replace_head", "reset_classifier", "BatchNorm",
     "get_model", "get_model_meta", "get_spec", "list_models", "register_model",
-    "unregister_model",
+    "unregister_model", "preprocess_input", "decode_predictions",
 ]

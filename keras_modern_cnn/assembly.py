@@ -23,7 +23,13 @@ import keras
 
 from keras_modern_cnn.registry import register_model
 from keras_modern_cnn.types import DType
-from keras_modern_cnn.validation import check_dtype_policy, check_input_shape, spatial_and_channels
+from keras_modern_cnn.validation import (
+    check_bool,
+    check_dtype_policy,
+    check_input_shape,
+    resolve_weights,
+    spatial_and_channels,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,19 +50,27 @@ class Variant:
     config: dict
     default_input_shape: tuple = (224, 224, 3)
     classes: int = 1000
+    name: str = ""  # the table's key, set by `Family`
 
     def arguments(self, given):
         """The generic builder's keyword arguments: this row's `config` and default input,
-        then `given`, the variant's own arguments (its `locals()` on entry)."""
-        return {**self.config, "default_input_shape": self.default_input_shape, **given}
+        then `given`, the variant's own arguments (its `locals()` on entry), with a preset name
+        in `weights` resolved to its `Preset` (presets belong to a registry name)."""
+        weights = resolve_weights(self.name, given.get("weights"))
+        return {**self.config, "default_input_shape": self.default_input_shape, **given,
+                "weights": weights}
 
 
 # The keras.applications arguments, documented once for every builder of the zoo.
 APPLICATION_ARGS_DOC = """\
         include_top: whether to end with the classifier (`predictions`); `False` returns the
             last feature map, pooled by `pooling`.
-        weights: `None` (random initialization) or the path of a weights file to load. No
-            pretrained weights ship and nothing is downloaded.
+        weights: `None` (random initialization), a preset ("imagenet" and the source's own
+            names, e.g. torchvision's "IMAGENET1K_V2", timm's "a1_in1k";
+            `keras_modern_cnn.weights.list_presets()`), downloaded once and cached, a weights
+            file (`.keras`, `.weights.h5`, keras.applications' `.h5`, a PyTorch state dict
+            `.pth`/`.pt`/`.bin` or `.safetensors` in torchvision's or timm's layout) or a
+            Hugging Face Hub reference ("hf://timm/resnet18.a1_in1k").
         input_tensor: optional Keras tensor (e.g. the output of `keras.Input` or of a layer)
             to use as the model's input.
         input_shape: optional input shape without the batch axis (channels last unless the
@@ -67,7 +81,11 @@ APPLICATION_ARGS_DOC = """\
         classes: number of classes (default {classes}).
         classifier_activation: activation of `predictions`: "softmax" (default), `None`
             for logits, or any Keras activation name or callable.
-        name: the model's name (default "{name}"), so two copies can live in one model."""
+        name: the model's name (default "{name}"), so two copies can live in one model.
+        include_preprocessing: start with an `ImagePreprocessing` layer taking raw images
+            (0-255, any size): resized to `input_shape`'s size (the aspect ratio is not
+            kept), then scaled and normalised as the `weights` preset expects (ImageNet mean
+            and std without a preset). Default False: inputs are the network's own."""
 
 # `dtype`, added to every builder by `accepts_dtype` (KerasHub's argument).
 DTYPE_DOC = """\
@@ -97,6 +115,9 @@ APPLICATION_PARAMETERS = (
     "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
     "classifier_activation", "name",
 )
+# Standard arguments every builder also takes, keyword-only (keras.applications gives each a
+# model-specific position), before the family's options.
+APPLICATION_KEYWORD_PARAMETERS = ("include_preprocessing",)
 
 
 # Docstring entries of the options several families share (Google style, one home).
@@ -145,6 +166,11 @@ class Family:
     stages: Callable[[dict], tuple] = lambda config: ()
     exact_stages: bool = False
     task: str = "classification"
+
+    def __post_init__(self):
+        for key, row in self.configs.items():  # each row learns its registry name
+            if row.name != key:
+                self.configs[key] = dataclasses.replace(row, name=key)
 
     def _metadata(self, registry_name):
         row = self.configs[registry_name]
@@ -205,7 +231,7 @@ class Family:
                 for parameter in APPLICATION_PARAMETERS
             ] + [
                 inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default=builder[option].default)
-                for option in self.options
+                for option in APPLICATION_KEYWORD_PARAMETERS + self.options
             ]
         )
 
@@ -268,13 +294,23 @@ def _indent(lines):
 
 
 def image_input(
-    *, input_tensor, input_shape, default_shape, include_top, min_size, require_static, name
+    *, input_tensor, input_shape, default_shape, include_top, min_size, require_static, name,
+    include_preprocessing=False, weights=None,
 ):
     """Resolve `input_tensor`/`input_shape` as keras.applications does.
 
     Returns `(model_inputs, x)`: the tensors the functional `keras.Model` starts from, and
-    the tensor the first layer consumes.
+    the tensor the first layer consumes. With `include_preprocessing` (True, or the
+    `Preprocessing` of RGB weights to come), `x` is the output of an `ImagePreprocessing` layer
+    (`preprocessing_layer`) reading raw images.
     """
+    if _check_preprocessing(include_preprocessing):
+        return _preprocessed_input(
+            input_tensor=input_tensor, input_shape=input_shape, default_shape=default_shape,
+            include_top=include_top, min_size=min_size, require_static=require_static,
+            name=name, weights=weights,
+            spec=None if include_preprocessing is True else include_preprocessing,
+        )
     if input_tensor is not None:
         if not hasattr(input_tensor, "shape") or len(input_tensor.shape) != len(default_shape) + 1:
             raise ValueError(
@@ -294,22 +330,9 @@ def image_input(
             require_static=require_static,
             spatial_rank=len(default_shape) - 1,
         )
-        if keras.backend.is_keras_tensor(input_tensor):
-            sources = keras.utils.get_source_inputs(input_tensor)
-            return (sources[0] if len(sources) == 1 else sources), input_tensor
-        x = keras.Input(tensor=input_tensor, shape=tensor_shape, name=f"{name}_input")
-        return x, x
+        return _from_tensor(input_tensor, tensor_shape, name)
     if input_shape is None:
-        if include_top:
-            input_shape = default_shape
-        else:
-            spatial, channels = spatial_and_channels(default_shape)
-            flexible = (None,) * len(spatial)
-            input_shape = (
-                (channels, *flexible)
-                if keras.config.image_data_format() == "channels_first"
-                else (*flexible, channels)
-            )
+        input_shape = default_shape if include_top else _flexible(default_shape)
     shape = check_input_shape(
         input_shape,
         min_size=min_size,
@@ -320,19 +343,107 @@ def image_input(
     return x, x
 
 
-def load_weights_if_given(model, weights):
-    """Load a weights file, turning a shape mismatch into a message that names the file."""
+def _check_preprocessing(include_preprocessing):
+    """True or a `Preprocessing` (what `build_pretrained` passes for a file it will load) turn
+    the preprocessing on; False off."""
+    from keras_modern_cnn.weights.presets import Preprocessing
+
+    if isinstance(include_preprocessing, Preprocessing):
+        return True
+    return check_bool("include_preprocessing", include_preprocessing)
+
+
+def _flexible(shape):
+    """`shape` (channels-last, as the registry records it) with any spatial size, in the
+    current image data format."""
+    spatial, channels = shape[:-1], shape[-1]
+    flexible = (None,) * len(spatial)
+    if keras.config.image_data_format() == "channels_first":
+        return (channels, *flexible)
+    return (*flexible, channels)
+
+
+def _from_tensor(input_tensor, tensor_shape, name):
+    if keras.backend.is_keras_tensor(input_tensor):
+        sources = keras.utils.get_source_inputs(input_tensor)
+        return (sources[0] if len(sources) == 1 else sources), input_tensor
+    x = keras.Input(tensor=input_tensor, shape=tensor_shape, name=f"{name}_input")
+    return x, x
+
+
+def _preprocessed_input(
+    *, input_tensor, input_shape, default_shape, include_top, min_size, require_static, name,
+    weights, spec,
+):
+    """Raw images of any size in, `ImagePreprocessing` out: `input_shape` (or the default with
+    the top) is the size the network runs at, and the raw images are resized to it."""
+    spatial_rank = len(default_shape) - 1
+    network_shape = input_shape if input_shape is not None else (default_shape if include_top else None)
+    if network_shape is not None:
+        network_shape = check_input_shape(
+            network_shape, min_size=min_size, require_static=require_static,
+            spatial_rank=spatial_rank,
+        )
+    if input_tensor is not None:
+        if not hasattr(input_tensor, "shape") or len(input_tensor.shape) != spatial_rank + 2:
+            raise ValueError(
+                f"`input_tensor` must be a tensor of rank {spatial_rank + 2} (batch included). "
+                f"Received: input_tensor={getattr(input_tensor, 'shape', input_tensor)!r}"
+            )
+        inputs, raw = _from_tensor(input_tensor, tuple(input_tensor.shape[1:]), name)
+    else:
+        _, channels = spatial_and_channels(tuple(network_shape or _flexible(default_shape)))
+        channels_first = keras.config.image_data_format() == "channels_first"
+        raw_shape = (channels, None, None) if channels_first else (None, None, channels)
+        inputs = raw = keras.Input(shape=raw_shape, name=f"{name}_input")
+    spatial, channels = spatial_and_channels(tuple(raw.shape[1:]))
+    size = None
+    if network_shape is not None:
+        network_spatial, _ = spatial_and_channels(tuple(network_shape))
+        size = None if None in network_spatial else tuple(network_spatial)
+    return inputs, preprocessing_layer(weights, channels, size, spec=spec)(raw)
+
+
+def preprocessing_layer(weights, channels, size, *, spec=None):
+    """The `ImagePreprocessing` layer for `weights` on images with `channels` channels,
+    resizing to `size` ((height, width) or None).
+
+    `spec` (a `Preprocessing`) is that of RGB weights loaded later; else a preset brings its
+    own, and any other weights ImageNet's mean and std. RGB weights (`spec`, a preset, a
+    PyTorch file, an `hf://` reference) on one-channel images see the gray channel repeated
+    three times; otherwise one-channel models normalise with the channels' average mean and std.
+    """
+    from keras_modern_cnn.layers import ImagePreprocessing
+    from keras_modern_cnn.weights.loading import is_pretrained_source
+    from keras_modern_cnn.weights.presets import TORCH, Preset
+
+    rgb_weights = spec is not None or is_pretrained_source(weights)
+    if spec is None:
+        spec = weights.preprocessing if isinstance(weights, Preset) else TORCH
+    if channels not in (1, 3):
+        raise ValueError(
+            "`include_preprocessing` normalises RGB (3-channel) or grayscale (1-channel) images. "
+            f"Received: {channels} input channels"
+        )
+    to_rgb = channels == 1 and rgb_weights
+    mean, std = spec.mean, spec.std
+    if channels == 1 and not to_rgb:
+        mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
+    return ImagePreprocessing(
+        size=size, interpolation=spec.interpolation, scale=spec.scale, mean=mean, std=std,
+        channel_order=spec.channel_order if channels == 3 or to_rgb else "rgb",
+        grayscale_to_rgb=to_rgb, name="preprocessing",
+    )
+
+
+def load_weights_if_given(model, weights, *, family=None):
+    """Load `weights` (a `Preset`, a file, an `hf://` reference) into `model`, whose family's
+    PyTorch layout (`family`) converts state dicts (`keras_modern_cnn.weights.load_weights`)."""
     if weights is None:
         return model
-    try:
-        model.load_weights(weights)
-    except ValueError as error:
-        raise ValueError(
-            f"Could not load `weights` into {model.name!r}: the file does not match this "
-            f"architecture (check `classes`, `include_top` and the variant). Received: "
-            f"weights={str(weights)!r}. Cause: {error}"
-        ) from None
-    return model
+    from keras_modern_cnn.weights.loading import load_weights
+
+    return load_weights(model, weights, family=family)
 
 
 def global_pool(x, pooling, *, name="avg_pool"):

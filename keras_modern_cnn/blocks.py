@@ -80,13 +80,13 @@ def apply_batch_norm(x, *, name, **kwargs):
 
 def conv_relu(
     x, filters, kernel_size, *, name, batch_norm=False, strides=1, padding="same",
-    bias_with_batch_norm=False,
+    bias_with_batch_norm=False, bn_epsilon=1e-5,
 ):
     """Convolution + ReLU (the unit of AlexNet, VGG, NiN and GoogLeNet), BN between them if asked.
 
     The convolution is always named `name`, so plain and BN variants share weight names;
     BN and ReLU are `{name}_bn` and `{name}_relu`. Before BN the convolution has no bias
-    unless `bias_with_batch_norm` (torchvision's VGG-BN keeps it).
+    unless `bias_with_batch_norm` (torchvision's VGG-BN keeps it); `bn_epsilon` is BN's epsilon.
     """
     if not batch_norm:
         return layers.Conv2D(
@@ -96,7 +96,7 @@ def conv_relu(
         filters, kernel_size, strides=strides, padding=padding, use_bias=bias_with_batch_norm,
         name=name,
     )(x)
-    x = make_batch_norm(name=f"{name}_bn")(x)
+    x = make_batch_norm(name=f"{name}_bn", epsilon=bn_epsilon)(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 

@@ -19,9 +19,10 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 # XLA / torch.compile: "auto" takes the device's default (`keras_modern_cnn.devices`).
 JIT_COMPILE = ("auto", "on", "off")
 
-# Input pipeline (`keras_modern_cnn.data.pipeline`): per-dataset scaling to [0, 1] or
-# per-image standardisation.
-NORMALIZATIONS = ("scale", "standardize")
+# Input pipeline (`keras_modern_cnn.data.pipeline`): per-dataset scaling to [0, 1],
+# per-image standardisation, or none: raw 0-255 pixels, for a model that normalises inside
+# (`include_preprocessing`, the default of a run fine-tuning pretrained weights).
+NORMALIZATIONS = ("scale", "standardize", "none")
 
 # Precise BatchNorm statistics (`keras_modern_cnn.callbacks.PreciseBatchNorm`, `kmc train
 # --precise-bn N`): training batches per estimation by default (all of them when fewer).

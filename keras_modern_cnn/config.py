@@ -55,6 +55,14 @@ class RunConfig:
         encoder: a segmentation model's encoder: None (its own) or a registered classifier
             of `registry.encoder_names()`, whose input side must then be a multiple of the
             encoder's largest reduction (32).
+        weights: None (from scratch) or the weights to fine-tune from: a preset of the model
+            ("imagenet", ...), a weights file or an "hf://" reference
+            (`keras_modern_cnn.weights.build_pretrained`). Another library's weights
+            (preset, PyTorch file, hf://) bring their preprocessing into the model, so the
+            pipeline feeds raw pixels (`normalization="none"`, their default); a `.keras`
+            file continues its own model (its preprocessing too).
+        freeze_batch_norm: keep every BatchNorm's pretrained statistics, gamma and beta
+            (default: True with `weights`; only with `weights`).
         data_dir, download: where TFDS data lives, whether it may be downloaded.
         train_examples, test_examples: keep only the first N examples of a split.
         normalization, augment: the input pipeline.
@@ -78,6 +86,8 @@ class RunConfig:
     image_size: int = 28
     width_ratio: object = None
     encoder: object = None
+    weights: object = None
+    freeze_batch_norm: bool = False
     data_dir: object = None
     download: bool = True
     train_examples: object = None
@@ -152,7 +162,21 @@ def resolve_config(model: str, *, recipe: Optional[str] = None, **given: Any) ->
         settings["image_size"] = spec.default_input_shape[0]  # registry shapes: channels-last
     if settings["output_dir"] is None:
         settings["output_dir"] = os.path.join("runs", spec.name)
+    if settings["weights"] is not None:
+        if given.get("freeze_batch_norm") is None:
+            settings["freeze_batch_norm"] = True  # fine-tuning's default (torchvision, timm)
+        if given.get("normalization") is None and _raw_pixels(spec.name, settings["weights"]):
+            settings["normalization"] = "none"  # the model normalises as its weights expect
     return validate(RunConfig(model=spec.name, **settings))
+
+
+def _raw_pixels(model, weights):
+    """Whether a model started from `weights` takes raw pixels (preprocessing inside): another
+    library's weights, or a `.keras` model with its preprocessing."""
+    from keras_modern_cnn.validation import resolve_weights
+    from keras_modern_cnn.weights.loading import takes_raw_pixels
+
+    return takes_raw_pixels(resolve_weights(model, weights))
 
 
 def validate(config):
@@ -171,6 +195,7 @@ def validate(config):
         check_width_ratio(config.width_ratio)
     if config.encoder is not None:
         _check_encoder(config)
+    _check_weights(config)
     for name in ("train_examples", "test_examples"):
         if getattr(config, name) is not None:
             check_positive_int(name, getattr(config, name))
@@ -191,6 +216,36 @@ def validate(config):
             raise ValueError(f"`{name}` must be a non-empty string. Received: {name}={value!r}")
     check_output_path("output_dir", config.output_dir)
     return config
+
+
+def _check_weights(config):
+    """`weights` names a preset, a weights file or an hf:// reference; with pretrained weights
+    the pipeline feeds raw pixels; BatchNorm is frozen only when fine-tuning."""
+    check_bool("freeze_batch_norm", config.freeze_batch_norm)
+    if config.weights is None:
+        if config.freeze_batch_norm:
+            raise ValueError(
+                "`freeze_batch_norm` keeps pretrained BatchNorm statistics: it needs `weights` "
+                "(`--weights imagenet` or a file). Received: freeze_batch_norm=True, weights=None"
+            )
+        return
+    if not isinstance(config.weights, str) or not config.weights:
+        raise ValueError(
+            f"`weights` must be a preset name, a file path or 'hf://...'. Received: weights={config.weights!r}"
+        )
+    from keras_modern_cnn.weights.loading import WEIGHT_FILES
+
+    if os.path.isfile(config.weights) and not config.weights.lower().endswith(WEIGHT_FILES):
+        raise ValueError(
+            f"`weights` must be a weights file ({', '.join(WEIGHT_FILES)}). "
+            f"Received: weights={config.weights!r}"
+        )
+    if _raw_pixels(config.model, config.weights) and config.normalization != "none":
+        raise ValueError(
+            "These weights bring their preprocessing into the model, which takes raw 0-255 "
+            "pixels: `normalization` must be 'none' (the default with these weights). "
+            f"Received: normalization={config.normalization!r}, weights={config.weights!r}"
+        )
 
 
 def _check_encoder(config):

@@ -140,7 +140,8 @@ def temporary_path(path):
 def atomic_write(path, write, *, expected_bytes=None):
     """Call `write(temporary_path)`, make the file durable, then rename it over `path`.
 
-    The temporary name keeps the extension (`model.tmp.keras`): Keras and matplotlib choose
+    The temporary name keeps the extension (`model.tmp.keras`,
+    `model.tmp.weights.h5`): Keras and matplotlib choose
     the format by it. A kill at any moment leaves either the previous file or the new one; a
     full disk (checked up front against `expected_bytes` when given) raises `DiskFullError`
     and leaves the previous file.

@@ -87,11 +87,37 @@ def evaluation_data(model, config, info, *, dataset=None, data_dir=None, downloa
 
 
 def model_image_shape(model):
-    """(size, channels) of a channels-last or channels-first square image model."""
+    """(size, channels) of a channels-last or channels-first square image model; a model that
+    takes raw images of any size (`include_preprocessing`) gives the size it resizes them to."""
+    from keras_modern_cnn.layers import ImagePreprocessing
     from keras_modern_cnn.validation import spatial_and_channels
 
     spatial, channels = spatial_and_channels(model.input_shape[1:])
-    return spatial[0], channels
+    size = spatial[0]
+    if size is None:
+        resizing = [layer.size for layer in model.layers
+                    if isinstance(layer, ImagePreprocessing) and layer.size is not None]
+        size = resizing[0][0] if resizing else None
+    return size, channels
+
+
+def default_normalization(model):
+    """The normalisation of a model without a run.json: "none" (raw pixels) when it has its
+    preprocessing inside (`include_preprocessing`, `kmc convert --include-preprocessing`),
+    else "scale"."""
+    from keras_modern_cnn.layers import ImagePreprocessing
+
+    return "none" if any(isinstance(layer, ImagePreprocessing) for layer in model.layers) else "scale"
+
+
+def default_class_names(classes):
+    """Class names of a model without a run.json: ImageNet's for 1000 classes (pretrained
+    weights), else the indices."""
+    if classes == 1000:
+        from keras_modern_cnn.weights.imagenet import imagenet_classes
+
+        return [name for _, name in imagenet_classes()]
+    return [str(i) for i in range(classes)]
 
 
 def is_segmentation(model):

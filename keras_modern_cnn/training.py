@@ -238,7 +238,8 @@ def build_and_compile(config, data, device, plan=None):
         if plan is not None and plan.from_saved_model:
             return load_model(os.path.join(config.output_dir, rundir.MODEL_FILE))
         model = build_model(
-            get_spec(config.model), data, config.image_size, config.width_ratio, config.encoder
+            get_spec(config.model), data, config.image_size, config.width_ratio, config.encoder,
+            weights=config.weights, freeze_batch_norm=config.freeze_batch_norm,
         )
         model.compile(
             optimizer=make_optimizer(config.optimizer, config.learning_rate),
@@ -326,6 +327,8 @@ def report(config, data, model, results, timer, wall_time, plan, precise=None,
         "learning_rate": config.learning_rate,
         "width_ratio": config.width_ratio,
         "encoder": config.encoder,
+        "weights": config.weights,
+        "freeze_batch_norm": config.freeze_batch_norm,
         "recipe": config.recipe,
         "test_accuracy": float(results["accuracy"]),
         "test_loss": float(results["loss"]),
@@ -364,14 +367,22 @@ def _precise_metrics(precise, results, moving_average_results):
     return metrics
 
 
-def build_model(spec, data, image_size, width_ratio=None, encoder=None):
-    """The registered model sized for the data: its channels, classes and `image_size`."""
-    kwargs = dict(input_shape=input_shape(image_size, data.channels), classes=data.num_classes)
+def build_model(spec, data, image_size, width_ratio=None, encoder=None, *, weights=None,
+                freeze_batch_norm=False):
+    """The registered model sized for the data: its channels, classes and `image_size`; with
+    `weights`, started from them for fine-tuning (`keras_modern_cnn.weights.build_pretrained`:
+    the head replaced when the classes differ, BatchNorm frozen with `freeze_batch_norm`)."""
+    kwargs = dict(input_shape=input_shape(image_size, data.channels))
     if width_ratio is not None:
         kwargs["width_ratio"] = width_ratio
     if encoder is not None:
         kwargs["encoder"] = encoder
-    return spec.builder(**kwargs)
+    if weights is not None:
+        from keras_modern_cnn.weights.loading import build_pretrained
+
+        return build_pretrained(spec.name, weights, classes=data.num_classes,
+                                freeze_batch_norm=freeze_batch_norm, **kwargs)
+    return spec.builder(classes=data.num_classes, **kwargs)
 
 
 def input_shape(image_size, channels):

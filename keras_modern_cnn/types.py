@@ -5,13 +5,17 @@
 """
 
 import os
-from typing import Any, Callable, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
+
+if TYPE_CHECKING:
+    from keras_modern_cnn.weights.presets import Preset
 
 # An input shape without the batch axis: (height, width, channels) channels-last; None for a
 # side the model accepts at any size.
 Shape = tuple[Optional[int], ...]
-# `weights=`: None (random initialization) or a weights file.
-Weights = Union[str, os.PathLike, None]
+# `weights=`: None (random initialization), a preset name or `Preset`, a weights file or an
+# "hf://" reference.
+Weights = Union[str, os.PathLike, "Preset", None]
 # `pooling=` with `include_top=False`.
 Pooling = Literal[None, "avg", "max"]
 # `classifier_activation=`: a Keras activation name, a callable, or None for logits.

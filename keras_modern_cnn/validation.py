@@ -148,24 +148,56 @@ def scaled_channels(channels, width_ratio):
     return max(1, int(round(channels * width_ratio)))
 
 
+def resolve_weights(model_name, weights):
+    """`weights` of the registered model `model_name`, a preset name turned into its `Preset`.
+
+    None, a `Preset`, an existing file and an `hf://` reference pass unchanged (files and
+    references are checked when they load); any other string must name one of the model's
+    presets (case-insensitive), else the error lists them.
+    """
+    from keras_modern_cnn.weights.presets import Preset, find_preset, unknown_preset_message
+
+    if weights is None or isinstance(weights, Preset) or _is_file_or_reference(weights):
+        return weights
+    if isinstance(weights, str):
+        preset = find_preset(model_name, weights)
+        if preset is not None:
+            return preset
+    raise ValueError(
+        "The `weights` argument should be `None` (random initialization), a preset name, the "
+        "path to an existing weights file or an 'hf://owner/repo' reference; "
+        f"{unknown_preset_message(model_name, str(weights))}. Received: weights={weights!r}"
+    )
+
+
+def _is_file_or_reference(weights):
+    if isinstance(weights, str) and weights.startswith("hf://"):
+        return True
+    return isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)
+
+
 def check_application_args(
     *, include_top, weights, pooling, classes, classifier_activation, name=None
 ):
     """The keras.applications argument contract, shared by every builder of the zoo."""
+    from keras_modern_cnn.weights.presets import Preset
+
     check_bool("include_top", include_top)
-    if weights is not None and not (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)):
-        hint = (
-            " No pretrained weights ship with keras_modern_cnn and nothing is downloaded: "
-            "train the model, or copy keras.applications weights into a twin with "
-            "`keras_modern_cnn.utils.transfer_weights`."
-            if weights in ("imagenet",)
-            else ""
-        )
+    if not (weights is None or isinstance(weights, Preset) or _is_file_or_reference(weights)):
         raise ValueError(
-            "The `weights` argument should be either `None` (random initialization) or the "
-            f"path to an existing weights file to be loaded. Received: weights={weights!r}.{hint}"
+            "The `weights` argument should be either `None` (random initialization), a preset "
+            "of a registered variant (e.g. `ResNet50(weights='imagenet')`; "
+            "`keras_modern_cnn.weights.list_presets()`), the path to an existing weights file "
+            f"or an 'hf://owner/repo' reference. Received: weights={weights!r}"
         )
     check_positive_int("classes", classes)
+    if isinstance(weights, Preset) and include_top and classes != weights.classes:
+        raise ValueError(
+            f"If using `weights={weights.name!r}` with `include_top=True`, `classes` should be "
+            f"{weights.classes} (the preset's head). Build with `include_top=False` for a new "
+            "classifier, or replace the head after loading "
+            f"(`keras_modern_cnn.replace_head(model, {classes})`). Received: classes={classes}"
+        )
     if not include_top:
         check_choice("pooling", pooling, POOLING_CHOICES)
     if not (classifier_activation is None or isinstance(classifier_activation, str) or callable(classifier_activation)):

@@ -25,6 +25,8 @@ GOLDEN = {
     # d2l 8.1 AlexNet (96-256-384-384-256, dense 4096-4096) at 224x224x3, 1000 classes.
     "alexnet": (50_844_008, 50_844_008, dict(input_shape=(67, 67, 3), width_ratio=1 / 16, dense_units=(16, 16))),
     "alexnet_bn": (50_848_136, 50_845_384, dict(input_shape=(67, 67, 3), width_ratio=1 / 16, dense_units=(16, 16))),
+    # torchvision alexnet (64-192-384-256-256): trainable equals torchvision's.
+    "alexnet_tv": (61_100_840, 61_100_840, dict(input_shape=(63, 63, 3), width_ratio=1 / 16, dense_units=(16, 16))),
     # --- vgg ---
     # vgg16/vgg19 equal keras.applications; vgg11/vgg13 and vgg16_bn trainable equal torchvision.
     "vgg11": (132_863_336, 132_863_336, dict(input_shape=(32, 32, 3), width_ratio=1 / 16, dense_units=(16, 16))),
@@ -40,6 +42,8 @@ GOLDEN = {
     # --- googlenet ---
     "googlenet": (6_998_552, 6_998_552, dict(input_shape=(32, 32, 3), width_ratio=1 / 4)),
     "googlenet_bn": (7_020_392, 7_005_832, dict(input_shape=(32, 32, 3), width_ratio=1 / 16)),
+    # torchvision googlenet (BN, 3x3 third path, no aux heads): trainable equals torchvision's.
+    "googlenet_tv": (6_639_464, 6_624_904, dict(input_shape=(32, 32, 3), width_ratio=1 / 16)),
     # --- resnet ---
     # resnet18/34 trainable equal torchvision; the others equal keras.applications.
     "resnet18": (11_699_112, 11_689_512, dict(input_shape=(32, 32, 3), width_ratio=1 / 16)),
@@ -50,6 +54,10 @@ GOLDEN = {
     "resnet50v2": (25_613_800, 25_568_360, dict(input_shape=(32, 32, 3), width_ratio=1 / 16)),
     "resnet101v2": (44_675_560, 44_577_896, dict(input_shape=(32, 32, 3), width_ratio=1 / 16)),
     "resnet152v2": (60_380_648, 60_236_904, dict(input_shape=(32, 32, 3), width_ratio=1 / 16)),
+    # torchvision's (and timm's) v1.5 bottleneck ResNets: trainable equals torchvision's.
+    "resnet50_tv": (25_610_152, 25_557_032, dict(input_shape=(32, 32, 3), width_ratio=1 / 16)),
+    "resnet101_tv": (44_654_504, 44_549_160, dict(input_shape=(32, 32, 3), width_ratio=1 / 16)),
+    "resnet152_tv": (60_344_232, 60_192_808, dict(input_shape=(32, 32, 3), width_ratio=1 / 16)),
     # --- densenet ---
     # densenet121/169/201 equal keras.applications (trainable: torchvision); 264 from Table 1.
     "densenet121": (8_062_504, 7_978_856, dict(input_shape=(32, 32, 3), width_ratio=1 / 8)),
@@ -137,7 +145,7 @@ def test_tiny_configuration_runs_and_honours_the_head_contract(name):
     [
         (dict(classes=0), "classes=0"),
         (dict(include_top=False, pooling="mean"), "pooling='mean'"),
-        (dict(weights="imagenet"), "weights='imagenet'"),
+        (dict(weights="no_such_preset"), "weights='no_such_preset'"),
         (dict(weights="/no/such/file.weights.h5"), "weights='/no/such/file.weights.h5'"),
         (dict(input_shape=(2, 2, 3)), "input_shape=(2, 2, 3)"),
         (dict(classifier_activation="no_such_activation"), "classifier_activation="),

@@ -40,6 +40,7 @@ def test_wheel_holds_only_the_keras_modern_cnn_package(tmp_path):
     assert "keras_modern_cnn/tuning/__init__.py" in names
     assert "keras_modern_cnn/layers/batch_norm.py" in names
     assert "keras_modern_cnn/model_cards.json" in names
+    assert "keras_modern_cnn/weights/imagenet_classes.json" in names
 
 
 def test_editable_install_maps_the_zoo_and_tuning_to_the_repository():

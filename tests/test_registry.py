@@ -35,15 +35,16 @@ def test_every_public_builder_keeps_its_signature_and_docstring_is_typed_and_wri
 def test_a_variant_that_drifts_from_its_table_row_fails_at_definition():
     def generic(arch=(), *, width_ratio=1.0, include_top=True, weights=None, input_tensor=None,
                 input_shape=None, pooling=None, classes=1000, classifier_activation="softmax",
-                name="toy", default_input_shape=(32, 32, 3)):
+                name="toy", include_preprocessing=False, default_input_shape=(32, 32, 3)):
         return arch
 
     family = Family(name="toy", builder=generic, configs={"toy1": Variant("Toy1", "ref", {"arch": (1,)})},
                     summary="", paper="", options=("width_ratio",), min_input_size=lambda c: 1)
-    with pytest.raises(TypeError, match="Toy1.*must be.*name='toy1'.*width_ratio=1.0"):
+    with pytest.raises(TypeError, match="Toy1.*must be.*name='toy1'.*include_preprocessing=False, width_ratio=1.0"):
         @family.variant("toy1")
         def Toy1(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,  # noqa: N802
-                 classes=10, classifier_activation="softmax", name="toy1", *, width_ratio=1.0):
+                 classes=10, classifier_activation="softmax", name="toy1", *, include_preprocessing=False,
+                 width_ratio=1.0):
             return generic(**family.configs["toy1"].arguments(locals()))
 
 
@@ -51,8 +52,8 @@ def test_wildcards_and_filters_select_registered_names_in_natural_order():
     everything = kmc.list_models()
     assert "bn_lenet" in everything and everything == sorted(everything, key=natural_key)
     assert kmc.list_models("resnet*") == [
-        "resnet18", "resnet34", "resnet50", "resnet50v2", "resnet101", "resnet101v2",
-        "resnet152", "resnet152v2",
+        "resnet18", "resnet34", "resnet50", "resnet50_tv", "resnet50v2", "resnet101",
+        "resnet101_tv", "resnet101v2", "resnet152", "resnet152_tv", "resnet152v2",
     ]
     assert kmc.list_models("bn_*") == ["bn_lenet"]
     assert kmc.list_models("BN_LeNet") == ["bn_lenet"]

@@ -13,10 +13,10 @@ unexpected error is one line and exit status 1 (`--verbose` shows its traceback)
 import argparse
 import sys
 
-from keras_modern_cnn.cli import data, evaluate, export, models, options, train, tune
+from keras_modern_cnn.cli import convert, data, evaluate, export, models, options, train, tune
 from keras_modern_cnn.cli.backend import load_backend
 
-SUBCOMMAND_MODULES = [models, train, evaluate, export, tune, data]
+SUBCOMMAND_MODULES = [models, train, evaluate, export, convert, tune, data]
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

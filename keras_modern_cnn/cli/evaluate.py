@@ -50,7 +50,12 @@ def add_parser(subparsers):
 
 def run_evaluate(args):
     from keras_modern_cnn.data import make_pipeline
-    from keras_modern_cnn.inference import evaluation_data, load_trained, model_image_shape
+    from keras_modern_cnn.inference import (
+        default_normalization,
+        evaluation_data,
+        load_trained,
+        model_image_shape,
+    )
     from keras_modern_cnn.validation import check_positive_int
 
     batch_size = check_positive_int("batch_size", args.batch_size)
@@ -65,7 +70,7 @@ def run_evaluate(args):
     pipeline = make_pipeline(
         data.test, image_size=model_image_shape(model)[0], batch_size=batch_size,
         training=False, task=data.task, pixel_scale=data.pixel_scale,
-        normalization=args.normalization or info.get("normalization", "scale"),
+        normalization=args.normalization or info.get("normalization", default_normalization(model)),
     )
     results = model.evaluate(pipeline, verbose=0, return_dict=True)
     for name, value in results.items():
@@ -92,10 +97,10 @@ def run_predict(args):
     model, _, info = inference.load_trained(args.model_file)
     segmentation = inference.is_segmentation(model)
     classes = inference.num_outputs(model)
-    class_names = info.get("class_names") or [str(i) for i in range(classes)]
+    class_names = info.get("class_names") or inference.default_class_names(classes)
     targets = _check_predict_outputs(args, segmentation, files, classes)
     probabilities, originals = inference.predict_images(
-        model, files, args.normalization or info.get("normalization", "scale")
+        model, files, args.normalization or info.get("normalization", inference.default_normalization(model))
     )
     if segmentation:
         masks = inference.write_masks(probabilities, originals, targets, len(class_names), class_names)

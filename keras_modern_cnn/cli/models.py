@@ -134,9 +134,35 @@ def run_info(args):
         lines.append(("--recipe d2l", ", ".join(f"{key} {value}" for key, value in recipe.items())))
     else:
         lines.append(("--recipe d2l", "not a model the book trains"))
+    lines.append(("pretrained weights", presets_text(name)))
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
         print(f"{label + ':':<{width + 1}} {value}")
+
+
+def presets_text(name):
+    """The presets of a model, its default (`imagenet`) first, with source and reported top-1,
+    and the twin registered for other sources' weights."""
+    from keras_modern_cnn.weights.presets import (
+        DEFAULT_PRESET,
+        PRESETS,
+        TWIN_HINTS,
+        TWIN_REASONS,
+        list_presets,
+    )
+
+    presets = list_presets(name)
+    texts = []
+    if presets:
+        default = PRESETS[name][DEFAULT_PRESET]
+        presets.sort(key=lambda preset: preset.name != (default.alias_of or DEFAULT_PRESET))
+        texts = [f"{preset.name} ({preset.source}, ImageNet top-1 {preset.top1:g}%)" for preset in presets]
+        if default.alias_of is not None:
+            texts[0] = f"{DEFAULT_PRESET} = {texts[0]}"
+    twin = TWIN_HINTS.get(name)
+    if twin is not None:
+        texts.append(f"{TWIN_REASONS[twin]}: `{twin}`")
+    return "; ".join(texts) or "none"
 
 
 def builder_kwargs(args):

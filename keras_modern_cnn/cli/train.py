@@ -58,7 +58,8 @@ def add_data_arguments(parser, image_size_help=options.IMAGE_SIZE_HELP):
     options.add_image_size(data, image_size_help)
     data.add_argument("--train-examples", type=int, default=None, help="use the first N training examples")
     data.add_argument("--test-examples", type=int, default=None, help="use the first N test examples")
-    data.add_argument("--normalization", choices=NORMALIZATIONS, default=None, help="default scale")
+    data.add_argument("--normalization", choices=NORMALIZATIONS, default=None,
+                      help="default scale; none (raw pixels) with pretrained --weights")
     data.add_argument(
         "--skip-unreadable", action="store_true", default=None,
         help="skip image files that cannot be decoded (counted) instead of stopping",
@@ -88,6 +89,17 @@ def add_training_arguments(parser, *, output_dir_help, output_dir_default=None):
         fit, "segmentation models: a registered classifier as the encoder (resnet18, vgg11, "
         "densenet121, ...; a wrong name lists them); the input side must be a multiple of 32",
     )
+    fit.add_argument(
+        "--weights", default=None, metavar="PRESET|FILE",
+        help="fine-tune from pretrained weights: a preset of the model (imagenet, "
+        "IMAGENET1K_V2, ...: `kmc info MODEL`), a weights file (.pth, .safetensors, .keras, "
+        ".weights.h5, ...) or hf://owner/repo; the head is replaced when the classes differ",
+    )
+    fit.add_argument(
+        "--freeze-batch-norm", action=argparse.BooleanOptionalAction, default=None,
+        help="with --weights: keep BatchNorm's pretrained statistics, gamma and beta "
+        "(default: on with --weights)",
+    )
     fit.add_argument("--seed", type=int, default=None, help="default 0")
     fit.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
                      help="mixed float16/bfloat16 dtype policy (default: the device's, "
@@ -112,7 +124,7 @@ def run_config(args, model, output_dir):
         model, recipe=args.recipe, dataset=args.dataset, epochs=args.epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.learning_rate,
         image_size=args.image_size, width_ratio=args.width_ratio, encoder=args.encoder,
-        data_dir=args.data_dir,
+        weights=args.weights, freeze_batch_norm=args.freeze_batch_norm, data_dir=args.data_dir,
         download=args.download, train_examples=args.train_examples,
         test_examples=args.test_examples, normalization=args.normalization,
         augment=args.augment, skip_unreadable=args.skip_unreadable, seed=args.seed,

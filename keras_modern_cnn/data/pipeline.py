@@ -15,12 +15,16 @@ from keras_modern_cnn.validation import check_bool, check_choice, check_number, 
 
 def prepare_image(image, image_size, normalization="scale", pixel_scale=255.0):
     """One image (HxWxC) as the model reads it: resized bilinearly to `image_size` squared,
-    then divided by `pixel_scale` into [0, 1] ("scale") or standardised per image."""
+    then divided by `pixel_scale` into [0, 1] ("scale"), standardised per image
+    ("standardize"), or on the 0-255 scale of 8-bit pixels for a model that normalises itself
+    ("none": a dataset already in [0, 1], `pixel_scale` 1, is scaled up)."""
     import tensorflow as tf
 
     image = tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size))
     if normalization == "scale":
         return image / float(pixel_scale)
+    if normalization == "none":
+        return image * (255.0 / float(pixel_scale))
     return tf.image.per_image_standardization(image)
 
 
@@ -53,7 +57,8 @@ def make_pipeline(
         task: "classification" (integer labels) or "segmentation" (integer HxW masks,
             resized and flipped/cropped together with their images).
         normalization: "scale" divides by `pixel_scale` (255: 8-bit pixels) into [0, 1];
-            "standardize" gives every image zero mean and unit variance.
+            "standardize" gives every image zero mean and unit variance; "none" keeps raw
+            pixels on the 0-255 scale (for a model with its preprocessing inside).
         augment: random horizontal flip and random crop after 4-pixel padding
             (training only; the test split is never augmented).
         cache: keep the decoded, resized examples in memory after the first epoch.

@@ -14,6 +14,7 @@ from keras_modern_cnn.layers.fine_tuning import (
     freeze_batch_norm,
     recalibrate_batch_norm,
 )
+from keras_modern_cnn.layers.preprocessing import ImagePreprocessing
 from keras_modern_cnn.layers.recomputed import RecomputedConcatNormConv
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Concatenate",
     "Conv2D",
     "DropPath",
+    "ImagePreprocessing",
     "MaxPooling2D",
     "RecomputedConcatNormConv",
     "batch_norm_layers",
