@@ -5,6 +5,8 @@ modules that act on a choice (the run configuration, the input pipeline, `distri
 `export`, the registry) import them from here.
 """
 
+import re
+
 # What a registered model does (`keras_modern_cnn.registry`, the data sources).
 TASKS = ("classification", "segmentation")
 
@@ -40,3 +42,9 @@ INFERENCE_FORMATS = ("saved_model", "onnx", "litert", "openvino")
 # int8 is Keras's weight quantization (`model.quantize`, Dense layers) for these formats, and
 # full-integer LiteRT (every op, with a representative dataset) for "litert".
 QUANTIZABLE_FORMATS = ("saved_model", "keras", "litert")
+
+
+def natural_key(name: str) -> list:
+    """The order every listing of model names uses (the registry, `kmc list`, the presets):
+    digit runs read as numbers, resnet18 < resnet34 < resnet50 < resnet101."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from keras_modern_cnn.choices import TASKS
+from keras_modern_cnn.choices import TASKS, natural_key
 from keras_modern_cnn.validation import check_bool, check_choice
 
 if TYPE_CHECKING:  # the registry itself imports no backend
@@ -106,11 +106,6 @@ def unregister_model(name: str) -> ModelSpec:
     Unknown names raise the same error as `get_spec`.
     """
     return _REGISTRY.pop(get_spec(name).name)
-
-
-def natural_key(name: str) -> list:
-    """Sort key reading digit runs as numbers: resnet18 < resnet34 < resnet50 < resnet101."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def list_models(

@@ -324,7 +324,7 @@ def resolve_preprocessing(spec) -> Preprocessing:
 def markdown_table() -> str:
     """The README's weights table: every preset, its source, the top-1 the source reports and
     the licence, models in the registry's order (`imagenet` marks each model's default)."""
-    from keras_modern_cnn.registry import natural_key
+    from keras_modern_cnn.choices import natural_key
 
     lines = [
         "| model | preset | source | ImageNet top-1 (source) | eval resize / crop | licence |",
