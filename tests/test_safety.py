@@ -55,7 +55,7 @@ def fake_run(directory, *, manifest=True, **changes):
     config = resolve_config("bn_lenet", mixed_precision=False, output_dir=str(directory), **RUN)
     (directory / "run.json").write_text(config_to_json(config, {"class_names": ["a", "b"],
                                                                 "num_classes": 2}))
-    (directory / "history.csv").write_text("epoch,loss\n0,1.0\n1,0.5\n")
+    (directory / "history.csv").write_text("epoch,loss\n1,1.0\n2,0.5\n")
     (directory / "model.keras").write_bytes(b"model")
     metrics = dict(model="bn_lenet", dataset="shapes", task="classification", epochs=2,
                    test_accuracy=0.5, test_loss=1.0, examples_per_second=1.0, parameters=1,
@@ -284,7 +284,7 @@ def test_a_hand_edited_run_json_is_one_line_naming_the_field_never_a_retrain(tmp
     (lambda run: (run / "metrics.json").unlink(), "holds model.keras but no metrics.json"),
     (lambda run: (run / "model.keras").unlink(), "metrics.json reports a finished run but model.keras is missing"),
     (lambda run: (run / "history.csv").unlink(), "no history.csv but 2 epoch(s) trained"),
-    (lambda run: (run / "history.csv").write_text("epoch,loss\n0,1\n0,2\n"), "field `epoch` must be 1"),
+    (lambda run: (run / "history.csv").write_text("epoch,loss\n1,1\n1,2\n"), "field `epoch` must be 2"),
     (lambda run: (run / "metrics.json").write_text('{"epochs": "2"}'), "metrics.json: field(s) model"),
     (lambda run: (run / "backup").mkdir() or (run / "backup" / "training_metadata.json").write_text("{"),
      "training_metadata.json: not a readable checkpoint record"),
@@ -571,7 +571,7 @@ def test_ctrl_c_mid_epoch_is_one_line_and_exit_130_the_run_locked_meanwhile_and_
         f"command to resume"]
     assert main([arg for arg in command if arg != "--quiet"]) == 0
     assert "resuming from epoch 2 of 2" in capsys.readouterr().out
-    assert [row["epoch"] for row in rundir.read_history(out / "history.csv")] == [0, 1]
+    assert [row["epoch"] for row in rundir.read_history(out / "history.csv")] == [1, 2]
 
 
 @independent
