@@ -47,7 +47,8 @@ def evaluation_data(model, config, info, *, dataset=None, data_dir=None, downloa
     """The data to evaluate (or calibrate) a trained model on, read as its run read its own.
 
     `dataset` defaults to the run's (`config`, from `run.json`); the images are decoded at the
-    model's input side, checked against its channels, and their classes matched by name with
+    model's input side (an image folder also at its channels, as `kmc predict` reads a file),
+    checked against its channels, and their classes matched by name with
     the run's class names (`data.checks.class_mapping`; a dataset holding a subset of them is
     renumbered, one holding a class the model does not know is an error). `notice(line)`
     hears what was done. Returns `ImageData`.
@@ -63,7 +64,7 @@ def evaluation_data(model, config, info, *, dataset=None, data_dir=None, downloa
     data = load_data(
         dataset, task=info.get("task", "classification"), data_dir=data_dir, download=download,
         image_size=size, train_examples=train_examples, test_examples=test_examples,
-        seed=config.seed if config else 0,
+        seed=config.seed if config else 0, channels=channels if channels in (1, 3) else 3,
     )
     if data.channels != channels:
         raise ValueError(

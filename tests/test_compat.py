@@ -377,3 +377,25 @@ def test_keras_tuner_saves_a_new_trial_before_the_oracle_and_reload_reruns_it(tm
     assert [(t.trial_id, t.status) for t in sorted(resumed.oracle.trials.values(),
                                                     key=lambda t: t.trial_id)] == [
         ("0", "COMPLETED"), ("1", "COMPLETED")]
+
+
+@pytest.mark.backend_independent
+def test_keras_tuner_reloads_only_with_the_tuner_state_file_and_we_reload_without_it(tmp_path):
+    """`BaseTuner.__init__` reloads a project only when `tuner0.json` exists (written when a
+    trial ends; its state is empty), else it starts over in the trials' folders. A search
+    stopped before its first trial ended has only the oracle's state: reloaded from it."""
+    x, y = np.random.default_rng(0).normal(size=(8, 4)), np.zeros(8, "int64")
+
+    def tuner(trials):
+        return make_tuner(_DenseHyperModel(), "random", max_trials=trials, directory=tmp_path,
+                          project_name="p", objective="val_loss", seed=0)
+
+    tuner(1).search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    assert json.loads((tmp_path / "p" / "tuner0.json").read_text()) == {}
+    (tmp_path / "p" / "tuner0.json").unlink()
+    first_trial = (tmp_path / "p" / "trial_0" / "trial.json").read_bytes()
+    resumed = tuner(2)
+    resumed.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    assert sorted((t.trial_id, t.status) for t in resumed.oracle.trials.values()) == [
+        ("0", "COMPLETED"), ("1", "COMPLETED")]
+    assert (tmp_path / "p" / "trial_0" / "trial.json").read_bytes() == first_trial  # not rerun

@@ -481,6 +481,15 @@ def test_classes_are_matched_by_name_between_a_run_and_the_dataset_it_is_evaluat
     labels = {int(label) for _, label in data.test.concatenate(data.train)}
     assert labels == {1, 3} and data.class_names == tuple(model_classes)
     assert notices == ["classes matched by name: the dataset's 2 are 2 of the model's 4"]
+    # A grey model reads the folder's files grey, as `kmc predict` reads one of them.
+    grey = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(4)])
+    data = evaluation_data(grey, None, {"class_names": model_classes}, dataset=str(folder))
+    from keras_modern_cnn.inference import load_image
+
+    read_alone = [load_image(str(path), 8, 1, "none")[0] for path in sorted(folder.glob("*/*.png"))]
+    assert data.channels == 1
+    for image, _ in data.test.concatenate(data.train):
+        assert any(np.allclose(image, alone, atol=1e-4) for alone in read_alone)
 
 
 # ---------------------------------------------------------------------------- signals and disks

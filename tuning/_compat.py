@@ -50,7 +50,8 @@ def check_state_files(project_dir, tuner_file):
     file is one line naming it and the field, never a search silently started over.
 
     Relies on the layout KerasTuner 1.4 writes: `oracle.json` (`ORACLE_STATE_KEYS`), one
-    `trial_ID/trial.json` per trial (`TRIAL_STATE_KEYS`) and the tuner's `tuner_file`.
+    `trial_ID/trial.json` per trial (`TRIAL_STATE_KEYS`) and the tuner's `tuner_file` (written
+    when a trial ends; its state is empty).
     """
     trials = sorted(name for name in os.listdir(project_dir)
                     if name.startswith("trial_") and os.path.isdir(os.path.join(project_dir, name)))
@@ -59,9 +60,8 @@ def check_state_files(project_dir, tuner_file):
     if not started:
         return
     hint = "fix or restore it, or start the search over with --overwrite (overwrite=True)"
-    for path in (tuner_file, oracle_file):
-        if not os.path.exists(path):
-            _bad_state(path, f"the search in {project_dir} lacks this file of its saved state", hint)
+    if not os.path.exists(oracle_file):
+        _bad_state(oracle_file, f"the search in {project_dir} lacks this file of its saved state", hint)
     oracle = _read_state(oracle_file, ORACLE_STATE_KEYS, hint)
     ids = set()
     for name in trials:
@@ -76,7 +76,8 @@ def check_state_files(project_dir, tuner_file):
         if str(trial_id) not in ids:
             _bad_state(oracle_file, f"field `ongoing_trials` names trial {trial_id!r} (of "
                        f"{tuner_id}), which has no trial.json", hint)
-    _read_state(tuner_file, (), hint)
+    if os.path.exists(tuner_file):  # absent until the first trial ends
+        _read_state(tuner_file, (), hint)
 
 
 def _read_state(path, keys, hint):

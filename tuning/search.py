@@ -100,12 +100,24 @@ class _ResumableSearch(StopCleanly, TolerantInitialSpace):
         with ownership.DirectoryLock(self.project_dir, "project_name"):
             return super().search(*fit_args, **fit_kwargs)
 
+    def _populate_initial_space(self):
+        # KerasTuner reloads a project only when the tuner's state file exists. A search
+        # stopped before its first trial ended has the oracle's state but not that file: it
+        # is reloaded too, not started over in the trials' folders.
+        if not self.is_worker and os.path.exists(os.path.join(self.project_dir, "oracle.json")):
+            self.reload()
+            return
+        super()._populate_initial_space()
+
     def reload(self):
         given = self.oracle.hyperparameters.copy()  # the tuner's `hyperparameters` argument
         if not self.is_worker:
             check_state_files(self.project_dir, tuner_state_path(self))
         try:
-            super().reload()
+            if os.path.exists(tuner_state_path(self)):
+                super().reload()
+            else:  # KerasTuner 1.4's tuner state is empty: the oracle's is the search's
+                self.oracle.reload()
         except (KeyError, TypeError, RuntimeError, AttributeError) as error:  # what set_state raises
             raise ValueError(
                 f"The saved search in {self.project_dir} cannot be reloaded ({type(error).__name__}: "

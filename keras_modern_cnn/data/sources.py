@@ -61,6 +61,7 @@ def load_data(
     test_examples=None,
     seed=0,
     skip_unreadable=False,
+    channels=3,
 ):
     """Load a dataset by name or path, checked before use (`keras_modern_cnn.data.checks`).
 
@@ -80,6 +81,8 @@ def load_data(
         seed: seed of the embedded dataset and of the image-folder train/test split.
         skip_unreadable: skip (and count) image-folder files that cannot be decoded instead
             of stopping with their paths.
+        channels: channels an image folder's files are decoded to (3: RGB, 1: grey), as
+            `kmc predict` decodes a file for its model; other sources keep their own.
     """
     check_choice("task", task, TASKS)
     for name, value in (("train_examples", train_examples), ("test_examples", test_examples)):
@@ -90,7 +93,8 @@ def load_data(
     elif str(dataset).lower().endswith(".npz"):
         data = _npz(dataset, task)
     elif os.path.isdir(dataset):
-        data = _image_folder(dataset, task, image_size or 64, seed, skip_unreadable)
+        check_choice("channels", channels, (1, 3))
+        data = _image_folder(dataset, task, image_size or 64, seed, skip_unreadable, channels)
     else:
         data = _tfds(dataset, task, data_dir, download)
     return _limit(data, train_examples, test_examples)
@@ -149,7 +153,7 @@ def _npz(path, task):
     return dataclasses.replace(data, pixel_scale=scale, notices=(notice,) if notice else ())
 
 
-def _image_folder(path, task, image_size, seed, skip_unreadable):
+def _image_folder(path, task, image_size, seed, skip_unreadable, channels):
     """Every file decoded once up front (unreadable ones reported by path), classes by name."""
     if task != "classification":
         raise ValueError(
@@ -199,11 +203,11 @@ def _image_folder(path, task, image_size, seed, skip_unreadable):
     return ImageData(
         name=os.path.basename(os.path.normpath(path)),
         task=task,
-        train=_decoded_images(*splits["train"], image_size),
-        test=_decoded_images(*splits["test"], image_size),
+        train=_decoded_images(*splits["train"], image_size, channels),
+        test=_decoded_images(*splits["test"], image_size, channels),
         num_train=len(splits["train"][0]),
         num_test=len(splits["test"][0]),
-        channels=3,
+        channels=channels,
         num_classes=len(class_names),
         class_names=tuple(class_names),
         skipped_files=skipped,
@@ -211,13 +215,13 @@ def _image_folder(path, task, image_size, seed, skip_unreadable):
     )
 
 
-def _decoded_images(paths, labels, image_size):
+def _decoded_images(paths, labels, image_size, channels):
     """Decoded (`images.decode_image`) and resized to the model's side already: the pipeline's
     cache then holds small images."""
     import tensorflow as tf
 
     def decode(path, label):
-        image = decode_image(tf.io.read_file(path), 3)
+        image = decode_image(tf.io.read_file(path), channels)
         return tf.image.resize(image, (image_size, image_size)), label
 
     pairs = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, np.int64)))
