@@ -92,13 +92,20 @@ def test_differences_list_what_changes_the_result_not_where_the_run_lives():
     assert config.differences(changed) == [("learning_rate", 1.0, 0.5), ("width_ratio", None, 0.5)]
 
 
-@pytest.mark.parametrize("text", ["not json", "[]", '{"config": {"model": "bn_lenet", "nope": 1}}',
-                                  '{"format": 1}'])
-def test_a_run_file_that_is_not_one_is_reported_by_path(tmp_path, text):
+@pytest.mark.parametrize("text, problem", [
+    ("not json", "not a readable run file (JSONDecodeError"),
+    ("[]", "not a run file (it must hold a JSON object)"),
+    ('{"config": {"model": "bn_lenet", "nope": 1}}', "field `config.nope` is not a run setting"),
+    ('{"format": 1}', "field `config` must be an object of run settings; it is None"),
+])
+def test_a_run_file_that_is_not_one_is_reported_by_path_and_field(tmp_path, text, problem):
     path = tmp_path / "run.json"
     path.write_text(text)
-    with pytest.raises(ValueError, match=f"is not a readable run file.*Received: run_file={str(path)!r}"):
+    with pytest.raises(ValueError) as raised:
         read_run_file(path)
+    assert str(raised.value).startswith(f"{path}: {problem}")
+    assert str(raised.value).endswith(f"Fix the file or start over with --overwrite. "
+                                      f"Received: run_file={str(path)!r}")
 
 
 def test_run_config_is_frozen():

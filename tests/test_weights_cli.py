@@ -13,6 +13,7 @@ from _torch_models import torchvision
 from test_weights import resnet18_keys, torch_state_dict
 
 import keras_modern_cnn as kmc
+from keras_modern_cnn import ownership
 from keras_modern_cnn.cli import main
 from keras_modern_cnn.layers import BatchNorm
 
@@ -41,13 +42,19 @@ def test_kmc_convert_writes_a_keras_model_or_weights_file_and_never_replaces_one
     assert name in {name for _, name in kmc.weights.imagenet_classes()}
     before = output.read_bytes()
     assert main(["convert", "resnet18", str(tmp_path / "resnet18.pth"), str(output)]) == 2
-    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert "exists; pass --overwrite to replace it" in capsys.readouterr().err
     assert output.read_bytes() == before
     weights = tmp_path / "resnet18.weights.h5"
     assert main(["convert", "resnet18", str(tmp_path / "resnet18.pth"), str(weights), "--no-top"]) == 0
     features = kmc.ResNet18(include_top=False, pooling="avg", weights=str(weights))
     np.testing.assert_array_equal(features.get_layer("conv1_conv").kernel, model.get_layer("conv1_conv").kernel)
+    run = tmp_path / "run"  # a run's own model is never replaced, even with --overwrite
+    run.mkdir()
+    ownership.record(str(run), "run", ["model.keras"])
+    (run / "model.keras").write_bytes(b"the run's model")
     for argv, message in [
+        (["convert", "resnet18", str(tmp_path / "resnet18.pth"), str(run / "model.keras"), "--overwrite"],
+         "model.keras belongs to the run in"),
         (["convert", "resnet18", str(tmp_path / "resnet18.pth"), str(tmp_path / "x.h5")], "must end in .keras or .weights.h5"),
         (["convert", "resnet18", str(tmp_path / "resnet18.pth"), str(weights), "--include-preprocessing"],
          "write a .keras file"),
@@ -59,6 +66,7 @@ def test_kmc_convert_writes_a_keras_model_or_weights_file_and_never_replaces_one
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and message in error, error
     assert not (tmp_path / "y.keras").exists()
+    assert (run / "model.keras").read_bytes() == b"the run's model"
 
 
 def test_kmc_train_fine_tunes_pretrained_weights_with_a_new_head_and_frozen_batch_norm(tmp_path, capsys):

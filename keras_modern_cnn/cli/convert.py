@@ -47,15 +47,15 @@ def run(args):
             "--include-preprocessing adds a layer, which a .weights.h5 file does not record: "
             f"write a .keras file. Received: output={output!r}"
         )
-    if os.path.exists(output) and not args.overwrite:
-        raise FileExistsError(
-            f"{output!r} already exists; pass --overwrite to replace it. Received: output={output!r}"
-        )
-    if os.path.isdir(output):
-        raise IsADirectoryError(f"OUTPUT is a directory. Received: output={output!r}")
     parent = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"No such directory: {parent!r}. Received: output={output!r}")
+    # As `kmc predict --output`: never a folder or a file a kmc folder owns (a run's model.keras),
+    # an existing file only with --overwrite.
+    from keras_modern_cnn.ownership import check_output_file, record_output_file
+    from keras_modern_cnn.rundir import LEGACY_RUN
+
+    manifest = check_output_file(output, overwrite=args.overwrite, legacy_patterns=LEGACY_RUN)
 
     kwargs = dict(weights=args.source, include_top=args.include_top)
     if args.include_preprocessing:
@@ -63,6 +63,7 @@ def run(args):
     if not args.include_top:
         kwargs["pooling"] = "avg"
     model = spec.builder(**kwargs)
+    record_output_file(output, manifest)
     if output.endswith(".keras"):
         from keras_modern_cnn.saving import save_model
 

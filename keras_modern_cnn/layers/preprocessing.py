@@ -35,8 +35,9 @@ class ImagePreprocessing(keras.layers.Layer):
         size: (height, width) to resize to, or None to keep the input's size.
         interpolation: "bilinear", "bicubic" or "nearest".
         scale: factor applied first (1/255 maps pixels to [0, 1]).
-        mean, std: per-channel values in the output's channel order (one value, or one per
-            channel).
+        mean: per-channel values subtracted, in the output's channel order (one value, or one
+            per channel).
+        std: per-channel divisors, as `mean`.
         channel_order: "rgb" (unchanged) or "bgr" (channels reversed: Caffe's convention).
         grayscale_to_rgb: repeat a one-channel input into three channels.
         data_format: "channels_last" or "channels_first" (default: Keras's setting).
