@@ -4,6 +4,7 @@
 - `EpochHistory`: `history.csv`, every finished epoch exactly once across resumed runs.
 - `AtomicBackupAndRestore`: Keras's `BackupAndRestore` with a checkpoint that survives `kill -9`.
 - `TrainingTimer`: seconds of training per epoch (validation excluded), for examples/sec.
+- `CheckSpaceBeforeSaving`: a full disk found before a library's checkpoint write, not by a crash.
 - `CurrentEpoch`: the epoch in progress (1-based), for the message of an interrupted run.
 - `PreciseBatchNorm`: precise BatchNorm statistics (population, not EMA) before each validation.
 - `BlockMidEpoch`: a test hook (`files.block_point`) that stops a real run at a known moment.
@@ -20,7 +21,7 @@ import numpy as np
 from keras_modern_cnn import rundir
 from keras_modern_cnn._compat import AtomicBackupAndRestore
 from keras_modern_cnn.choices import PRECISE_BN_BATCHES
-from keras_modern_cnn.files import block_point
+from keras_modern_cnn.files import block_point, ensure_space, variables_bytes
 from keras_modern_cnn.layers.precise_bn import (
     StatisticsEstimator,
     assign_statistics,
@@ -30,7 +31,7 @@ from keras_modern_cnn.layers.precise_bn import (
 from keras_modern_cnn.validation import check_choice, check_positive_int
 
 __all__ = [
-    "AtomicBackupAndRestore", "BlockMidEpoch", "CurrentEpoch", "EpochHistory",
+    "AtomicBackupAndRestore", "BlockMidEpoch", "CheckSpaceBeforeSaving", "CurrentEpoch", "EpochHistory",
     "NonFiniteLossError", "PreciseBatchNorm", "StopOnNonFiniteLoss", "TrainingTimer",
     "check_finite",
 ]
@@ -82,6 +83,19 @@ class CurrentEpoch(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch + 1
+
+
+class CheckSpaceBeforeSaving(keras.callbacks.Callback):
+    """At each epoch's end, before a library saves the model's weights to `path` (KerasTuner's
+    best-epoch checkpoint): `DiskFullError` if its device lacks room for them. h5py, which
+    writes them, can crash the process on a full disk instead of raising."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        ensure_space(self.path, variables_bytes(self.model.weights))
 
 
 class EpochHistory(keras.callbacks.Callback):

@@ -79,6 +79,22 @@ def is_out_of_space(error):
     return False
 
 
+def disk_full_error(error):
+    """A library's out-of-space failure (`is_out_of_space`: TensorBoard's event writer, h5py) as
+    a `DiskFullError` naming the first path its message gives and that device's free space;
+    None when `error` is not one or names no path."""
+    import re
+
+    if not is_out_of_space(error):
+        return None
+    if isinstance(error, DiskFullError):
+        return error
+    match = re.search(r"(/[^\s;,'\"]+)", str(error))
+    if match is None:
+        return None
+    return DiskFullError(match.group(1), free_bytes(match.group(1)))
+
+
 def variables_bytes(variables):
     """Bytes the values of `variables` (anything with `shape` and `dtype`) take: what a
     weights file or model archive of them needs, about."""

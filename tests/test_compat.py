@@ -399,3 +399,24 @@ def test_keras_tuner_reloads_only_with_the_tuner_state_file_and_we_reload_withou
     assert sorted((t.trial_id, t.status) for t in resumed.oracle.trials.values()) == [
         ("0", "COMPLETED"), ("1", "COMPLETED")]
     assert (tmp_path / "p" / "trial_0" / "trial.json").read_bytes() == first_trial  # not rerun
+
+
+@pytest.mark.backend_independent
+def test_keras_tuner_checkpoints_each_trial_where_we_check_the_space_first(tmp_path, monkeypatch):
+    """`Tuner._get_checkpoint_fname` is the file `SaveBestEpoch` writes (with h5py, which can
+    crash on a full disk): our search checks the room for it at each epoch's end, before."""
+    from keras_modern_cnn import files
+
+    x, y = np.random.default_rng(0).normal(size=(8, 4)), np.zeros(8, "int64")
+
+    def tuner(trials):
+        return make_tuner(_DenseHyperModel(), "random", max_trials=trials, directory=tmp_path,
+                          project_name="p", objective="val_loss", seed=0)
+
+    first = tuner(1)
+    first.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    assert os.path.isfile(tuner_compat.checkpoint_path(first, "0"))
+    monkeypatch.setattr(files, "free_bytes", lambda path: 1000)
+    with pytest.raises(files.DiskFullError, match=r"No space left to write .*trial_1.*checkpoint"):
+        tuner(2).search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    assert not os.path.exists(tuner_compat.checkpoint_path(first, "1"))

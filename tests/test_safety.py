@@ -495,6 +495,23 @@ def test_classes_are_matched_by_name_between_a_run_and_the_dataset_it_is_evaluat
 # ---------------------------------------------------------------------------- signals and disks
 
 @independent
+def test_a_library_s_own_out_of_space_failure_is_the_same_one_line(tmp_path, monkeypatch, capsys):
+    """TensorBoard's event writer fails with its own error: kmc names the path and the space."""
+    from keras_modern_cnn import training
+
+    events = tmp_path / "run" / "logs" / "validation" / "events.out.tfevents"
+
+    def full(*args, **kwargs):
+        raise RuntimeError(f"{{function_node CreateSummaryFileWriter}} {events}; No space left on "
+                           f"device Failed to flush 1 events to {events}")
+
+    monkeypatch.setattr(training, "train", full)
+    assert main(["train", "bn_lenet", "--output-dir", str(tmp_path / "run")]) == 2
+    one_line_error(capsys, f"No space left to write {events} (", "free on its device")
+    assert files.disk_full_error(RuntimeError("something else")) is None
+
+
+@independent
 def test_a_full_disk_is_one_line_naming_the_path_and_the_free_space_and_the_old_file_survives(tmp_path, monkeypatch, capsys):
     target = tmp_path / "p.csv"
     target.write_text("old\n")

@@ -22,6 +22,12 @@ def is_worker(tuner):
     return tuner._is_worker()
 
 
+def checkpoint_path(tuner, trial_id):
+    """The weights file KerasTuner's `SaveBestEpoch` writes for a trial (h5py). Relies on
+    `Tuner._get_checkpoint_fname(trial_id)`, the path `Tuner.run_trial` gives it."""
+    return tuner._get_checkpoint_fname(trial_id)
+
+
 def tuner_state_path(tuner):
     """The tuner's state file. Relies on `BaseTuner._get_tuner_fname()`."""
     return tuner._get_tuner_fname()

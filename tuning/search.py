@@ -37,6 +37,7 @@ from keras_modern_cnn.tuning._compat import (
     StopCleanly,
     TolerantInitialSpace,
     check_state_files,
+    checkpoint_path,
     is_worker,
     is_worker_process,
     tuner_state_path,
@@ -44,7 +45,7 @@ from keras_modern_cnn.tuning._compat import (
 from keras_tuner.errors import FailedTrialError
 
 from keras_modern_cnn import ownership, plots
-from keras_modern_cnn.callbacks import BlockMidEpoch
+from keras_modern_cnn.callbacks import BlockMidEpoch, CheckSpaceBeforeSaving
 from keras_modern_cnn.files import BLOCK_AT_VARIABLE, append_line, temporary_path, write_text
 from keras_modern_cnn.rundir import check_writable
 from keras_modern_cnn.saving import save_model
@@ -99,6 +100,12 @@ class _ResumableSearch(StopCleanly, TolerantInitialSpace):
             return super().search(*fit_args, **fit_kwargs)
         with ownership.DirectoryLock(self.project_dir, "project_name"):
             return super().search(*fit_args, **fit_kwargs)
+
+    def run_trial(self, trial, *args, **kwargs):
+        # The space for KerasTuner's checkpoint is checked before h5py writes it.
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []),
+                               CheckSpaceBeforeSaving(checkpoint_path(self, trial.trial_id))]
+        return super().run_trial(trial, *args, **kwargs)
 
     def _populate_initial_space(self):
         # KerasTuner reloads a project only when the tuner's state file exists. A search

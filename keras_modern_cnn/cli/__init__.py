@@ -65,6 +65,12 @@ def main(argv=None):
     except Exception as error:  # a bug or a library's failure: still one line, unless --verbose
         if args.verbose:
             raise
+        from keras_modern_cnn.files import disk_full_error
+
+        disk_full = disk_full_error(error)  # a library's own "No space left on device"
+        if disk_full is not None:
+            print(f"kmc {args.command}: error: {_one_line(disk_full)}", file=sys.stderr)
+            return 2
         print(f"kmc {args.command}: unexpected error: {type(error).__name__}: {_one_line(error)} "
               f"(rerun with --verbose for the traceback)", file=sys.stderr)
         return 1
