@@ -347,7 +347,7 @@ def test_training_and_predict_read_every_accepted_image_to_the_same_model_input(
 
     path = str(write_image(tmp_path / name, kind))
     assert check_image_file(path) is None
-    trained = make_pipeline(_decoded_images([path], [0], 24), image_size=24, batch_size=1, training=False)
+    trained = make_pipeline(_decoded_images([path], [0], 24, 3), image_size=24, batch_size=1, training=False)
     images = np.asarray(next(iter(trained))[0][0])
     predicted, original = load_image(path, 24, 3, "scale")
     np.testing.assert_array_equal(images, predicted)
