@@ -172,7 +172,7 @@ def data_parallel_worker():
                 "weights": {w.path: keras.ops.convert_to_numpy(w).tolist() for w in model.weights},
             }
     output_dir = sys.argv[2]
-    results["cli_status"] = main(train_arguments(output_dir, "shapes", "data-parallel"))
+    results["cli_status"] = main(train_arguments(os.path.join(output_dir, "run"), "shapes", "data-parallel"))
     results["odd_cli_status"] = main(odd_arguments(os.path.join(output_dir, "odd")))
     with open(os.path.join(output_dir, "results.json"), "w") as handle:
         json.dump(results, handle)
@@ -254,7 +254,7 @@ def test_jax_data_parallel_over_two_devices_or_two_processes_matches_single_devi
     # Every test example counted once: the single-device evaluation of the saved model agrees.
     assert main(["evaluate", str(odd / "model.keras"), "--test-examples", "17"]) == 0
     assert f"test accuracy: {metrics['test_accuracy']:.4f}" in capsys.readouterr().out
-    model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras", safe_mode=True)
     assert model.input_shape == (None, 16, 16, 1)
     assert model.output_shape == (None, len(SHAPE_CLASSES))
 
@@ -277,7 +277,8 @@ def test_jax_data_parallel_over_two_devices_or_two_processes_matches_single_devi
     assert shared["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
     # Process 0 alone wrote the run directory, every file whole; process 1 left nothing behind.
     assert sorted(os.listdir(tmp_path / "multi-host")) == [
-        "curves.png", "history.csv", "logs", "metrics.json", "model.keras", "run.json"]
+        ".kmc-lock", ".kmc-manifest.json", "curves.png", "history.csv", "logs", "metrics.json",
+        "model.keras", "run.json"]
     run = json.loads((tmp_path / "multi-host" / "run.json").read_text())
     assert run["device"]["count"] == 2 and run["config"]["strategy"] == "data-parallel"
     assert os.listdir(tmp_path / "tmp0") == os.listdir(tmp_path / "tmp1") == []
