@@ -45,8 +45,9 @@ BACKEND_INDEPENDENT_PASS = "tensorflow"
 # a result (every test is seeded and independent).
 LONGEST_FIRST = (
     "test_export.py", "test_batch_norm_policies.py", "test_contract.py", "test_training.py",
-    "test_tuning.py", "test_batch_norm.py", "test_cli.py", "test_batch_norm_keras_suite.py",
-    "test_zoo_parity.py", "test_distribute.py", "test_gpu_check.py",
+    "test_tuning.py", "test_safety.py", "test_batch_norm.py", "test_cli.py", "test_readme.py",
+    "test_notebooks.py", "test_batch_norm_keras_suite.py", "test_zoo_parity.py",
+    "test_distribute.py", "test_gpu_check.py", "test_precise_bn.py", "test_weights_convert.py",
 )
 
 
