@@ -236,6 +236,7 @@ def hold_lock(directory, tmp_path):
     return holder
 
 
+@pytest.mark.slow  # real kmc processes, stopped and resumed
 @independent
 def test_a_locked_run_directory_refuses_a_second_writer_naming_it_until_the_holder_dies(tmp_path, capsys):
     run = fake_run(tmp_path / "run")
@@ -544,6 +545,7 @@ def test_a_full_disk_is_one_line_naming_the_path_and_the_free_space_and_the_old_
     assert target.read_text() == "old\n" and not (tmp_path / "p.tmp.csv").exists()
 
 
+@pytest.mark.slow  # real kmc processes, stopped and resumed
 # On every backend: the checkpoint goes through `files.atomic_write` whatever writes the weights.
 def test_a_full_disk_during_the_checkpoint_stops_training_in_one_line_and_the_run_resumes(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
@@ -579,6 +581,7 @@ def start_blocked(command, tmp_path, point):
     return process
 
 
+@pytest.mark.slow  # real kmc processes, stopped and resumed
 @independent  # the signal reaches Python in a callback, whichever backend runs the step
 def test_ctrl_c_mid_epoch_is_one_line_and_exit_130_the_run_locked_meanwhile_and_resumable(tmp_path, capsys):
     out = tmp_path / "run"
@@ -600,6 +603,7 @@ def test_ctrl_c_mid_epoch_is_one_line_and_exit_130_the_run_locked_meanwhile_and_
     assert [row["epoch"] for row in rundir.read_history(out / "history.csv")] == [1, 2]
 
 
+@pytest.mark.slow  # real kmc processes, stopped and resumed
 @independent
 def test_sigterm_during_the_final_save_is_exit_143_and_the_rerun_finishes(tmp_path, capsys):
     out = tmp_path / "run"
@@ -614,6 +618,7 @@ def test_sigterm_during_the_final_save_is_exit_143_and_the_rerun_finishes(tmp_pa
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
 
 
+@pytest.mark.slow  # real kmc processes, stopped and resumed
 @independent
 def test_ctrl_c_stops_a_search_and_the_resumed_search_reruns_the_interrupted_trial(tmp_path, capsys):
     command = ["tune", "lenet", "--image-size", "16", "--train-examples", "64", "--test-examples", "32",

@@ -17,7 +17,8 @@ from keras_modern_cnn import ownership
 from keras_modern_cnn.cli import main
 from keras_modern_cnn.layers import BatchNorm
 
-pytestmark = pytest.mark.backend_independent
+# Whole kmc commands (a conversion, fine-tuning runs): make test only, not test-fast.
+pytestmark = [pytest.mark.backend_independent, pytest.mark.slow]
 torch = pytest.importorskip("torch")
 
 

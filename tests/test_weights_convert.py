@@ -217,6 +217,7 @@ def test_timm_names_its_resnets_and_densenets_as_torchvision_does():
         assert theirs == ours, architecture
 
 
+@pytest.mark.slow  # every variant at full size
 @pytest.mark.backend_independent
 def test_every_weight_of_every_variant_has_its_tensor_and_every_tensor_a_weight():
     """One test for all variants: each test's fixture (two `clear_session` calls) costs more
