@@ -13,6 +13,7 @@ import contextlib
 import errno
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -83,8 +84,6 @@ def disk_full_error(error):
     """A library's out-of-space failure (`is_out_of_space`: TensorBoard's event writer, h5py) as
     a `DiskFullError` naming the first path its message gives and that device's free space;
     None when `error` is not one or names no path."""
-    import re
-
     if not is_out_of_space(error):
         return None
     if isinstance(error, DiskFullError):

@@ -213,6 +213,12 @@ class _DenseHyperModel(keras_tuner.HyperModel):
         return model
 
 
+def dense_search(directory, max_trials):
+    """A seeded random search over `_DenseHyperModel` in `directory/p`, minimising val_loss."""
+    return make_tuner(_DenseHyperModel(), "random", max_trials=max_trials, directory=directory,
+                      project_name="p", objective="val_loss", seed=0)
+
+
 @pytest.mark.slow
 @pytest.mark.backend_independent
 def test_keras_tuner_state_is_written_through_our_atomic_writer(tmp_path, monkeypatch):
@@ -223,8 +229,7 @@ def test_keras_tuner_state_is_written_through_our_atomic_writer(tmp_path, monkey
     for module in (tuner_compat, search):
         monkeypatch.setattr(module, "write_text",
                             lambda path, text: written.append(os.path.basename(path)) or write_text(path, text))
-    tuner = make_tuner(_DenseHyperModel(), "random", max_trials=2, directory=tmp_path, project_name="p",
-                       objective="val_loss", seed=0)
+    tuner = dense_search(tmp_path, 2)
     x, y = np.random.default_rng(0).normal(size=(8, 4)), np.zeros(8, "int64")
     tuner.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
     assert not tuner_compat.is_worker(tuner)
@@ -301,10 +306,6 @@ def test_keras_tuner_runs_each_trial_through_the_methods_stop_cleanly_overrides(
 
     x, y = np.random.default_rng(0).normal(size=(8, 4)), np.zeros(8, "int64")
 
-    def tuner():
-        return make_tuner(_DenseHyperModel(), "random", max_trials=2, directory=tmp_path,
-                          project_name="p", objective="val_loss", seed=0)
-
     run_trial = keras_tuner.Tuner.run_trial
 
     def swallowed_interrupt(self, trial, *args, **kwargs):
@@ -313,7 +314,7 @@ def test_keras_tuner_runs_each_trial_through_the_methods_stop_cleanly_overrides(
 
     monkeypatch.setattr(keras_tuner.Tuner, "run_trial", swallowed_interrupt)
     with pytest.raises(signals.Interrupted) as interrupted:
-        tuner().search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+        dense_search(tmp_path, 2).search(x, y, validation_data=(x, y), epochs=1, verbose=0)
     signals._received.clear()
     assert interrupted.value.where.startswith("during trial 0 in ")
     trial_file = tmp_path / "p" / "trial_0" / "trial.json"
@@ -324,9 +325,9 @@ def test_keras_tuner_runs_each_trial_through_the_methods_stop_cleanly_overrides(
 
     monkeypatch.setattr(keras_tuner.Tuner, "run_trial", out_of_space)
     with pytest.raises(files.DiskFullError, match="No space left to write .*trial_0"):
-        tuner().search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+        dense_search(tmp_path, 2).search(x, y, validation_data=(x, y), epochs=1, verbose=0)
     monkeypatch.setattr(keras_tuner.Tuner, "run_trial", run_trial)
-    resumed = tuner()
+    resumed = dense_search(tmp_path, 2)
     resumed.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
     assert sorted((t.trial_id, t.status) for t in resumed.oracle.trials.values()) == [
         ("0", "COMPLETED"), ("1", "COMPLETED")]
@@ -345,8 +346,7 @@ def test_keras_tuner_tells_a_worker_from_its_environment_and_reads_the_state_we_
     assert not tuner_compat.is_worker_process()
     monkeypatch.undo()
 
-    tuner = make_tuner(_DenseHyperModel(), "random", max_trials=1, directory=tmp_path,
-                       project_name="p", objective="val_loss", seed=0)
+    tuner = dense_search(tmp_path, 1)
     x, y = np.random.default_rng(0).normal(size=(8, 4)), np.zeros(8, "int64")
     tuner.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
     assert set(tuner.oracle.get_state()) == set(tuner_compat.ORACLE_STATE_KEYS)
@@ -362,17 +362,13 @@ def test_keras_tuner_saves_a_new_trial_before_the_oracle_and_reload_reruns_it(tm
     would leave it running forever)."""
     x, y = np.random.default_rng(0).normal(size=(8, 4)), np.zeros(8, "int64")
 
-    def tuner(trials):
-        return make_tuner(_DenseHyperModel(), "random", max_trials=trials, directory=tmp_path,
-                          project_name="p", objective="val_loss", seed=0)
-
-    tuner(1).search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    dense_search(tmp_path, 1).search(x, y, validation_data=(x, y), epochs=1, verbose=0)
     project = tmp_path / "p"
     state = json.loads((project / "trial_0" / "trial.json").read_text())
     (project / "trial_1").mkdir()
     (project / "trial_1" / "trial.json").write_text(json.dumps(
         dict(state, trial_id="1", status="RUNNING", score=None, best_step=0)))
-    resumed = tuner(2)
+    resumed = dense_search(tmp_path, 2)
     resumed.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
     assert [(t.trial_id, t.status) for t in sorted(resumed.oracle.trials.values(),
                                                     key=lambda t: t.trial_id)] == [
@@ -386,15 +382,11 @@ def test_keras_tuner_reloads_only_with_the_tuner_state_file_and_we_reload_withou
     stopped before its first trial ended has only the oracle's state: reloaded from it."""
     x, y = np.random.default_rng(0).normal(size=(8, 4)), np.zeros(8, "int64")
 
-    def tuner(trials):
-        return make_tuner(_DenseHyperModel(), "random", max_trials=trials, directory=tmp_path,
-                          project_name="p", objective="val_loss", seed=0)
-
-    tuner(1).search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    dense_search(tmp_path, 1).search(x, y, validation_data=(x, y), epochs=1, verbose=0)
     assert json.loads((tmp_path / "p" / "tuner0.json").read_text()) == {}
     (tmp_path / "p" / "tuner0.json").unlink()
     first_trial = (tmp_path / "p" / "trial_0" / "trial.json").read_bytes()
-    resumed = tuner(2)
+    resumed = dense_search(tmp_path, 2)
     resumed.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
     assert sorted((t.trial_id, t.status) for t in resumed.oracle.trials.values()) == [
         ("0", "COMPLETED"), ("1", "COMPLETED")]
@@ -409,14 +401,10 @@ def test_keras_tuner_checkpoints_each_trial_where_we_check_the_space_first(tmp_p
 
     x, y = np.random.default_rng(0).normal(size=(8, 4)), np.zeros(8, "int64")
 
-    def tuner(trials):
-        return make_tuner(_DenseHyperModel(), "random", max_trials=trials, directory=tmp_path,
-                          project_name="p", objective="val_loss", seed=0)
-
-    first = tuner(1)
+    first = dense_search(tmp_path, 1)
     first.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
     assert os.path.isfile(tuner_compat.checkpoint_path(first, "0"))
     monkeypatch.setattr(files, "free_bytes", lambda path: 1000)
     with pytest.raises(files.DiskFullError, match=r"No space left to write .*trial_1.*checkpoint"):
-        tuner(2).search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+        dense_search(tmp_path, 2).search(x, y, validation_data=(x, y), epochs=1, verbose=0)
     assert not os.path.exists(tuner_compat.checkpoint_path(first, "1"))
