@@ -28,7 +28,7 @@ from keras_modern_cnn.assembly import (
     accepts_dtype,
     dense_classifier,
     image_input,
-    load_weights_if_given,
+    finished_model,
 )
 from keras_modern_cnn.blocks import conv_relu, conv_relu_output, smallest_input_size
 from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights
@@ -166,7 +166,7 @@ def AlexNet(
         dropout_rate=dropout_rate, classes=classes, classifier_activation=classifier_activation,
     )
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights, family="alexnet")
+    return finished_model(model, weights, family="alexnet")
 
 
 def alexnet_stages(batch_norm):

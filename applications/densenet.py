@@ -28,7 +28,7 @@ from keras_modern_cnn.assembly import (
     Variant,
     accepts_dtype,
     image_input,
-    load_weights_if_given,
+    finished_model,
     pooled_classifier,
 )
 from keras_modern_cnn.blocks import (
@@ -239,7 +239,7 @@ def DenseNet(
         classifier_activation=classifier_activation,
     )
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights, family="densenet")
+    return finished_model(model, weights, family="densenet")
 
 
 def densenet_stages(blocks):

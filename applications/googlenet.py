@@ -28,7 +28,7 @@ from keras_modern_cnn.assembly import (
     Variant,
     accepts_dtype,
     image_input,
-    load_weights_if_given,
+    finished_model,
     pooled_classifier,
 )
 from keras_modern_cnn.blocks import channel_axis, conv_relu, conv_relu_output, smallest_input_size
@@ -211,7 +211,7 @@ def GoogLeNet(
         classifier_activation=classifier_activation,
     )
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights, family="googlenet")
+    return finished_model(model, weights, family="googlenet")
 
 
 def googlenet_stages(batch_norm):

@@ -21,7 +21,7 @@ from keras_modern_cnn.assembly import (
     accepts_dtype,
     global_pool,
     image_input,
-    load_weights_if_given,
+    finished_model,
 )
 from keras_modern_cnn.blocks import apply_batch_norm, smallest_input_size
 from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights
@@ -116,7 +116,7 @@ def LeNet(
     else:
         x = global_pool(x, pooling)
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights, family="lenet")
+    return finished_model(model, weights, family="lenet")
 
 
 LENET_CONFIGS = {

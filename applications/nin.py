@@ -20,7 +20,7 @@ from keras_modern_cnn.assembly import (
     accepts_dtype,
     global_pool,
     image_input,
-    load_weights_if_given,
+    finished_model,
 )
 from keras_modern_cnn.blocks import conv_relu, smallest_input_size
 from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights
@@ -115,7 +115,7 @@ def NiN(
     else:
         x = global_pool(x, pooling)
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights, family="nin")
+    return finished_model(model, weights, family="nin")
 
 
 NIN_CONFIGS = {"nin": Variant("NiN", "d2l 8.3 NiN (Lin et al. 2014)", {})}

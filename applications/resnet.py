@@ -28,7 +28,7 @@ from keras_modern_cnn.assembly import (
     Variant,
     accepts_dtype,
     image_input,
-    load_weights_if_given,
+    finished_model,
     pooled_classifier,
 )
 from keras_modern_cnn.blocks import apply_batch_norm, drop_path, drop_path_rates
@@ -288,7 +288,7 @@ def ResNet(
         classifier_activation=classifier_activation,
     )
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights, family="resnet")
+    return finished_model(model, weights, family="resnet")
 
 
 _TORCHVISION = dict(conv_bias=False, stride_in="3x3", bn_epsilon=1e-5, bn_momentum=0.9)

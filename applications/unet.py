@@ -29,7 +29,7 @@ from keras_modern_cnn.assembly import (
     accepts_dtype,
     global_pool,
     image_input,
-    load_weights_if_given,
+    finished_model,
 )
 from keras_modern_cnn.blocks import apply_batch_norm, channel_axis
 from keras_modern_cnn.registry import encoder_names, get_spec
@@ -177,7 +177,7 @@ def UNet(
     else:
         x = global_pool(x, pooling)
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights, family="unet")
+    return finished_model(model, weights, family="unet")
 
 
 def _classic(x, depth, base_filters, batch_norm, width_ratio):

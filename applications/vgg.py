@@ -25,7 +25,7 @@ from keras_modern_cnn.assembly import (
     accepts_dtype,
     dense_classifier,
     image_input,
-    load_weights_if_given,
+    finished_model,
 )
 from keras_modern_cnn.blocks import conv_relu, conv_relu_output, smallest_input_size
 from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights
@@ -133,7 +133,7 @@ def VGG(
         dropout_rate=dropout_rate, classes=classes, classifier_activation=classifier_activation,
     )
     model = keras.Model(inputs, x, name=name)
-    return load_weights_if_given(model, weights, family="vgg")
+    return finished_model(model, weights, family="vgg")
 
 
 def min_input_size(arch):

@@ -9,8 +9,10 @@ which is the memory layout of our NHWC tensors). The figure of merit is ours / t
 two in the same round, median and range over rounds.
 
 Further candidates (`--candidates`): "keras_path" is our model with the package's PyTorch
-kernels switched off (`keras_modern_cnn.layers.torch_kernels.disabled()`: Keras's own torch
-ops, the path before issue 31), "ours_jit" our model compiled with `jit_compile=True`
+kernels and graph runner switched off (`keras_modern_cnn.layers.torch_kernels.disabled()`,
+`keras_modern_cnn.torch_graph.disabled(model)`: Keras's own torch ops and graph walk, the path
+before issue 31), "keras_graph" our model with only the graph runner off (Keras keeps every
+intermediate tensor until the call returns), "ours_jit" our model compiled with `jit_compile=True`
 (`torch.compile` of Keras's train/predict function), "tv_cl_compiled" torchvision's
 channels_last model under `torch.compile`.
 
@@ -20,6 +22,7 @@ FLOPs); DenseNet121 is the same network; torchvision's VGG16 gets ours' head (it
 7x7 average pool becomes an identity and `fc1` takes the flattened map) so that below 224 px
 both do the same work.
 
+`--memory` instead measures the peak memory one inference call adds (`call_peak_mib`).
 `--profile` instead runs each candidate under `torch.profiler` for a few steps and prints, per
 model, mode and candidate: wall time per step, time inside torch operators, the top operators,
 and every copy (`aten::copy_`) attributed to the Keras or package source line (or the autograd
@@ -28,6 +31,8 @@ node, in the backward pass) that made it.
     KERAS_BACKEND=torch python benchmarks/torch_native.py --sizes 64 --rounds 6
     KERAS_BACKEND=torch python benchmarks/torch_native.py --sizes 224 --rounds 3 --steps 1
     KERAS_BACKEND=torch python benchmarks/torch_native.py --profile --models resnet50
+    KERAS_BACKEND=torch python benchmarks/torch_native.py --memory --sizes 224 --batch-size 32 \
+        --candidates ours,keras_graph,tv_cl --rounds 3
 """
 
 import os
@@ -39,6 +44,8 @@ if os.environ.setdefault("KERAS_BACKEND", "torch") != "torch":
 import argparse  # noqa: E402
 import collections  # noqa: E402
 import contextlib  # noqa: E402
+import ctypes  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -49,11 +56,12 @@ import torch  # noqa: E402
 
 from _timing import random_batch  # noqa: E402
 import keras_modern_cnn as kmc  # noqa: E402
+from keras_modern_cnn import torch_graph  # noqa: E402
 from keras_modern_cnn.layers import torch_kernels  # noqa: E402
 
 MODELS = ("resnet50", "densenet121", "vgg16")
 REFERENCES = ("tv_nchw", "tv_cl")
-CANDIDATES = ("ours", *REFERENCES, "keras_path", "ours_jit", "tv_cl_compiled")
+CANDIDATES = ("ours", *REFERENCES, "keras_path", "keras_graph", "ours_jit", "tv_cl_compiled")
 MODES = ("train", "predict")
 _TORCHVISION_SCHEMAS = []  # keeps the torch.library.Library defining them alive
 
@@ -146,6 +154,14 @@ class KerasRunner:
         pass
 
 
+@contextlib.contextmanager
+def keras_path(model):
+    """Keras's own torch path, as before issue 31: its convolution and pooling ops, and its
+    walk of the functional graph."""
+    with torch_kernels.disabled(), torch_graph.disabled(model):
+        yield
+
+
 def runners(name, image_size, candidates, classes, batch_size, device="cpu"):
     """name -> runner of each candidate. On an accelerator our models get device-resident torch
     tensors (on CPU, numpy arrays: Keras wraps them without a copy)."""
@@ -165,7 +181,11 @@ def runners(name, image_size, candidates, classes, batch_size, device="cpu"):
             with torch_kernels.disabled():  # built so too: its kernels keep Keras's strides
                 model = our_model(name, image_size, classes)
             built[candidate] = KerasRunner(model, keras_images, keras_labels,
-                                           torch_kernels.disabled)
+                                           lambda model=model: keras_path(model))
+        elif candidate == "keras_graph":
+            model = our_model(name, image_size, classes)
+            built[candidate] = KerasRunner(model, keras_images, keras_labels,
+                                           lambda model=model: torch_graph.disabled(model))
         elif candidate == "ours_jit":
             built[candidate] = KerasRunner(
                 our_model(name, image_size, classes, jit_compile=True), keras_images, keras_labels
@@ -335,6 +355,52 @@ def profile(args):
             del runs
 
 
+# --- memory ---------------------------------------------------------------------------------
+
+def _status_kib(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} is not in /proc/self/status")
+
+
+def call_peak_mib(call):
+    """Resident memory (MiB) `call` adds at its peak above what is live before it: free heap
+    memory handed back first (glibc's `malloc_trim`), then the process's high-water mark reset
+    (`/proc/self/clear_refs`, Linux) and read after the call."""
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    before = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+    call()
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+def peak_memory(args):
+    """Per model, size and candidate: the most memory one inference call adds (median of
+    `--rounds`, candidates interleaved)."""
+    candidates = args.candidates.split(",")
+    report = dict(batch_size=args.batch_size, unit="MiB", results={})
+    for size in (int(s) for s in args.sizes.split(",")):
+        for name in args.models.split(","):
+            runs = runners(name, size, candidates, args.classes, args.batch_size)
+            set_mode(runs, "predict")
+            peaks = {candidate: [] for candidate in runs}
+            for candidate, run in runs.items():
+                run.predict()
+            for round_index in range(args.rounds):
+                order = list(runs) if round_index % 2 == 0 else list(runs)[::-1]
+                for candidate in order:
+                    peaks[candidate].append(call_peak_mib(runs[candidate].predict))
+            key = f"{name}/{size}/predict"
+            report["results"][key] = {c: round(statistics.median(v), 1) for c, v in peaks.items()}
+            print(json.dumps({key: report["results"][key]}), flush=True)
+            del runs
+    return report
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
@@ -348,6 +414,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--memory", action="store_true",
+                        help="peak memory of one inference call instead of speed (Linux)")
     parser.add_argument("--profile-steps", type=int, default=2)
     parser.add_argument("--profile-rows", type=int, default=12)
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
@@ -363,7 +431,7 @@ def main():
     if args.profile:
         profile(args)
         return
-    report = measure(args)
+    report = peak_memory(args) if args.memory else measure(args)
     print(json.dumps(report, indent=2))
     if args.output:
         with open(args.output, "w") as handle:

@@ -47,6 +47,42 @@ def nodes_by_depth(model):
     return getattr(graph, "_nodes_by_depth", None)
 
 
+def graph_steps(model):
+    """The nodes of a functional model's graph in the order `Function._run_through_graph` runs
+    them (deepest first, input nodes left out), or None for any other model.
+
+    Relies on `Functional._nodes_by_depth` and on `Node.operation`, `Node.is_input`,
+    `Node.input_tensors`, `Node.outputs` and `Node.arguments.fill_in(tensors by id)`.
+    """
+    from keras.src.models.functional import Functional
+
+    if not isinstance(model, Functional):
+        return None
+    by_depth = model._nodes_by_depth
+    return [
+        node
+        for depth in sorted(by_depth, reverse=True)
+        for node in by_depth[depth]
+        if node.operation and not node.is_input
+    ]
+
+
+def replace_graph_runner(model, runner):
+    """Make `runner(inputs, operation_fn=..., call_fn=None)` run `model`'s graph.
+
+    Relies on `Functional.call` (and `keras.models.clone_model`) calling
+    `self._run_through_graph(inputs, operation_fn=...)`: an instance attribute of that name
+    is found before the class's method. Set with `object.__setattr__`, outside Keras's and
+    torch's attribute tracking (it is neither a layer, a variable nor saved).
+    """
+    object.__setattr__(model, "_run_through_graph", runner)
+
+
+def outputs_structure(model):
+    """The nesting of a functional model's outputs. Relies on `Function._outputs_struct`."""
+    return model._outputs_struct
+
+
 def call_context_arguments(layer):
     """`(names, accepted)`: the call-context arguments `Layer.__call__` resolves for `layer`
     ("training") and, per name, whether `layer.call` takes it.

@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 
 import keras
 
+from keras_modern_cnn import torch_graph
 from keras_modern_cnn.registry import register_model
 from keras_modern_cnn.types import DType
 from keras_modern_cnn.validation import (
@@ -436,14 +437,16 @@ def preprocessing_layer(weights, channels, size, *, spec=None):
     )
 
 
-def load_weights_if_given(model, weights, *, family=None):
-    """Load `weights` (a `Preset`, a file, an `hf://` reference) into `model`, whose family's
-    PyTorch layout (`family`) converts state dicts (`keras_modern_cnn.weights.load_weights`)."""
-    if weights is None:
-        return model
-    from keras_modern_cnn.weights.loading import load_weights
+def finished_model(model, weights, *, family=None):
+    """A builder's last step: `model` with `weights` (a `Preset`, a file, an `hf://` reference)
+    loaded, its family's PyTorch layout (`family`) converting state dicts
+    (`keras_modern_cnn.weights.load_weights`), and on torch its graph run by
+    `keras_modern_cnn.torch_graph` (intermediates released after their last use)."""
+    if weights is not None:
+        from keras_modern_cnn.weights.loading import load_weights
 
-    return load_weights(model, weights, family=family)
+        model = load_weights(model, weights, family=family)
+    return torch_graph.install(model)
 
 
 def global_pool(x, pooling, *, name="avg_pool"):

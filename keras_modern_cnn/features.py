@@ -14,6 +14,7 @@ import collections
 
 import keras
 
+from keras_modern_cnn import torch_graph
 from keras_modern_cnn.blocks import channel_axis
 from keras_modern_cnn.validation import check_out_indices
 
@@ -49,7 +50,7 @@ def feature_model(model, stages, out_indices=None):
         tensor = model.get_layer(layer_name).output
         outputs.append(tensor)
         info.append(FeatureInfo(layer_name, int(channels_of(tensor)), reduction))
-    features = keras.Model(model_inputs(model), outputs, name=model.name)
+    features = torch_graph.install(keras.Model(model_inputs(model), outputs, name=model.name))
     features.feature_info = tuple(info)
     return features
 

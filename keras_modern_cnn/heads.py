@@ -12,6 +12,7 @@ layer (its class block is a NiN block with `classes` channels): rebuild it with 
 
 import keras
 
+from keras_modern_cnn import torch_graph
 from keras_modern_cnn.features import model_inputs
 from keras_modern_cnn.types import Activation
 from keras_modern_cnn.validation import check_positive_int
@@ -37,7 +38,9 @@ def pre_logits(model: keras.Model) -> keras.Model:
     """The functional model from `model`'s inputs to the input of its `predictions` layer:
     the pooled (or flattened dense) features the classifier reads, as timm's pre-logits."""
     layer = _predictions(model)
-    return keras.Model(model_inputs(model), layer.input, name=f"{model.name}_pre_logits")
+    return torch_graph.install(
+        keras.Model(model_inputs(model), layer.input, name=f"{model.name}_pre_logits")
+    )
 
 
 def num_features(model: keras.Model) -> int:
@@ -76,7 +79,7 @@ def replace_head(
         head = keras.layers.Conv2D(
             classes, 1, activation=classifier_activation, name="predictions"
         )
-    return keras.Model(model_inputs(model), head(layer.input), name=model.name)
+    return torch_graph.install(keras.Model(model_inputs(model), head(layer.input), name=model.name))
 
 
 

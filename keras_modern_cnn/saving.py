@@ -90,6 +90,7 @@ def load_model(path: PathLike) -> "keras.Model":
     import keras
 
     import keras_modern_cnn
+    from keras_modern_cnn import torch_graph
 
     keras_modern_cnn._load()  # registers the custom layers for safe loading
     check_model_file(path)
@@ -100,12 +101,13 @@ def load_model(path: PathLike) -> "keras.Model":
                 with open(path, "rb") as source, open(portable, "wb") as copy:
                     copy.write(source.read())
                 return keras.saving.load_model(make_backend_portable(portable))
-        return keras.saving.load_model(path)
+        model = keras.saving.load_model(path)
     except Exception as error:  # a foreign file, a missing custom object
         raise ValueError(
             f"Cannot load the model ({type(error).__name__}: {' '.join(str(error).split())[:200]}). "
             f"Received: model_file={str(path)!r}"
         ) from None
+    return torch_graph.install(model)
 
 
 def check_model_file(path: PathLike) -> None:

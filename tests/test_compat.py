@@ -45,6 +45,46 @@ def test_nodes_by_depth_of_functional_and_sequential_models_but_not_subclassed_o
     assert _compat.nodes_by_depth(Subclassed()) is None
 
 
+def test_a_functional_model_runs_its_graph_through_an_instance_runner_in_graph_steps_order():
+    """`keras_modern_cnn.torch_graph`: `Functional.call` (and `clone_model`) call
+    `self._run_through_graph(inputs, operation_fn=...)`, found on the instance; Keras runs the
+    nodes in `graph_steps`'s order; `Node.arguments.fill_in` takes tensors by id; the outputs'
+    nesting is `_outputs_struct`."""
+    order = []
+
+    class Recorder(keras.layers.Layer):
+        def call(self, x):
+            order.append(self.name)
+            return x + 1.0
+
+    x = inputs = keras.Input((4,))
+    a = Recorder(name="a")(x)
+    b = Recorder(name="b")(Recorder(name="b0")(x))
+    outputs = {"sum": keras.layers.Add(name="add")([Recorder(name="c")(a), b]), "a": a}
+    model = keras.Model(inputs, outputs)
+    order.clear()  # the symbolic calls that built the graph
+    model(np.ones((1, 4), "float32"))
+    steps = _compat.graph_steps(model)
+    assert [node.operation.name for node in steps if node.operation.name != "add"] == order
+    node = steps[0]
+    value = keras.ops.ones((1, 4))
+    args, kwargs = node.arguments.fill_in({id(node.input_tensors[0]): value})
+    assert args[0] is value and kwargs == {}
+    structure = _compat.outputs_structure(model)
+    assert set(structure) == {"sum", "a"} and keras.tree.flatten(structure) == model.outputs
+    assert _compat.graph_steps(keras.Sequential([keras.layers.Dense(1)])) is None
+    calls = []
+
+    def runner(inputs, operation_fn=lambda op: op, call_fn=None):
+        calls.append(call_fn)
+        return type(model)._run_through_graph(model, inputs, operation_fn, call_fn)
+
+    _compat.replace_graph_runner(model, runner)
+    model(np.ones((1, 4), "float32"))
+    keras.models.clone_model(model)
+    assert calls == [None, None]
+
+
 def test_loss_function_arguments_are_what_the_wrapped_function_receives():
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=3)
     arguments = _compat.loss_function_arguments(loss)

@@ -14,6 +14,7 @@ The graph is read from the model's public functional config and rebuilt with
 import keras
 import numpy as np
 
+from keras_modern_cnn import torch_graph
 from keras_modern_cnn.layers import BatchNorm
 
 _BATCH_NORMS = (BatchNorm, keras.layers.BatchNormalization)
@@ -166,4 +167,4 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
             layer.bias.assign(bias.astype(layer.bias.dtype))
         else:
             layer.set_weights(original.get_weights())
-    return folded
+    return torch_graph.install(folded)
