@@ -55,6 +55,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from _timing import random_batch  # noqa: E402
+
+# torchvision's model definitions beside a CPU torch: the one home of that import is the tests'.
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+from _torch_models import torchvision  # noqa: E402
 import keras_modern_cnn as kmc  # noqa: E402
 from keras_modern_cnn import torch_graph  # noqa: E402
 from keras_modern_cnn.layers import torch_kernels  # noqa: E402
@@ -63,33 +67,11 @@ MODELS = ("resnet50", "densenet121", "vgg16")
 REFERENCES = ("tv_nchw", "tv_cl")
 CANDIDATES = ("ours", *REFERENCES, "keras_path", "keras_graph", "ours_jit", "tv_cl_compiled")
 MODES = ("train", "predict")
-_TORCHVISION_SCHEMAS = []  # keeps the torch.library.Library defining them alive
-
-
-def import_torchvision():
-    """`torchvision`, importable from the CPU build of torch.
-
-    The installed torchvision is a CUDA build whose compiled operators do not load against
-    torch's CPU build, and `import torchvision` fails with "operator torchvision::nms does not
-    exist" (its Python registers fake implementations of them). Defining the two schemas it
-    looks up first lets it import; the model definitions are pure Python.
-    """
-    if "torchvision" not in sys.modules:
-        try:
-            torch.ops.torchvision.nms  # noqa: B018 (defined when the compiled ops loaded)
-        except (AttributeError, RuntimeError):
-            library = torch.library.Library("torchvision", "DEF")
-            library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            library.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            _TORCHVISION_SCHEMAS.append(library)
-    import torchvision
-
-    return torchvision
 
 
 def torchvision_model(name, image_size, classes):
     """torchvision's `name` with random weights; VGG16 with our head (see the module doc)."""
-    models = import_torchvision().models
+    models = torchvision()
     model = getattr(models, name)(weights=None, num_classes=classes)
     if name == "vgg16":
         side = image_size // 32

@@ -10,7 +10,8 @@ import go through. Where torchvision's own library does load (a matching CPU bui
 machine), the operators exist and nothing is defined. Detection ops then stay unusable: these
 tests never call them.
 
-The one place the tests import torchvision or timm: `torchvision()` and `timm()` below.
+The one place the tests (and benchmarks/torch_native.py, weights.py) import torchvision or timm:
+`torchvision()` and `timm()` below.
 """
 
 import functools
