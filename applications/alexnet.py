@@ -27,8 +27,8 @@ from keras_modern_cnn.assembly import (
     Variant,
     accepts_dtype,
     dense_classifier,
-    image_input,
     finished_model,
+    image_input,
 )
 from keras_modern_cnn.blocks import conv_relu, conv_relu_output, smallest_input_size
 from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights

@@ -27,8 +27,8 @@ from keras_modern_cnn.assembly import (
     Family,
     Variant,
     accepts_dtype,
-    image_input,
     finished_model,
+    image_input,
     pooled_classifier,
 )
 from keras_modern_cnn.blocks import channel_axis, conv_relu, conv_relu_output, smallest_input_size

@@ -19,9 +19,9 @@ from keras_modern_cnn.assembly import (
     Family,
     Variant,
     accepts_dtype,
+    finished_model,
     global_pool,
     image_input,
-    finished_model,
 )
 from keras_modern_cnn.blocks import apply_batch_norm, smallest_input_size
 from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights

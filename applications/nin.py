@@ -18,9 +18,9 @@ from keras_modern_cnn.assembly import (
     Family,
     Variant,
     accepts_dtype,
+    finished_model,
     global_pool,
     image_input,
-    finished_model,
 )
 from keras_modern_cnn.blocks import conv_relu, smallest_input_size
 from keras_modern_cnn.types import Activation, Pooling, Shape, Tensor, Weights

@@ -27,9 +27,9 @@ from keras_modern_cnn.assembly import (
     Family,
     Variant,
     accepts_dtype,
+    finished_model,
     global_pool,
     image_input,
-    finished_model,
 )
 from keras_modern_cnn.blocks import apply_batch_norm, channel_axis
 from keras_modern_cnn.registry import encoder_names, get_spec

@@ -78,6 +78,12 @@ def replace_graph_runner(model, runner):
     object.__setattr__(model, "_run_through_graph", runner)
 
 
+def remove_graph_runner(model):
+    """Take back a runner `replace_graph_runner` gave `model` (None if it has none): Keras's
+    `Function._run_through_graph` runs its graph again."""
+    return vars(model).pop("_run_through_graph", None)
+
+
 def outputs_structure(model):
     """The nesting of a functional model's outputs. Relies on `Function._outputs_struct`."""
     return model._outputs_struct
